@@ -1,0 +1,356 @@
+"""The internal messages actors exchange over memory channels.
+
+Every message is a frozen msgspec Struct with an explicit, stable tag (the ``type`` field
+when serialised), so a stream of them can be logged, replayed or sent across a process
+boundary with ``encode_message``/``decode_message``. Bytes travel, not numpy arrays. Times
+are seconds on trio's clock (``trio.current_time()``), supplied by the sender.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, cast
+
+import msgspec
+
+from protocol.errors import RemoteProtocolError
+
+SampleFormat = Literal["s16", "s32", "f32"]
+PixelFormat = Literal["rgb24", "rgba", "gray"]
+Role = Literal["user", "agent"]
+Scheduling = Literal["SILENT", "WHEN_IDLE", "INTERRUPT"]
+
+
+class Message(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    """Base of every internal message."""
+
+
+# --- media in: capture -> encoder -> gemini-link ----------------------------------------
+
+
+class RawAudio(Message, frozen=True, tag="audio.raw"):
+    """Interleaved samples as captured, any rate and channel count."""
+
+    data: bytes
+    sample_rate: int
+    channels: int
+    sample_format: SampleFormat
+    timestamp: float
+    source: str = ""
+
+
+class AudioChunk(Message, frozen=True, tag="audio.chunk"):
+    """16 kHz mono little-endian PCM16, ready for ``realtimeInput.audio``."""
+
+    data: bytes
+    timestamp: float
+    sequence: int
+
+
+class RawVideo(Message, frozen=True, tag="video.raw"):
+    """One uncompressed frame, rows top to bottom, no padding."""
+
+    data: bytes
+    width: int
+    height: int
+    pixel_format: PixelFormat
+    timestamp: float
+
+
+class VideoFrame(Message, frozen=True, tag="video.frame"):
+    """One encoded still (JPEG or PNG), ready for ``realtimeInput.video``."""
+
+    data: bytes
+    mime_type: str
+    width: int
+    height: int
+    timestamp: float
+
+
+class EndOfStream(Message, frozen=True, tag="stream.end"):
+    """The source named ``source`` has no more data: an orderly end, not an error."""
+
+    source: str
+    timestamp: float
+
+
+# --- user input control: facade -> gemini-link -------------------------------------------
+
+
+class TextInput(Message, frozen=True, tag="input.text"):
+    """Text from the user; ``realtime`` sends it as realtimeInput, else as a complete turn."""
+
+    text: str
+    realtime: bool = False
+
+
+class ActivityStarted(Message, frozen=True, tag="input.activity_start"):
+    """Manual activity detection: the user started speaking."""
+
+    timestamp: float
+
+
+class ActivityEnded(Message, frozen=True, tag="input.activity_end"):
+    """Manual activity detection: the user stopped speaking."""
+
+    timestamp: float
+
+
+class AudioStreamEnded(Message, frozen=True, tag="input.audio_stream_end"):
+    """Automatic activity detection: the microphone stream paused or ended."""
+
+    timestamp: float
+
+
+class ChatTurn(msgspec.Struct, frozen=True, kw_only=True):
+    """One entry of the conversation history."""
+
+    role: Role
+    text: str
+    item_id: str = ""
+    interrupted: bool = False
+
+
+class ResponseRequested(Message, frozen=True, tag="input.create_response"):
+    """Ask the model to reply now, after appending ``turns`` to the history."""
+
+    turns: tuple[ChatTurn, ...] = ()
+
+
+class InstructionsUpdated(Message, frozen=True, tag="input.instructions"):
+    instructions: str
+
+
+# --- model output: gemini-link -> playout, transcriber, application ----------------------
+
+
+class SessionReady(Message, frozen=True, tag="session.ready"):
+    """setupComplete arrived: the connection accepts input."""
+
+    session_id: str | None = None
+
+
+class TurnStarted(Message, frozen=True, tag="turn.started"):
+    turn_id: int
+
+
+class ModelAudio(Message, frozen=True, tag="model.audio"):
+    """Model speech: mono PCM16 at ``sample_rate`` (24 kHz), ``offset`` samples into the turn."""
+
+    turn_id: int
+    data: bytes
+    offset: int
+    sample_rate: int = 24000
+
+
+class ModelText(Message, frozen=True, tag="model.text"):
+    turn_id: int
+    text: str
+    thought: bool = False
+
+
+class GenerationCompleted(Message, frozen=True, tag="turn.generation_complete"):
+    turn_id: int
+
+
+class TurnInterrupted(Message, frozen=True, tag="turn.interrupted"):
+    """The user barged in: stop playing ``turn_id`` now."""
+
+    turn_id: int
+
+
+class TurnCompleted(Message, frozen=True, tag="turn.complete"):
+    turn_id: int
+    interrupted: bool = False
+    reason: str | None = None
+
+
+class TranscriptFragment(Message, frozen=True, tag="transcript.fragment"):
+    role: Role
+    turn_id: int
+    text: str
+    finished: bool = False
+
+
+class VoiceActivityDetected(Message, frozen=True, tag="voice_activity"):
+    kind: Literal["start", "end"]
+
+
+# --- tools: gemini-link <-> tool-executor -------------------------------------------------
+
+
+class ToolCallRequested(Message, frozen=True, tag="tool.call"):
+    call_id: str
+    name: str
+    args: dict[str, Any]
+    turn_id: int
+
+
+class ToolCallsCancelled(Message, frozen=True, tag="tool.cancelled"):
+    call_ids: tuple[str, ...]
+
+
+class ToolResult(Message, frozen=True, tag="tool.result"):
+    """The one response to a call: ``output`` on success, ``error`` otherwise."""
+
+    call_id: str
+    name: str
+    output: dict[str, Any] | None = None
+    error: str | None = None
+    scheduling: Scheduling | None = None
+    will_continue: bool | None = None
+
+
+# --- session state: gemini-link -> application -------------------------------------------
+
+
+class ResumptionUpdated(Message, frozen=True, tag="session.resumption"):
+    handle: str | None
+    resumable: bool
+
+
+class GoAwayReceived(Message, frozen=True, tag="session.go_away"):
+    time_left: float
+
+
+class UsageReported(Message, frozen=True, tag="usage"):
+    turn_id: int | None
+    prompt_tokens: int = 0
+    response_tokens: int = 0
+    total_tokens: int = 0
+    thoughts_tokens: int = 0
+    cached_tokens: int = 0
+
+
+class Connected(Message, frozen=True, tag="link.connected"):
+    resumed: bool
+
+
+class Reconnecting(Message, frozen=True, tag="link.reconnecting"):
+    reason: str
+    attempt: int
+    delay: float
+
+
+class Reconnected(Message, frozen=True, tag="link.reconnected"):
+    """``restored``: the server resumed the session; otherwise the history was re-seeded."""
+
+    restored: bool
+
+
+class Dropped(Message, frozen=True, tag="dropped"):
+    """Something was discarded on purpose (by a bound or a latest-wins policy)."""
+
+    what: str
+    count: int
+
+
+# --- playout: playout -> transcriber, application -----------------------------------------
+
+
+class PlayoutProgress(Message, frozen=True, tag="playout.progress"):
+    turn_id: int
+    samples_played: int
+    sample_rate: int = 24000
+
+
+class PlayoutFinished(Message, frozen=True, tag="playout.finished"):
+    turn_id: int
+    samples_played: int
+    interrupted: bool
+    sample_rate: int = 24000
+
+
+class PlayoutUnderrun(Message, frozen=True, tag="playout.underrun"):
+    turn_id: int
+    total_underruns: int
+
+
+# --- lifecycle and metrics: every actor -> application ------------------------------------
+
+
+class ActorStarted(Message, frozen=True, tag="actor.started"):
+    actor: str
+    incarnation: int
+
+
+class ActorCrashed(Message, frozen=True, tag="actor.crashed"):
+    actor: str
+    error_type: str
+    error: str
+
+
+class ActorRestarting(Message, frozen=True, tag="actor.restarting"):
+    actor: str
+    attempt: int
+    delay: float
+
+
+class ActorGaveUp(Message, frozen=True, tag="actor.gave_up"):
+    actor: str
+    error: str
+
+
+class MetricRecorded(Message, frozen=True, tag="metrics"):
+    """A measurement, e.g. ``time_to_first_audio`` in seconds for ``turn_id``."""
+
+    name: str
+    value: float
+    turn_id: int | None = None
+
+
+InternalMessage = (
+    RawAudio
+    | AudioChunk
+    | RawVideo
+    | VideoFrame
+    | EndOfStream
+    | TextInput
+    | ActivityStarted
+    | ActivityEnded
+    | AudioStreamEnded
+    | ResponseRequested
+    | InstructionsUpdated
+    | SessionReady
+    | TurnStarted
+    | ModelAudio
+    | ModelText
+    | GenerationCompleted
+    | TurnInterrupted
+    | TurnCompleted
+    | TranscriptFragment
+    | VoiceActivityDetected
+    | ToolCallRequested
+    | ToolCallsCancelled
+    | ToolResult
+    | ResumptionUpdated
+    | GoAwayReceived
+    | UsageReported
+    | Connected
+    | Reconnecting
+    | Reconnected
+    | Dropped
+    | PlayoutProgress
+    | PlayoutFinished
+    | PlayoutUnderrun
+    | ActorStarted
+    | ActorCrashed
+    | ActorRestarting
+    | ActorGaveUp
+    | MetricRecorded
+)
+
+_message_encoder = msgspec.msgpack.Encoder()
+_message_decoder = msgspec.msgpack.Decoder(InternalMessage)
+
+
+def encode_message(message: InternalMessage) -> bytes:
+    """Serialise an internal message (msgpack, tagged by its ``type``)."""
+    return _message_encoder.encode(message)
+
+
+def decode_message(data: bytes) -> InternalMessage:
+    """Inverse of ``encode_message``; raises ``RemoteProtocolError`` on bad input."""
+    try:
+        return cast(InternalMessage, _message_decoder.decode(data))
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise RemoteProtocolError(f"invalid internal message: {exc}") from exc

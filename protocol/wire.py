@@ -1,0 +1,460 @@
+"""The Gemini Live wire format (``BidiGenerateContent``) as msgspec Structs, and its codec.
+
+Field names are Python snake_case and go on the wire as lowerCamelCase; ``None`` fields are
+left out; bytes travel as standard base64. Unknown fields are ignored on decode, so a newer
+server does not break an older client. Free-form JSON (function arguments and responses,
+JSON schemas, empty tool configs such as ``googleSearch: {}``) is kept as ``dict[str, Any]``
+and never rewritten.
+
+``encode()`` serialises any client message (wrapped under its top-level key) or a whole
+``ServerMessage``. ``decode_server()`` reads what a server sends, strictly and fast.
+``protocol.lenient.decode_client()`` reads what real clients send, leniently.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final, Literal
+
+import msgspec
+
+from protocol.errors import LocalProtocolError, RemoteProtocolError, validation_path
+
+Modality = Literal["AUDIO", "TEXT", "IMAGE"]
+MediaResolution = Literal[
+    "MEDIA_RESOLUTION_UNSPECIFIED",
+    "MEDIA_RESOLUTION_LOW",
+    "MEDIA_RESOLUTION_MEDIUM",
+    "MEDIA_RESOLUTION_HIGH",
+]
+Behavior = Literal["UNSPECIFIED", "BLOCKING", "NON_BLOCKING"]
+Scheduling = Literal["SCHEDULING_UNSPECIFIED", "SILENT", "WHEN_IDLE", "INTERRUPT"]
+StartSensitivity = Literal[
+    "START_SENSITIVITY_UNSPECIFIED", "START_SENSITIVITY_HIGH", "START_SENSITIVITY_LOW"
+]
+EndSensitivity = Literal[
+    "END_SENSITIVITY_UNSPECIFIED", "END_SENSITIVITY_HIGH", "END_SENSITIVITY_LOW"
+]
+ActivityHandling = Literal[
+    "ACTIVITY_HANDLING_UNSPECIFIED", "START_OF_ACTIVITY_INTERRUPTS", "NO_INTERRUPTION"
+]
+TurnCoverage = Literal[
+    "TURN_COVERAGE_UNSPECIFIED",
+    "TURN_INCLUDES_ONLY_ACTIVITY",
+    "TURN_INCLUDES_ALL_INPUT",
+    "TURN_INCLUDES_AUDIO_ACTIVITY_AND_ALL_VIDEO",
+]
+ThinkingLevel = Literal["THINKING_LEVEL_UNSPECIFIED", "MINIMAL", "LOW", "MEDIUM", "HIGH"]
+
+JsonObject = dict[str, Any]
+
+
+class WireStruct(msgspec.Struct, rename="camel", omit_defaults=True, kw_only=True):
+    """Base of every wire Struct: camelCase names, ``None`` fields omitted."""
+
+
+# --- shared content types ---------------------------------------------------------------
+
+
+class Blob(WireStruct):
+    mime_type: str | None = None
+    data: bytes | None = None
+    display_name: str | None = None
+
+
+class FunctionCall(WireStruct):
+    id: str | None = None
+    name: str | None = None
+    args: JsonObject | None = None
+
+
+class FunctionResponse(WireStruct):
+    id: str | None = None
+    name: str | None = None
+    response: JsonObject | None = None
+    scheduling: Scheduling | None = None
+    will_continue: bool | None = None
+
+
+class Part(WireStruct):
+    text: str | None = None
+    inline_data: Blob | None = None
+    function_call: FunctionCall | None = None
+    function_response: FunctionResponse | None = None
+    thought: bool | None = None
+    thought_signature: bytes | None = None
+    executable_code: JsonObject | None = None
+    code_execution_result: JsonObject | None = None
+
+
+class Content(WireStruct):
+    role: str | None = None
+    parts: list[Part] | None = None
+
+
+# --- setup ------------------------------------------------------------------------------
+
+
+class PrebuiltVoiceConfig(WireStruct):
+    voice_name: str | None = None
+
+
+class VoiceConfig(WireStruct):
+    prebuilt_voice_config: PrebuiltVoiceConfig | None = None
+
+
+class SpeechConfig(WireStruct):
+    voice_config: VoiceConfig | None = None
+    language_code: str | None = None
+
+
+class ThinkingConfig(WireStruct):
+    thinking_budget: int | None = None
+    thinking_level: ThinkingLevel | None = None
+    include_thoughts: bool | None = None
+
+
+class GenerationConfig(WireStruct):
+    response_modalities: list[Modality] | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: float | None = None
+    max_output_tokens: int | None = None
+    candidate_count: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    seed: int | None = None
+    media_resolution: MediaResolution | None = None
+    speech_config: SpeechConfig | None = None
+    thinking_config: ThinkingConfig | None = None
+    enable_affective_dialog: bool | None = None
+
+
+class FunctionDeclaration(WireStruct):
+    name: str
+    description: str | None = None
+    parameters: JsonObject | None = None
+    parameters_json_schema: Any = None
+    response: JsonObject | None = None
+    response_json_schema: Any = None
+    behavior: Behavior | None = None
+
+
+class Tool(WireStruct):
+    function_declarations: list[FunctionDeclaration] | None = None
+    google_search: JsonObject | None = None
+    google_search_retrieval: JsonObject | None = None
+    code_execution: JsonObject | None = None
+    url_context: JsonObject | None = None
+
+
+class AutomaticActivityDetection(WireStruct):
+    disabled: bool | None = None
+    start_of_speech_sensitivity: StartSensitivity | None = None
+    end_of_speech_sensitivity: EndSensitivity | None = None
+    prefix_padding_ms: int | None = None
+    silence_duration_ms: int | None = None
+
+
+class RealtimeInputConfig(WireStruct):
+    automatic_activity_detection: AutomaticActivityDetection | None = None
+    activity_handling: ActivityHandling | None = None
+    turn_coverage: TurnCoverage | None = None
+
+
+class AudioTranscriptionConfig(WireStruct):
+    language_codes: list[str] | None = None
+
+
+class SlidingWindow(WireStruct):
+    target_tokens: int | None = None
+
+
+class ContextWindowCompression(WireStruct):
+    trigger_tokens: int | None = None
+    sliding_window: SlidingWindow | None = None
+
+
+class SessionResumptionConfig(WireStruct):
+    handle: str | None = None
+    transparent: bool | None = None
+
+
+class ProactivityConfig(WireStruct):
+    proactive_audio: bool | None = None
+
+
+class HistoryConfig(WireStruct):
+    initial_history_in_client_content: bool | None = None
+
+
+# --- client messages --------------------------------------------------------------------
+
+
+class Setup(WireStruct):
+    """``setup``: the first client message; fixes the configuration of the connection."""
+
+    model: str
+    generation_config: GenerationConfig | None = None
+    system_instruction: Content | None = None
+    tools: list[Tool] | None = None
+    realtime_input_config: RealtimeInputConfig | None = None
+    input_audio_transcription: AudioTranscriptionConfig | None = None
+    output_audio_transcription: AudioTranscriptionConfig | None = None
+    context_window_compression: ContextWindowCompression | None = None
+    session_resumption: SessionResumptionConfig | None = None
+    proactivity: ProactivityConfig | None = None
+    history_config: HistoryConfig | None = None
+
+
+class ClientContent(WireStruct):
+    """``clientContent``: turns appended to the history; ``turn_complete`` starts a reply."""
+
+    turns: list[Content] | None = None
+    turn_complete: bool | None = None
+
+
+class ActivityStart(WireStruct):
+    pass
+
+
+class ActivityEnd(WireStruct):
+    pass
+
+
+class RealtimeInput(WireStruct):
+    """``realtimeInput``: exactly one of its fields is set (``media_chunks`` is deprecated)."""
+
+    audio: Blob | None = None
+    video: Blob | None = None
+    text: str | None = None
+    activity_start: ActivityStart | None = None
+    activity_end: ActivityEnd | None = None
+    audio_stream_end: bool | None = None
+    media_chunks: list[Blob] | None = None
+
+
+class ToolResponse(WireStruct):
+    """``toolResponse``: answers to ``toolCall``s; the Gemini API requires each ``id``."""
+
+    function_responses: list[FunctionResponse] | None = None
+
+
+class ContextUpdateTools(WireStruct):
+    tools: list[Tool] | None = None
+
+
+class ContextUpdate(WireStruct):
+    """``contextUpdate``: new system instruction and/or tools for the rest of the session."""
+
+    system_instruction: Content | None = None
+    tools: ContextUpdateTools | None = None
+
+
+ClientMessage = Setup | ClientContent | RealtimeInput | ToolResponse | ContextUpdate
+
+
+class ClientEnvelope(WireStruct):
+    """One client frame: exactly one of these top-level keys is set."""
+
+    setup: Setup | None = None
+    client_content: ClientContent | None = None
+    realtime_input: RealtimeInput | None = None
+    tool_response: ToolResponse | None = None
+    context_update: ContextUpdate | None = None
+
+
+# --- server messages --------------------------------------------------------------------
+
+
+class SetupComplete(WireStruct):
+    session_id: str | None = None
+
+
+class Transcription(WireStruct):
+    text: str | None = None
+    finished: bool | None = None
+
+
+class ServerContent(WireStruct):
+    model_turn: Content | None = None
+    generation_complete: bool | None = None
+    turn_complete: bool | None = None
+    interrupted: bool | None = None
+    input_transcription: Transcription | None = None
+    output_transcription: Transcription | None = None
+    grounding_metadata: JsonObject | None = None
+    url_context_metadata: JsonObject | None = None
+    turn_complete_reason: str | None = None
+    waiting_for_input: bool | None = None
+    interaction_status: str | None = None
+
+
+class ToolCall(WireStruct):
+    function_calls: list[FunctionCall] | None = None
+
+
+class ToolCallCancellation(WireStruct):
+    ids: list[str] | None = None
+
+
+class GoAway(WireStruct):
+    time_left: str | None = None
+
+
+class SessionResumptionUpdate(WireStruct):
+    new_handle: str | None = None
+    resumable: bool | None = None
+    last_consumed_client_message_index: int | None = None
+
+
+class ModalityTokenCount(WireStruct):
+    modality: str | None = None
+    token_count: int | None = None
+
+
+class UsageMetadata(WireStruct):
+    """Token usage; the Gemini API says ``response*``, Vertex says ``candidates*``."""
+
+    prompt_token_count: int | None = None
+    cached_content_token_count: int | None = None
+    response_token_count: int | None = None
+    candidates_token_count: int | None = None
+    tool_use_prompt_token_count: int | None = None
+    thoughts_token_count: int | None = None
+    total_token_count: int | None = None
+    prompt_tokens_details: list[ModalityTokenCount] | None = None
+    cache_tokens_details: list[ModalityTokenCount] | None = None
+    response_tokens_details: list[ModalityTokenCount] | None = None
+    candidates_tokens_details: list[ModalityTokenCount] | None = None
+    tool_use_prompt_tokens_details: list[ModalityTokenCount] | None = None
+
+    @property
+    def output_tokens(self) -> int | None:
+        """Response tokens whichever name the server used for them."""
+        if self.response_token_count is not None:
+            return self.response_token_count
+        return self.candidates_token_count
+
+
+class VoiceActivity(WireStruct):
+    type: str | None = None
+    audio_offset: str | None = None
+
+
+class VoiceActivityDetectionSignal(WireStruct):
+    vad_signal_type: str | None = None
+
+
+class ServerMessage(WireStruct):
+    """One server frame. Several top-level keys may be set at once."""
+
+    setup_complete: SetupComplete | None = None
+    server_content: ServerContent | None = None
+    tool_call: ToolCall | None = None
+    tool_call_cancellation: ToolCallCancellation | None = None
+    go_away: GoAway | None = None
+    session_resumption_update: SessionResumptionUpdate | None = None
+    usage_metadata: UsageMetadata | None = None
+    voice_activity: VoiceActivity | None = None
+    voice_activity_detection_signal: VoiceActivityDetectionSignal | None = None
+
+    def is_empty(self) -> bool:
+        """True when no known top-level key is set (the SDK's receive() crashes on it)."""
+        return all(getattr(self, name) is None for name in self.__struct_fields__)
+
+
+# --- codec ------------------------------------------------------------------------------
+
+_ENVELOPE_KEY: Final[dict[type[WireStruct], str]] = {
+    Setup: "setup",
+    ClientContent: "clientContent",
+    RealtimeInput: "realtimeInput",
+    ToolResponse: "toolResponse",
+    ContextUpdate: "contextUpdate",
+}
+# A client frame is its message wrapped under one key: written directly, not via an envelope.
+_ENVELOPE_PREFIX: Final = {cls: b'{"' + key.encode() + b'":' for cls, key in _ENVELOPE_KEY.items()}
+_REALTIME_INPUT_FIELDS: Final = RealtimeInput.__struct_fields__
+
+_encoder = msgspec.json.Encoder()
+_server_decoder = msgspec.json.Decoder(ServerMessage, strict=False)  # int64 may be a string
+
+
+def encode(message: ClientMessage | ServerMessage) -> bytes:
+    """Serialise a message to its canonical JSON frame (camelCase, standard base64).
+
+    A client message is wrapped under its top-level key (``{"realtimeInput": {...}}``); a
+    ``ServerMessage`` is written as it is. Raises ``LocalProtocolError`` for a message that
+    must not be sent: a ``realtimeInput`` with zero or several fields, a ``toolResponse``
+    without ids, or a ``ServerMessage`` with no top-level key.
+    """
+    if isinstance(message, RealtimeInput):
+        set_fields = [f for f in _REALTIME_INPUT_FIELDS if getattr(message, f) is not None]
+        if len(set_fields) != 1:
+            raise LocalProtocolError(
+                f"realtimeInput must carry exactly one field, got {len(set_fields)}: {set_fields}",
+                field="realtimeInput",
+            )
+        return _ENVELOPE_PREFIX[RealtimeInput] + _encoder.encode(message) + b"}"
+    if isinstance(message, ServerMessage):
+        if message.is_empty():
+            raise LocalProtocolError("a server message needs at least one top-level key")
+        return _encoder.encode(message)
+    if isinstance(message, ToolResponse):
+        for index, response in enumerate(message.function_responses or ()):
+            if not response.id:
+                raise LocalProtocolError(
+                    "every function response needs the id of its call",
+                    field=f"toolResponse.functionResponses[{index}].id",
+                )
+    prefix = _ENVELOPE_PREFIX.get(type(message))
+    if prefix is None:
+        raise LocalProtocolError(f"not a wire message: {type(message).__name__}")
+    return prefix + _encoder.encode(message) + b"}"
+
+
+def decode_server(frame: bytes | str) -> ServerMessage:
+    """Parse one server frame (a text or binary WebSocket message of UTF-8 JSON).
+
+    int64 values may be numbers or strings (proto3 JSON writes them as strings).
+    Raises ``RemoteProtocolError`` naming the offending field for malformed JSON, values of
+    the wrong type, or a frame with no known top-level key.
+    """
+    try:
+        message = _server_decoder.decode(frame)
+    except msgspec.ValidationError as exc:
+        raise RemoteProtocolError(
+            f"invalid server message: {exc}", field=validation_path(str(exc))
+        ) from exc
+    except msgspec.DecodeError as exc:
+        raise RemoteProtocolError(f"server frame is not valid JSON: {exc}") from exc
+    if message.is_empty():
+        raise RemoteProtocolError("server message has no known top-level key")
+    return message
+
+
+def envelope_key(message: ClientMessage) -> str:
+    """The camelCase top-level key a client message travels under (e.g. ``realtimeInput``)."""
+    return _ENVELOPE_KEY[type(message)]
+
+
+def parse_duration(value: str) -> float:
+    """Seconds in a protobuf JSON duration such as ``"9.500s"``.
+
+    Raises ``RemoteProtocolError`` for anything else.
+    """
+    text = value.strip()
+    try:
+        if not text.endswith("s"):
+            raise ValueError(text)
+        seconds = float(text[:-1])
+    except ValueError as exc:
+        raise RemoteProtocolError(f"invalid duration {value!r}", field="timeLeft") from exc
+    if seconds < 0 or seconds != seconds:
+        raise RemoteProtocolError(f"invalid duration {value!r}", field="timeLeft")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """The protobuf JSON form of a duration: ``9.5`` becomes ``"9.500s"``."""
+    return f"{seconds:.3f}s"
