@@ -1,1 +1,29 @@
-"""placeholder"""
+"""A local Gemini Live server that speaks the real wire protocol, for running and testing
+without a key or a network. ``python -m emulator`` runs it; ``open_emulator()`` embeds it."""
+
+from emulator.faults import Fault, FaultSpecError, parse_fault
+from emulator.scenario import (
+    Behaviour,
+    Reply,
+    Scenario,
+    ScenarioError,
+    ToolCallSpec,
+    Turn,
+    load_scenario,
+)
+from emulator.server import Emulator, open_emulator
+
+__all__ = [
+    "Behaviour",
+    "Emulator",
+    "Fault",
+    "FaultSpecError",
+    "Reply",
+    "Scenario",
+    "ScenarioError",
+    "ToolCallSpec",
+    "Turn",
+    "load_scenario",
+    "open_emulator",
+    "parse_fault",
+]

@@ -1,0 +1,79 @@
+"""``python -m emulator``: serve the Gemini Live emulator until SIGINT or SIGTERM.
+
+Prints exactly one line on stdout once connections are accepted: ``ready <url>`` (with
+--tls: ``ready <url> ca=<CA certificate path>``). Logs go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+
+import trio
+
+from emulator.faults import FaultSpecError, parse_fault
+from emulator.scenario import Scenario, ScenarioError, load_scenario
+from emulator.server import open_emulator
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m emulator", description=__doc__.split("\n")[0])
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
+    parser.add_argument("--port", type=int, default=0, help="port (default 0: any free port)")
+    parser.add_argument("--tls", action="store_true", help="serve wss:// with a throwaway CA")
+    parser.add_argument("--scenario", help="scenario file, .json or .toml")
+    parser.add_argument("--api-key", help="accept only this key (default: any)")
+    parser.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="inject a fault, e.g. close:code=1011,after=5",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every connection event")
+    return parser
+
+
+async def _serve(args: argparse.Namespace, scenario: Scenario) -> None:
+    async with open_emulator(
+        scenario=scenario,
+        tls=args.tls,
+        host=args.host,
+        port=args.port,
+        api_key=args.api_key,
+        faults=args.fault,
+    ) as emu:
+        line = f"ready {emu.url}" + (f" ca={emu.ca_path}" if emu.ca_path else "")
+        print(line, flush=True)
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                logging.getLogger("emulator").info("stopping on %s", signal.Signals(signum).name)
+                return
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="emulator: %(message)s",
+    )
+    try:
+        scenario = load_scenario(args.scenario) if args.scenario else Scenario()
+        for spec in args.fault:
+            parse_fault(spec)
+    except (ScenarioError, FaultSpecError) as exc:
+        print(f"emulator: {exc}", file=sys.stderr)
+        return 2
+    try:
+        trio.run(_serve, args, scenario)
+    except OSError as exc:
+        print(f"emulator: cannot serve on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""A small raw client for emulator tests: trio-websocket plus our codec, nothing else."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import numpy as np
+import pytest
+import trio
+import trio_websocket
+
+from protocol import decode_server, encode
+from protocol import wire as w
+
+GEMINI_PATH = "/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent"
+MODEL = "models/gemini-2.5-flash-native-audio-preview-12-2025"
+
+
+def speech(seconds: float = 0.4, silence: float = 0.3, level: float = 0.3) -> bytes:
+    """A 220 Hz tone (clearly speech to an energy detector) followed by silence, 16 kHz."""
+    t = np.arange(int(16000 * seconds)) / 16000
+    tone = level * np.sin(2 * np.pi * 220 * t)
+    signal = np.concatenate([tone, np.zeros(int(16000 * silence))])
+    return (signal * 32767).astype("<i2").tobytes()
+
+
+def setup(**overrides: object) -> w.Setup:
+    fields: dict[str, object] = {
+        "model": MODEL,
+        "input_audio_transcription": w.AudioTranscriptionConfig(),
+        "output_audio_transcription": w.AudioTranscriptionConfig(),
+        "realtime_input_config": w.RealtimeInputConfig(
+            automatic_activity_detection=w.AutomaticActivityDetection(silence_duration_ms=200)
+        ),
+    }
+    fields.update(overrides)
+    return w.Setup(**fields)  # type: ignore[arg-type]
+
+
+class RawClient:
+    def __init__(self, ws: trio_websocket.WebSocketConnection) -> None:
+        self.ws = ws
+        self.received: list[w.ServerMessage] = []
+
+    async def send(self, message: w.ClientMessage) -> None:
+        await self.ws.send_message(encode(message))
+
+    async def send_audio(self, pcm: bytes, chunk: int = 640) -> None:
+        for i in range(0, len(pcm), chunk):
+            await self.send(
+                w.RealtimeInput(
+                    audio=w.Blob(mime_type="audio/pcm;rate=16000", data=pcm[i : i + chunk])
+                )
+            )
+
+    async def receive(self) -> w.ServerMessage:
+        message = decode_server(await self.ws.get_message())
+        self.received.append(message)
+        return message
+
+    async def until(self, predicate: object, limit: float = 10.0) -> list[w.ServerMessage]:
+        """Messages up to and including the first one that satisfies ``predicate``."""
+        got: list[w.ServerMessage] = []
+        with trio.fail_after(limit):
+            while True:
+                message = await self.receive()
+                got.append(message)
+                if predicate(message):  # type: ignore[operator]
+                    return got
+
+    async def until_turn_complete(self) -> list[w.ServerMessage]:
+        return await self.until(
+            lambda m: m.server_content is not None and m.server_content.turn_complete
+        )
+
+
+@asynccontextmanager
+async def connect(
+    url: str,
+    first: w.ClientMessage | None = None,
+    *,
+    path: str = GEMINI_PATH,
+    expect_setup_complete: bool = True,
+) -> AsyncIterator[RawClient]:
+    async with trio_websocket.open_websocket_url(url + path) as ws:
+        client = RawClient(ws)
+        await client.send(first if first is not None else setup())
+        try:
+            if expect_setup_complete:
+                message = await client.receive()
+                assert message.setup_complete is not None
+            yield client
+        finally:
+            # When the server closes first, trio-websocket's client stops reading before
+            # the server's TCP close arrives and never closes its socket: close it here.
+            await ws._stream.aclose()
+
+
+def audio_of(messages: list[w.ServerMessage]) -> bytes:
+    out = b""
+    for message in messages:
+        content = message.server_content
+        for part in (content.model_turn.parts or []) if content and content.model_turn else []:
+            if part.inline_data and part.inline_data.data:
+                out += part.inline_data.data
+    return out
+
+
+def transcript_of(messages: list[w.ServerMessage], kind: str) -> str:
+    texts = []
+    for message in messages:
+        content = message.server_content
+        transcription = getattr(content, kind, None) if content else None
+        if transcription is not None and transcription.text:
+            texts.append(transcription.text)
+    return "".join(texts)
+
+
+async def closed_with(action: Callable[[], Awaitable[object]]) -> trio_websocket.CloseReason:
+    """The close reason the server gave while ``action`` ran (which must end in a close)."""
+    with pytest.raises(trio_websocket.ConnectionClosed) as info:
+        await action()
+    assert info.value.reason is not None
+    return info.value.reason
