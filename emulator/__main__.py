@@ -69,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         trio.run(_serve, args, scenario)
+    except KeyboardInterrupt:
+        pass  # a second signal while stopping
     except OSError as exc:
         print(f"emulator: cannot serve on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
         return 1

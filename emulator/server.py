@@ -65,8 +65,8 @@ class ConversationState:
 
 def parse_handshake(path: str, headers: Iterable[tuple[bytes, bytes]]) -> Handshake | None:
     """The API and credential of an upgrade request, or None for an unknown path."""
-    parts = urlsplit(path)
-    route = "/" + parts.path.lstrip("/")
+    parts = urlsplit("/" + path.lstrip("/"))  # "//ws/..." would otherwise parse as a host
+    route = parts.path
     query = parse_qs(parts.query)
     header = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in headers}
     credential = header.get("x-goog-api-key") or next(iter(query.get("key", [])), None)

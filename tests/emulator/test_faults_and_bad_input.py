@@ -1,0 +1,344 @@
+"""Bad client input gets the real close codes; every injectable fault does what it says."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+
+import pytest
+import trio
+import trio_websocket
+
+from emulator import Behaviour, FaultSpecError, Reply, Scenario, Turn, open_emulator, parse_fault
+from emulator.server import INVALID_KEY_REASON
+from protocol import RemoteProtocolError, decode_server
+from protocol import wire as w
+from tests.emulator.client import GEMINI_PATH, closed_with, connect, setup
+
+FAST = Scenario(
+    turns=(Turn(replies=(Reply(say="one two three four five six seven eight"),)),),
+    behaviour=Behaviour(pace="fast", first_audio_delay_ms=0),
+)
+
+
+async def raw_close(
+    url: str, *frames: bytes | str, path: str = GEMINI_PATH
+) -> trio_websocket.CloseReason:
+    async with trio_websocket.open_websocket_url(url + path) as ws:
+        try:
+
+            async def send_then_read() -> None:
+                for frame in frames:
+                    await ws.send_message(frame)
+                while True:
+                    await ws.get_message()
+
+            return await closed_with(send_then_read)
+        finally:
+            await ws._stream.aclose()
+
+
+@pytest.mark.parametrize(
+    ("frames", "code", "words"),
+    [
+        ((b"not json",), 1007, "not valid JSON"),
+        ((b'{"realtimeInput": {"text": "hi"}}',), 1007, "first message must be setup"),
+        ((b'{"setup": {"model": "models/gemini-9-ultra"}}',), 1008, "not found"),
+        (
+            (
+                b'{"setup": {"model": "models/gemini-2.0-flash-exp", "generation_config": {"response_modalities": ["AUDIO", "TEXT"]}}}',
+            ),
+            1008,
+            "responseModalities",
+        ),
+        (
+            (
+                b'{"setup": {"model": "models/gemini-2.0-flash-exp", "sessionResumption": {"transparent": true}}}',
+            ),
+            1008,
+            "Vertex",
+        ),
+        ((b'{"setup": {"model": "m"}}',), 1008, "not found"),
+        (
+            (
+                b'{"setup": {"model": "models/gemini-2.0-flash-exp"}}',
+                b'{"setup": {"model": "models/gemini-2.0-flash-exp"}}',
+            ),
+            1007,
+            "sent once",
+        ),
+        (
+            (
+                b'{"setup": {"model": "models/gemini-2.0-flash-exp"}}',
+                b'{"realtimeInput": {"audio": 5}}',
+            ),
+            1007,
+            "$.realtimeInput.audio",
+        ),
+        (
+            (
+                b'{"setup": {"model": "models/gemini-2.0-flash-exp"}}',
+                b'{"realtimeInput": {"activityStart": {}}}',
+            ),
+            1007,
+            "activityStart",
+        ),
+        (
+            (
+                b'{"setup": {"model": "models/gemini-2.0-flash-exp"}}',
+                b'{"toolResponse": {"functionResponses": [{"id": "x"}]}}',
+            ),
+            1007,
+            "no pending call",
+        ),
+        (
+            (
+                b'{"setup": {"model": "models/gemini-2.0-flash-exp"}}',
+                b'{"realtimeInput": {"audio": {"mimeType": "audio/mp3", "data": ""}}}',
+            ),
+            1007,
+            "audio/pcm",
+        ),
+    ],
+)
+async def test_bad_client_input_closes_with_the_real_code(
+    frames: tuple[bytes, ...], code: int, words: str
+) -> None:
+    async with open_emulator() as emu:
+        reason = await raw_close(emu.url, *frames)
+    assert reason.code == code
+    assert words in (reason.reason or "")
+
+
+async def test_oversized_frames_close_with_1009() -> None:
+    async with open_emulator() as emu:
+        reason = await raw_close(
+            emu.url, b'{"setup": {"model": "models/gemini-2.0-flash-exp"}}', b"x" * (17 << 20)
+        )
+    assert reason.code == 1009
+
+
+async def test_unknown_paths_are_refused_at_the_handshake() -> None:
+    # A raw upgrade request: trio-websocket's client leaks its socket when rejected.
+    upgrade = (
+        b"GET /ws/nothing.here HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        b"Sec-WebSocket-Version: 13\r\n\r\n"
+    )
+    async with open_emulator() as emu:
+        stream = await trio.open_tcp_stream("127.0.0.1", emu.port)
+        async with stream:
+            await stream.send_all(upgrade)
+            response = await stream.receive_some(1024)
+    assert response.startswith(b"HTTP/1.1 404")
+
+
+@pytest.mark.parametrize(
+    ("path", "headers"),
+    [
+        (GEMINI_PATH + "?key=sekrit", []),
+        ("/" + GEMINI_PATH, [(b"x-goog-api-key", b"sekrit")]),
+        (
+            "/ws/google.cloud.aiplatform.v1beta1.LlmBidiService/BidiGenerateContent",
+            [(b"authorization", b"Bearer sekrit")],
+        ),
+        (
+            "/ws/google.ai.generativelanguage.v1alpha.GenerativeService.BidiGenerateContentConstrained",
+            [(b"authorization", b"Token sekrit")],
+        ),
+    ],
+    ids=["query-key", "double-slash-header", "vertex-bearer", "ephemeral-token"],
+)
+async def test_credentials_in_every_accepted_place(
+    path: str, headers: list[tuple[bytes, bytes]]
+) -> None:
+    async with open_emulator(api_key="sekrit") as emu:
+        async with trio_websocket.open_websocket_url(emu.url + path, extra_headers=headers) as ws:
+            await ws.send_message(b'{"setup": {"model": "models/gemini-2.0-flash-exp"}}')
+            assert decode_server(await ws.get_message()).setup_complete is not None
+        assert "sekrit" not in repr(emu)
+
+
+async def test_a_wrong_key_is_refused() -> None:
+    async with open_emulator(api_key="sekrit") as emu:
+        reason = await raw_close(
+            emu.url, b'{"setup": {"model": "m"}}', path=GEMINI_PATH + "?key=wrong"
+        )
+    assert (reason.code, reason.reason) == (1007, INVALID_KEY_REASON)
+
+
+# --- faults ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("spec", ["close:code=1011,after=3", "close:code=1011,at=mid-reply"])
+async def test_close_fault(spec: str) -> None:
+    async with open_emulator(scenario=FAST, faults=[spec]) as emu, connect(emu.url) as client:
+
+        async def converse() -> None:
+            await client.send(w.RealtimeInput(text="hi"))
+            await client.until_turn_complete()
+
+        assert (await closed_with(converse)).code == 1011
+        if "after" in spec:
+            assert len(client.received) == 3  # setupComplete and two more
+        else:
+            assert (
+                len(
+                    [m for m in client.received if m.server_content and m.server_content.model_turn]
+                )
+                == 2
+            )
+
+
+async def test_close_while_a_tool_call_is_pending() -> None:
+    from emulator import ToolCallSpec
+
+    scenario = Scenario(
+        turns=(Turn(replies=(Reply(tool_calls=(ToolCallSpec(name="f"),)),)),),
+        behaviour=FAST.behaviour,
+    )
+    async with (
+        open_emulator(scenario=scenario, faults=["close:code=1011,at=tool-pending"]) as emu,
+        connect(emu.url) as client,
+    ):
+
+        async def converse() -> None:
+            await client.send(w.RealtimeInput(text="hi"))
+            await client.until_turn_complete()
+
+        assert (await closed_with(converse)).code == 1011
+        assert client.received[-1].tool_call is not None
+
+
+async def test_drop_fault_closes_without_a_close_frame() -> None:
+    async with (
+        open_emulator(scenario=FAST, faults=["drop:at=mid-reply"]) as emu,
+        connect(emu.url) as client,
+    ):
+
+        async def converse() -> None:
+            await client.send(w.RealtimeInput(text="hi"))
+            await client.until_turn_complete()
+
+        assert (await closed_with(converse)).code == 1006
+
+
+async def test_goaway_fault_then_close() -> None:
+    async with (
+        open_emulator(scenario=FAST, faults=["goaway:after=1,time_left=0.2"]) as emu,
+        connect(emu.url) as client,
+    ):
+        assert (await client.receive()).go_away == w.GoAway(time_left="0.200s")
+        assert (await closed_with(client.receive)).code == 1000
+
+
+async def test_malformed_fault_sends_a_frame_that_is_not_json() -> None:
+    async with (
+        open_emulator(scenario=FAST, faults=["malformed:at=mid-reply"]) as emu,
+        connect(emu.url) as client,
+    ):
+        await client.send(w.RealtimeInput(text="hi"))
+        with pytest.raises(RemoteProtocolError, match="not valid JSON"):
+            await client.until_turn_complete()
+
+
+async def test_unknown_fault_mixes_unknown_fields_and_kinds_with_known_ones() -> None:
+    async with open_emulator(scenario=FAST, faults=["unknown:every=1"]) as emu:
+        async with trio_websocket.open_websocket_url(emu.url + GEMINI_PATH) as ws:
+            await ws.send_message(b'{"setup": {"model": "models/gemini-2.0-flash-exp"}}')
+            raw = json.loads(await ws.get_message())
+            assert set(raw) == {"setupComplete", "emulatorFutureMessage"}
+            assert "emulatorFutureField" in raw["setupComplete"]
+            assert decode_server(json.dumps(raw)).setup_complete is not None
+
+
+async def test_slow_and_stall_faults() -> None:
+    slow = Scenario(turns=FAST.turns, behaviour=Behaviour(pace="fast", first_audio_delay_ms=100))
+    async with (
+        open_emulator(scenario=slow, faults=["slow:factor=5"]) as emu,
+        connect(emu.url) as client,
+    ):
+        start = trio.current_time()
+        await client.send(w.RealtimeInput(text="hi"))
+        await client.until_turn_complete()
+        assert trio.current_time() - start >= 0.5
+    async with (
+        open_emulator(scenario=FAST, faults=["stall:at=mid-reply"]) as emu,
+        connect(emu.url) as client,
+    ):
+        await client.send(w.RealtimeInput(text="hi"))
+        with pytest.raises(trio.TooSlowError):
+            await client.until(
+                lambda m: m.server_content is not None and m.server_content.turn_complete, limit=0.5
+            )
+
+
+async def test_refused_resumption_and_faults_firing_once() -> None:
+    resumable = setup(session_resumption=w.SessionResumptionConfig())
+    async with open_emulator(scenario=FAST, faults=["refuse-resume"]) as emu:
+        async with connect(emu.url, resumable) as client:
+            handle = (await client.receive()).session_resumption_update.new_handle  # type: ignore[union-attr]
+        again = setup(session_resumption=w.SessionResumptionConfig(handle=handle))
+        async with trio_websocket.open_websocket_url(emu.url + GEMINI_PATH) as ws:
+            from protocol import encode
+
+            await ws.send_message(encode(again))
+            reason = await closed_with(ws.get_message)
+            await ws._stream.aclose()
+        assert reason.code == 1008
+        async with connect(emu.url, again) as client:  # the fault fired once: now it resumes
+            assert client.received[0].setup_complete is not None
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "explode",
+        "close",
+        "close:code=99,after=1",
+        "close:after=x",
+        "close:at=never",
+        "slow:speed=2",
+        "drop:after",
+    ],
+)
+def test_bad_fault_specs_are_refused_clearly(spec: str) -> None:
+    with pytest.raises(FaultSpecError):
+        parse_fault(spec)
+
+
+def test_python_m_emulator_prints_one_ready_line_and_stops_on_sigint(tmp_path: object) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "emulator", "--tls", "--fault", "unknown:every=3"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline().split()
+        assert line[0] == "ready"
+        assert line[1].startswith("wss://127.0.0.1:")
+        assert line[2].startswith("ca=")
+    finally:
+        process.send_signal(signal.SIGINT)
+        out, _ = process.communicate(timeout=10)
+    assert process.returncode == 0
+    assert out == ""
+
+
+def test_python_m_emulator_rejects_a_bad_scenario(tmp_path: object) -> None:
+    from pathlib import Path
+
+    bad = Path(str(tmp_path)) / "bad.toml"
+    bad.write_text('[behaviour]\npaec = "fast"\n')
+    result = subprocess.run(
+        [sys.executable, "-m", "emulator", "--scenario", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert "paec" in result.stderr
