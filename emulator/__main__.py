@@ -37,17 +37,19 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _serve(args: argparse.Namespace, scenario: Scenario) -> None:
-    async with open_emulator(
-        scenario=scenario,
-        tls=args.tls,
-        host=args.host,
-        port=args.port,
-        api_key=args.api_key,
-        faults=args.fault,
-    ) as emu:
-        line = f"ready {emu.url}" + (f" ca={emu.ca_path}" if emu.ca_path else "")
-        print(line, flush=True)
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    # The signal receiver is open before "ready" is printed, so a signal sent right after
+    # reading that line always gets the clean shutdown.
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with open_emulator(
+            scenario=scenario,
+            tls=args.tls,
+            host=args.host,
+            port=args.port,
+            api_key=args.api_key,
+            faults=args.fault,
+        ) as emu:
+            line = f"ready {emu.url}" + (f" ca={emu.ca_path}" if emu.ca_path else "")
+            print(line, flush=True)
             async for signum in signals:
                 logging.getLogger("emulator").info("stopping on %s", signal.Signals(signum).name)
                 return

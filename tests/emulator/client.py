@@ -14,6 +14,9 @@ from protocol import decode_server, encode
 from protocol import wire as w
 
 GEMINI_PATH = "/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent"
+# trio-websocket's client default (1) deadlocks aclose() while the server streams: its
+# reader blocks on the full queue and never reads the close reply (60 s timeout).
+QUEUE = 4096
 MODEL = "models/gemini-2.5-flash-native-audio-preview-12-2025"
 
 
@@ -74,6 +77,11 @@ class RawClient:
             lambda m: m.server_content is not None and m.server_content.turn_complete
         )
 
+    async def converse(self, text: str = "hi") -> list[w.ServerMessage]:
+        """Type one user turn and read up to its turnComplete."""
+        await self.send(w.RealtimeInput(text=text))
+        return await self.until_turn_complete()
+
 
 @asynccontextmanager
 async def connect(
@@ -83,7 +91,7 @@ async def connect(
     path: str = GEMINI_PATH,
     expect_setup_complete: bool = True,
 ) -> AsyncIterator[RawClient]:
-    async with trio_websocket.open_websocket_url(url + path) as ws:
+    async with trio_websocket.open_websocket_url(url + path, message_queue_size=QUEUE) as ws:
         client = RawClient(ws)
         await client.send(first if first is not None else setup())
         try:

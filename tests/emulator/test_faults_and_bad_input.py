@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import json
 import signal
+import ssl
 import subprocess
 import sys
 
 import pytest
 import trio
 import trio_websocket
+from trio.testing import MockClock
 
 from emulator import Behaviour, FaultSpecError, Reply, Scenario, Turn, open_emulator, parse_fault
 from emulator.server import INVALID_KEY_REASON
 from protocol import RemoteProtocolError, decode_server
 from protocol import wire as w
-from tests.emulator.client import GEMINI_PATH, closed_with, connect, setup
+from tests.emulator.client import GEMINI_PATH, audio_of, closed_with, connect, setup, speech
 
 FAST = Scenario(
     turns=(Turn(replies=(Reply(say="one two three four five six seven eight"),)),),
@@ -104,7 +106,7 @@ async def raw_close(
     ],
 )
 async def test_bad_client_input_closes_with_the_real_code(
-    frames: tuple[bytes, ...], code: int, words: str
+    frames: tuple[bytes, ...], code: int, words: str, virtual_clock: MockClock
 ) -> None:
     async with open_emulator() as emu:
         reason = await raw_close(emu.url, *frames)
@@ -112,7 +114,7 @@ async def test_bad_client_input_closes_with_the_real_code(
     assert words in (reason.reason or "")
 
 
-async def test_oversized_frames_close_with_1009() -> None:
+async def test_oversized_frames_close_with_1009(virtual_clock: MockClock) -> None:
     async with open_emulator() as emu:
         reason = await raw_close(
             emu.url, b'{"setup": {"model": "models/gemini-2.0-flash-exp"}}', b"x" * (17 << 20)
@@ -120,7 +122,7 @@ async def test_oversized_frames_close_with_1009() -> None:
     assert reason.code == 1009
 
 
-async def test_unknown_paths_are_refused_at_the_handshake() -> None:
+async def test_unknown_paths_are_refused_at_the_handshake(virtual_clock: MockClock) -> None:
     # A raw upgrade request: trio-websocket's client leaks its socket when rejected.
     upgrade = (
         b"GET /ws/nothing.here HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
@@ -152,7 +154,7 @@ async def test_unknown_paths_are_refused_at_the_handshake() -> None:
     ids=["query-key", "double-slash-header", "vertex-bearer", "ephemeral-token"],
 )
 async def test_credentials_in_every_accepted_place(
-    path: str, headers: list[tuple[bytes, bytes]]
+    path: str, headers: list[tuple[bytes, bytes]], virtual_clock: MockClock
 ) -> None:
     async with open_emulator(api_key="sekrit") as emu:
         async with trio_websocket.open_websocket_url(emu.url + path, extra_headers=headers) as ws:
@@ -161,7 +163,7 @@ async def test_credentials_in_every_accepted_place(
         assert "sekrit" not in repr(emu)
 
 
-async def test_a_wrong_key_is_refused() -> None:
+async def test_a_wrong_key_is_refused(virtual_clock: MockClock) -> None:
     async with open_emulator(api_key="sekrit") as emu:
         reason = await raw_close(
             emu.url, b'{"setup": {"model": "m"}}', path=GEMINI_PATH + "?key=wrong"
@@ -173,14 +175,9 @@ async def test_a_wrong_key_is_refused() -> None:
 
 
 @pytest.mark.parametrize("spec", ["close:code=1011,after=3", "close:code=1011,at=mid-reply"])
-async def test_close_fault(spec: str) -> None:
+async def test_close_fault(spec: str, virtual_clock: MockClock) -> None:
     async with open_emulator(scenario=FAST, faults=[spec]) as emu, connect(emu.url) as client:
-
-        async def converse() -> None:
-            await client.send(w.RealtimeInput(text="hi"))
-            await client.until_turn_complete()
-
-        assert (await closed_with(converse)).code == 1011
+        assert (await closed_with(client.converse)).code == 1011
         if "after" in spec:
             assert len(client.received) == 3  # setupComplete and two more
         else:
@@ -192,7 +189,7 @@ async def test_close_fault(spec: str) -> None:
             )
 
 
-async def test_close_while_a_tool_call_is_pending() -> None:
+async def test_close_while_a_tool_call_is_pending(virtual_clock: MockClock) -> None:
     from emulator import ToolCallSpec
 
     scenario = Scenario(
@@ -203,29 +200,19 @@ async def test_close_while_a_tool_call_is_pending() -> None:
         open_emulator(scenario=scenario, faults=["close:code=1011,at=tool-pending"]) as emu,
         connect(emu.url) as client,
     ):
-
-        async def converse() -> None:
-            await client.send(w.RealtimeInput(text="hi"))
-            await client.until_turn_complete()
-
-        assert (await closed_with(converse)).code == 1011
+        assert (await closed_with(client.converse)).code == 1011
         assert client.received[-1].tool_call is not None
 
 
-async def test_drop_fault_closes_without_a_close_frame() -> None:
+async def test_drop_fault_closes_without_a_close_frame(virtual_clock: MockClock) -> None:
     async with (
         open_emulator(scenario=FAST, faults=["drop:at=mid-reply"]) as emu,
         connect(emu.url) as client,
     ):
-
-        async def converse() -> None:
-            await client.send(w.RealtimeInput(text="hi"))
-            await client.until_turn_complete()
-
-        assert (await closed_with(converse)).code == 1006
+        assert (await closed_with(client.converse)).code == 1006
 
 
-async def test_goaway_fault_then_close() -> None:
+async def test_goaway_fault_then_close(virtual_clock: MockClock) -> None:
     async with (
         open_emulator(scenario=FAST, faults=["goaway:after=1,time_left=0.2"]) as emu,
         connect(emu.url) as client,
@@ -234,7 +221,7 @@ async def test_goaway_fault_then_close() -> None:
         assert (await closed_with(client.receive)).code == 1000
 
 
-async def test_malformed_fault_sends_a_frame_that_is_not_json() -> None:
+async def test_malformed_fault_sends_a_frame_that_is_not_json(virtual_clock: MockClock) -> None:
     async with (
         open_emulator(scenario=FAST, faults=["malformed:at=mid-reply"]) as emu,
         connect(emu.url) as client,
@@ -244,7 +231,9 @@ async def test_malformed_fault_sends_a_frame_that_is_not_json() -> None:
             await client.until_turn_complete()
 
 
-async def test_unknown_fault_mixes_unknown_fields_and_kinds_with_known_ones() -> None:
+async def test_unknown_fault_mixes_unknown_fields_and_kinds_with_known_ones(
+    virtual_clock: MockClock,
+) -> None:
     async with open_emulator(scenario=FAST, faults=["unknown:every=1"]) as emu:
         async with trio_websocket.open_websocket_url(emu.url + GEMINI_PATH) as ws:
             await ws.send_message(b'{"setup": {"model": "models/gemini-2.0-flash-exp"}}')
@@ -254,16 +243,15 @@ async def test_unknown_fault_mixes_unknown_fields_and_kinds_with_known_ones() ->
             assert decode_server(json.dumps(raw)).setup_complete is not None
 
 
-async def test_slow_and_stall_faults() -> None:
+async def test_slow_and_stall_faults(virtual_clock: MockClock) -> None:
     slow = Scenario(turns=FAST.turns, behaviour=Behaviour(pace="fast", first_audio_delay_ms=100))
     async with (
         open_emulator(scenario=slow, faults=["slow:factor=5"]) as emu,
         connect(emu.url) as client,
     ):
         start = trio.current_time()
-        await client.send(w.RealtimeInput(text="hi"))
-        await client.until_turn_complete()
-        assert trio.current_time() - start >= 0.5
+        await client.converse()
+        assert trio.current_time() - start == pytest.approx(0.5, abs=0.01)  # 5 x 100 ms
     async with (
         open_emulator(scenario=FAST, faults=["stall:at=mid-reply"]) as emu,
         connect(emu.url) as client,
@@ -275,7 +263,7 @@ async def test_slow_and_stall_faults() -> None:
             )
 
 
-async def test_refused_resumption_and_faults_firing_once() -> None:
+async def test_refused_resumption_and_faults_firing_once(virtual_clock: MockClock) -> None:
     resumable = setup(session_resumption=w.SessionResumptionConfig())
     async with open_emulator(scenario=FAST, faults=["refuse-resume"]) as emu:
         async with connect(emu.url, resumable) as client:
@@ -289,7 +277,8 @@ async def test_refused_resumption_and_faults_firing_once() -> None:
             await ws._stream.aclose()
         assert reason.code == 1008
         async with connect(emu.url, again) as client:  # the fault fired once: now it resumes
-            assert client.received[0].setup_complete is not None
+            await client.send_audio(speech())
+            assert audio_of(await client.until_turn_complete())
 
 
 @pytest.mark.parametrize(
@@ -309,7 +298,15 @@ def test_bad_fault_specs_are_refused_clearly(spec: str) -> None:
         parse_fault(spec)
 
 
-def test_python_m_emulator_prints_one_ready_line_and_stops_on_sigint(tmp_path: object) -> None:
+async def _setup_over_tls(url: str, ca_path: str) -> w.ServerMessage:
+    context = ssl.create_default_context(cafile=ca_path)
+    async with trio_websocket.open_websocket_url(url + GEMINI_PATH, ssl_context=context) as ws:
+        await ws.send_message(b'{"setup": {"model": "models/gemini-2.0-flash-exp"}}')
+        return decode_server(await ws.get_message())
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_python_m_emulator_prints_one_ready_line_serves_tls_and_stops_cleanly(signum: int) -> None:
     process = subprocess.Popen(
         [sys.executable, "-m", "emulator", "--tls", "--fault", "unknown:every=3"],
         stdout=subprocess.PIPE,
@@ -318,15 +315,16 @@ def test_python_m_emulator_prints_one_ready_line_and_stops_on_sigint(tmp_path: o
     )
     try:
         assert process.stdout is not None
-        line = process.stdout.readline().split()
-        assert line[0] == "ready"
-        assert line[1].startswith("wss://127.0.0.1:")
-        assert line[2].startswith("ca=")
+        word, url, ca = process.stdout.readline().split()
+        assert word == "ready"
+        assert url.startswith("wss://127.0.0.1:")
+        assert ca.startswith("ca=")
+        assert trio.run(_setup_over_tls, url, ca.removeprefix("ca=")).setup_complete is not None
     finally:
-        process.send_signal(signal.SIGINT)
+        process.send_signal(signum)
         out, _ = process.communicate(timeout=10)
     assert process.returncode == 0
-    assert out == ""
+    assert out == ""  # nothing after the one ready line
 
 
 def test_python_m_emulator_rejects_a_bad_scenario(tmp_path: object) -> None:
@@ -342,3 +340,19 @@ def test_python_m_emulator_rejects_a_bad_scenario(tmp_path: object) -> None:
     )
     assert result.returncode == 2
     assert "paec" in result.stderr
+
+
+async def test_a_client_leaving_mid_reply_leaves_the_emulator_serving(
+    virtual_clock: MockClock,
+) -> None:
+    async with open_emulator(scenario=FAST) as emu:
+        async with connect(emu.url) as client:
+            await client.send(w.RealtimeInput(text="hi"))
+            await client.until(
+                lambda m: m.server_content is not None and m.server_content.model_turn is not None
+            )
+        with trio.fail_after(5):  # the server notices the close
+            while emu.active_connections:
+                await trio.sleep(0.01)
+        async with connect(emu.url) as client:
+            assert audio_of(await client.converse())
