@@ -110,6 +110,7 @@ class Emulator:
         self.port = 0
         self.connections = 0
         self.active_connections = 0
+        self._connections_changed = trio.Event()
         self._api_key = api_key
         self._states: dict[str, ConversationState] = {}
 
@@ -120,6 +121,16 @@ class Emulator:
     def https_base_url(self) -> str:
         """The base URL google-genai needs (it always dials wss://)."""
         return self.url.replace("wss://", "https://").replace("ws://", "http://")
+
+    def _set_active(self, count: int) -> None:
+        self.active_connections = count
+        self._connections_changed.set()
+        self._connections_changed = trio.Event()
+
+    async def wait_until_idle(self) -> None:
+        """Wait until no connection is open (each handler has finished)."""
+        while self.active_connections:
+            await self._connections_changed.wait()
 
     def key_accepted(self, credential: str | None) -> bool:
         return self._api_key is None or (
@@ -148,7 +159,7 @@ class Emulator:
             return
         ws = await request.accept()
         self.connections += 1
-        self.active_connections += 1
+        self._set_active(self.active_connections + 1)
         index = self.connections
         try:
             if not self.key_accepted(handshake.credential):
@@ -157,7 +168,7 @@ class Emulator:
                 return
             await Connection(self, ws, handshake, index).run()
         finally:
-            self.active_connections -= 1
+            self._set_active(self.active_connections - 1)
 
 
 def _tls_contexts() -> tuple[ssl.SSLContext, ssl.SSLContext, Path]:

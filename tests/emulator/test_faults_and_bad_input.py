@@ -352,7 +352,6 @@ async def test_a_client_leaving_mid_reply_leaves_the_emulator_serving(
                 lambda m: m.server_content is not None and m.server_content.model_turn is not None
             )
         with trio.fail_after(5):  # the server notices the close
-            while emu.active_connections:
-                await trio.sleep(0.01)
+            await emu.wait_until_idle()
         async with connect(emu.url) as client:
             assert audio_of(await client.converse())
