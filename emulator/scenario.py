@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from emulator.audio import AudioFileError, read_wav
+
 DEFAULT_MODELS = (
     "gemini-2.5-flash-native-audio-preview-12-2025",
     "gemini-2.5-flash-native-audio-preview-09-2025",
@@ -107,8 +109,9 @@ class Scenario(_Spec, frozen=True):
 def load_scenario(path: str | Path) -> Scenario:
     """Read a scenario from a ``.json`` or ``.toml`` file.
 
-    Raises ``ScenarioError`` for an unreadable file, bad syntax, an unknown key or a
-    value of the wrong type, naming the field.
+    Relative audio paths are relative to the file. Raises ``ScenarioError`` for an
+    unreadable file, bad syntax, an unknown key, a value of the wrong type or an audio file
+    that is not a readable 16-bit WAV, naming the field.
     """
     file = Path(path)
     try:
@@ -124,5 +127,14 @@ def load_scenario(path: str | Path) -> Scenario:
         raise ScenarioError(f"invalid scenario {file}: {exc}") from exc
     if scenario.behaviour.chunk_ms <= 0 or scenario.behaviour.speed <= 0:
         raise ScenarioError(f"invalid scenario {file}: chunk_ms and speed must be positive")
-    base = str(file.parent.resolve())
-    return msgspec.structs.replace(scenario, base_dir=base)
+    scenario = msgspec.structs.replace(scenario, base_dir=str(file.parent.resolve()))
+    for t, turn in enumerate(scenario.turns):
+        for r, reply in enumerate(turn.replies):
+            if reply.audio is not None:
+                try:
+                    read_wav(scenario.resolve(reply.audio))
+                except AudioFileError as exc:
+                    raise ScenarioError(
+                        f"invalid scenario {file}: turns[{t}].replies[{r}].audio: {exc}"
+                    ) from exc
+    return scenario
