@@ -345,6 +345,7 @@ class Connection:
                 self.replying = False
             if not completed:
                 await self._finish_interrupted()
+            await self._apply(self._fire("turn-end"))
 
     async def _pause(self, seconds: float) -> bool:
         """Sleep unless interrupted first; False when the reply was interrupted."""

@@ -6,6 +6,7 @@ scenario's ``faults`` list:
     close:code=1011,after=5        close with a code after the 5th server message
     close:code=1011,at=mid-reply   ... in the middle of a spoken reply
     close:code=1011,at=tool-pending  ... right after a tool call went out
+    goaway:at=turn-end,time_left=1   ... at a turn boundary (after turnComplete)
     drop:after=3                   drop the TCP connection with no close frame
     goaway:after=2,time_left=1     an early goAway, then the close when time is up
     malformed:at=mid-reply         a frame that is not JSON
@@ -27,7 +28,7 @@ from typing import Literal
 FaultKind = Literal[
     "close", "drop", "goaway", "malformed", "unknown", "slow", "stall", "refuse-resume"
 ]
-Point = Literal["message", "mid-reply", "tool-pending", "setup"]
+Point = Literal["message", "mid-reply", "tool-pending", "turn-end", "setup"]
 
 _KINDS: tuple[FaultKind, ...] = (
     "close",
@@ -39,7 +40,7 @@ _KINDS: tuple[FaultKind, ...] = (
     "stall",
     "refuse-resume",
 )
-_POINTS = ("mid-reply", "tool-pending")
+_POINTS = ("mid-reply", "tool-pending", "turn-end")
 _KEYS = {"code", "reason", "after", "at", "time_left", "every", "factor", "connection", "repeat"}
 
 
@@ -108,7 +109,7 @@ def parse_fault(spec: str) -> Fault:
         and fault.at is None
     ):
         raise FaultSpecError(
-            f"fault {spec!r} needs a trigger: after=N or at=mid-reply|tool-pending"
+            f"fault {spec!r} needs a trigger: after=N or at=mid-reply|tool-pending|turn-end"
         )
     if fault.kind == "close" and not 1000 <= fault.code <= 4999:
         raise FaultSpecError(f"close code {fault.code} in {spec!r} is not a WebSocket close code")
