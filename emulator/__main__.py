@@ -7,9 +7,12 @@ Prints exactly one line on stdout once connections are accepted: ``ready <url>``
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
 import sys
+from pathlib import Path
+from typing import Any
 
 import trio
 
@@ -32,11 +35,15 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SPEC",
         help="inject a fault, e.g. close:code=1011,after=5",
     )
+    parser.add_argument(
+        "--stats", metavar="FILE", help="write traffic and pacing-lag stats (JSON) on exit"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log every connection event")
     return parser
 
 
-async def _serve(args: argparse.Namespace, scenario: Scenario) -> None:
+async def _serve(args: argparse.Namespace, scenario: Scenario) -> dict[str, Any]:
+    """Serve until a signal; returns the emulator's stats summary."""
     # The signal receiver is open before "ready" is printed, so a signal sent right after
     # reading that line always gets the clean shutdown.
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -52,7 +59,9 @@ async def _serve(args: argparse.Namespace, scenario: Scenario) -> None:
             print(line, flush=True)
             async for signum in signals:
                 logging.getLogger("emulator").info("stopping on %s", signal.Signals(signum).name)
-                return
+                break
+            summary = emu.stats.summary()
+    return summary
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,12 +79,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"emulator: {exc}", file=sys.stderr)
         return 2
     try:
-        trio.run(_serve, args, scenario)
+        stats = trio.run(_serve, args, scenario)
     except KeyboardInterrupt:
-        pass  # a second signal while stopping
+        return 0  # a second signal while stopping
     except OSError as exc:
         print(f"emulator: cannot serve on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
         return 1
+    if args.stats:
+        Path(args.stats).write_text(json.dumps(stats, indent=2) + "\n")
     return 0
 
 

@@ -117,6 +117,7 @@ class Connection:
 
     async def _handshake_setup(self) -> None:
         first = await self.ws.get_message()
+        self.emulator.stats.messages_in += 1
         try:
             message = decode_client(first)
         except RemoteProtocolError as exc:
@@ -182,6 +183,7 @@ class Connection:
             raise AssertionError("server frames are split below 1 MiB")  # chunking guarantees it
         await self.ws.send_message(frame)
         self.messages_sent += 1
+        self.emulator.stats.messages_out += 1
         await self._apply(self._fire("message"))
 
     def _fire(self, point: Point) -> list[Fault]:
@@ -237,6 +239,7 @@ class Connection:
     async def _reader(self) -> None:
         while True:
             frame = await self.ws.get_message()
+            self.emulator.stats.messages_in += 1
             try:
                 message = decode_client(frame)
             except RemoteProtocolError as exc:
@@ -345,6 +348,7 @@ class Connection:
                 self.replying = False
             if not completed:
                 await self._finish_interrupted()
+            self.emulator.stats.turns += 1
             await self._apply(self._fire("turn-end"))
 
     async def _pause(self, seconds: float) -> bool:
@@ -460,7 +464,9 @@ class Connection:
             return await self._pause(0)
         if pace == "bursty" and (index + 1) % self.behaviour.burst_chunks != 0:
             return await self._pause(0)
-        return await self._pause(start + (index + 1) * chunk_seconds - trio.current_time())
+        delay = start + (index + 1) * chunk_seconds - trio.current_time()
+        self.emulator.stats.record_lag(-delay)
+        return await self._pause(delay)
 
     async def _call_tools(self, reply: Reply) -> bool:
         calls = []

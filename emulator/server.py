@@ -25,6 +25,7 @@ import trio_websocket
 
 from emulator.faults import Fault, FaultPlan, parse_fault
 from emulator.scenario import Scenario
+from emulator.stats import EmulatorStats
 
 log = logging.getLogger("emulator")
 
@@ -108,7 +109,7 @@ class Emulator:
         self.client_ssl_context = client_ssl
         self.url = ""
         self.port = 0
-        self.connections = 0
+        self.stats = EmulatorStats()
         self.active_connections = 0
         self._connections_changed = trio.Event()
         self._api_key = api_key
@@ -116,6 +117,11 @@ class Emulator:
 
     def __repr__(self) -> str:  # never shows the key
         return f"<Emulator {self.url} connections={self.connections}>"
+
+    @property
+    def connections(self) -> int:
+        """Connections accepted so far (a handshake with a known path)."""
+        return self.stats.connections
 
     @property
     def https_base_url(self) -> str:
@@ -158,7 +164,7 @@ class Emulator:
             await request.reject(404, body=b"unknown path")
             return
         ws = await request.accept()
-        self.connections += 1
+        self.stats.connections += 1
         self._set_active(self.active_connections + 1)
         index = self.connections
         try:

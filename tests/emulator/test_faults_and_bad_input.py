@@ -7,6 +7,7 @@ import signal
 import ssl
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import trio
@@ -306,9 +307,21 @@ async def _setup_over_tls(url: str, ca_path: str) -> w.ServerMessage:
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_python_m_emulator_prints_one_ready_line_serves_tls_and_stops_cleanly(signum: int) -> None:
+def test_python_m_emulator_prints_one_ready_line_serves_tls_and_stops_cleanly(
+    signum: int, tmp_path: Path
+) -> None:
+    stats = tmp_path / "stats.json"
     process = subprocess.Popen(
-        [sys.executable, "-m", "emulator", "--tls", "--fault", "unknown:every=3"],
+        [
+            sys.executable,
+            "-m",
+            "emulator",
+            "--tls",
+            "--fault",
+            "unknown:every=3",
+            "--stats",
+            str(stats),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -325,12 +338,13 @@ def test_python_m_emulator_prints_one_ready_line_serves_tls_and_stops_cleanly(si
         out, _ = process.communicate(timeout=10)
     assert process.returncode == 0
     assert out == ""  # nothing after the one ready line
+    summary = json.loads(stats.read_text())
+    assert (summary["connections"], summary["messages_in"], summary["messages_out"]) == (1, 1, 1)
 
 
-def test_python_m_emulator_rejects_a_bad_scenario(tmp_path: object) -> None:
-    from pathlib import Path
+def test_python_m_emulator_rejects_a_bad_scenario(tmp_path: Path) -> None:
 
-    bad = Path(str(tmp_path)) / "bad.toml"
+    bad = tmp_path / "bad.toml"
     bad.write_text('[behaviour]\npaec = "fast"\n')
     result = subprocess.run(
         [sys.executable, "-m", "emulator", "--scenario", str(bad)],
