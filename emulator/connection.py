@@ -19,12 +19,12 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import trio
-import trio_websocket
 
 from emulator.audio import OUTPUT_RATE, AudioFileError, read_wav, synthesize_speech
 from emulator.faults import Fault, Point
 from emulator.scenario import Reply, Turn
 from emulator.vad import EnergyVad
+from emulator.wsserver import ConnectionClosed, ServerWebSocket
 from protocol import RemoteProtocolError, decode_client, encode
 from protocol import wire as w
 
@@ -55,7 +55,7 @@ class Connection:
     def __init__(
         self,
         emulator: Emulator,
-        ws: trio_websocket.WebSocketConnection,
+        ws: ServerWebSocket,
         handshake: Handshake,
         index: int,
     ):
@@ -85,15 +85,15 @@ class Connection:
 
     async def run(self) -> None:
         try:
-            await self._handshake_setup()
             async with trio.open_nursery() as nursery:
-                self._nursery = nursery
+                self._nursery = nursery  # first: a fault may fire on setupComplete itself
+                await self._handshake_setup()
                 nursery.start_soon(self._reader)
                 nursery.start_soon(self._responder)
                 nursery.start_soon(self._lifetime)
         except* _Closed:
             pass
-        except* trio_websocket.ConnectionClosed:
+        except* ConnectionClosed:
             log.info("connection %d: closed by the client", self.index)
         except* trio.BrokenResourceError:
             log.info("connection %d: transport broken", self.index)
@@ -102,21 +102,19 @@ class Connection:
         """Close with ``code`` and unwind every task of this connection."""
         log.info("connection %d: closing %d %s", self.index, code, reason)
         with trio.move_on_after(2):
-            await self.ws.aclose(code=code, reason=reason[:120])
+            await self.ws.aclose(code, reason[:120])
         raise _Closed
 
     async def drop(self) -> None:
         """Drop the TCP connection with no close frame (the client sees 1006)."""
         log.info("connection %d: dropping TCP connection", self.index)
-        stream: trio.abc.Stream = self.ws._stream  # no public way to skip the close handshake
-        with trio.move_on_after(1):
-            await stream.aclose()
+        await self.ws.abort()
         raise _Closed
 
     # --- setup ----------------------------------------------------------------------
 
     async def _handshake_setup(self) -> None:
-        first = await self.ws.get_message()
+        first = await self.ws.receive()
         self.emulator.stats.messages_in += 1
         try:
             message = decode_client(first)
@@ -181,7 +179,7 @@ class Connection:
             frame = _with_unknown_fields(frame)
         if len(frame) > 1 << 20:
             raise AssertionError("server frames are split below 1 MiB")  # chunking guarantees it
-        await self.ws.send_message(frame)
+        await self.ws.send(frame)
         self.messages_sent += 1
         self.emulator.stats.messages_out += 1
         await self._apply(self._fire("message"))
@@ -201,12 +199,12 @@ class Connection:
             elif fault.kind == "goaway":
                 await self._go_away(fault.time_left)
             elif fault.kind == "malformed":
-                await self.ws.send_message(b'{"serverContent": {"modelTurn": ')
+                await self.ws.send(b'{"serverContent": {"modelTurn": ')
             elif fault.kind == "stall":
                 await trio.sleep_forever()
 
     async def _go_away(self, time_left: float) -> None:
-        await self.ws.send_message(
+        await self.ws.send(
             encode(w.ServerMessage(go_away=w.GoAway(time_left=w.format_duration(time_left))))
         )
         self.messages_sent += 1
@@ -238,7 +236,7 @@ class Connection:
 
     async def _reader(self) -> None:
         while True:
-            frame = await self.ws.get_message()
+            frame = await self.ws.receive()
             self.emulator.stats.messages_in += 1
             try:
                 message = decode_client(frame)
@@ -466,7 +464,14 @@ class Connection:
             return await self._pause(0)
         delay = start + (index + 1) * chunk_seconds - trio.current_time()
         self.emulator.stats.record_lag(-delay)
-        return await self._pause(delay)
+        # A plain sleep: waking early on barge-in would cost a cancellation on every chunk,
+        # a large share of the emulator's CPU under load. Barge-in is noticed at the next
+        # chunk instead, at most one chunk (40 ms at real-time pace) later.
+        if delay > 0:
+            await trio.sleep(delay * self.pace_factor)
+        else:
+            await trio.lowlevel.checkpoint()
+        return not self.interrupt.is_set()
 
     async def _call_tools(self, reply: Reply) -> bool:
         calls = []

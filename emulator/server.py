@@ -17,15 +17,16 @@ import tempfile
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import trio
-import trio_websocket
 
 from emulator.faults import Fault, FaultPlan, parse_fault
 from emulator.scenario import Scenario
 from emulator.stats import EmulatorStats
+from emulator.wsserver import accept, accept_upgrade, reject
 
 log = logging.getLogger("emulator")
 
@@ -155,25 +156,43 @@ class Emulator:
     def resume(self, handle: str) -> ConversationState | None:
         return self._states.get(handle)
 
-    async def handle_request(self, request: trio_websocket.WebSocketRequest) -> None:
+    async def handle_stream(
+        self, stream: trio.abc.Stream, server_ssl: ssl.SSLContext | None
+    ) -> None:
+        """Serve one TCP connection: TLS, the upgrade, then a ``Connection``; closes it."""
         from emulator.connection import Connection  # the connection module imports this one
 
-        handshake = parse_handshake(request.path, request.headers)
-        if handshake is None:
-            log.info("rejected unknown path %s", urlsplit(request.path).path)
-            await request.reject(404, body=b"unknown path")
+        if server_ssl is not None:
+            stream = trio.SSLStream(stream, server_ssl, server_side=True)
+            try:
+                with trio.fail_after(10):
+                    await stream.do_handshake()
+            except (trio.BrokenResourceError, trio.TooSlowError):
+                log.info("TLS handshake failed")
+                await trio.aclose_forcefully(stream)
+                return
+        upgrade = await accept_upgrade(stream)
+        if upgrade is None:
             return
-        ws = await request.accept()
+        request, leftover = upgrade
+        handshake = parse_handshake(request.target, request.headers)
+        if handshake is None:
+            log.info("rejected unknown path %s", urlsplit(request.target).path)
+            await reject(stream, 404, b"unknown path")
+            return
+        ws = await accept(stream, request, leftover, max_message_size=MAX_CLIENT_FRAME)
         self.stats.connections += 1
         self._set_active(self.active_connections + 1)
         index = self.connections
         try:
             if not self.key_accepted(handshake.credential):
                 log.info("connection %d: refused credential", index)
-                await ws.aclose(code=1007, reason=INVALID_KEY_REASON)
+                await ws.aclose(1007, INVALID_KEY_REASON)
                 return
             await Connection(self, ws, handshake, index).run()
         finally:
+            with trio.CancelScope(shield=True):
+                await ws.abort()
             self._set_active(self.active_connections - 1)
 
 
@@ -213,21 +232,18 @@ async def open_emulator(
         scenario=scenario, api_key=api_key, faults=parsed, ca_path=ca_path, client_ssl=client_ssl
     )
     async with trio.open_nursery() as nursery:
-        server = await nursery.start(
-            lambda task_status: trio_websocket.serve_websocket(
-                emulator.handle_request,
-                host,
+        listeners = await nursery.start(
+            partial(
+                trio.serve_tcp,
+                partial(emulator.handle_stream, server_ssl=server_ssl),
                 port,
-                server_ssl,
+                host=host,
                 handler_nursery=nursery,
-                max_message_size=MAX_CLIENT_FRAME,
-                message_queue_size=64,
-                task_status=task_status,
             )
         )
-        emulator.port = server.port
+        emulator.port = listeners[0].socket.getsockname()[1]
         shown_host = f"[{host}]" if ":" in host else host
-        emulator.url = f"{'wss' if tls else 'ws'}://{shown_host}:{server.port}"
+        emulator.url = f"{'wss' if tls else 'ws'}://{shown_host}:{emulator.port}"
         try:
             yield emulator
         finally:

@@ -47,31 +47,36 @@ class EnergyVad:
             silence_duration_ms=max(FRAME_MS, config.silence_duration_ms or 500),
         )
 
+    def __post_init__(self) -> None:
+        # Thresholds as sums of squared samples over one frame: no logarithm per frame.
+        scale = _SAMPLES_PER_FRAME * 32768.0**2
+        self._start_power = scale * 10 ** (self.start_threshold_dbfs / 10)
+        self._end_power = scale * 10 ** (self.end_threshold_dbfs / 10)
+
     def feed(self, pcm: bytes) -> list[Transition]:
         """Consume PCM16 (any length) and return the speech transitions it completes."""
-        self._pending += pcm
-        usable = len(self._pending) // (2 * _SAMPLES_PER_FRAME) * (2 * _SAMPLES_PER_FRAME)
-        if usable == 0:
+        frame_bytes = 2 * _SAMPLES_PER_FRAME
+        if not self._pending and len(pcm) % frame_bytes == 0:
+            whole = pcm  # the usual case, 20 ms chunks: no copy into the buffer
+        else:
+            self._pending += pcm
+            usable = len(self._pending) // frame_bytes * frame_bytes
+            whole = bytes(self._pending[:usable])
+            del self._pending[:usable]
+        if not whole:
             return []
-        frames = np.frombuffer(bytes(self._pending[:usable]), dtype="<i2").reshape(
-            -1, _SAMPLES_PER_FRAME
-        )
-        del self._pending[:usable]
-        power = np.mean(frames.astype(np.float64) ** 2, axis=1)
-        levels = 10.0 * np.log10(np.maximum(power, 1e-12) / (32768.0**2))
+        samples = np.frombuffer(whole, dtype="<i2").astype(np.float32)
         out: list[Transition] = []
-        for level in levels:
+        for offset in range(0, samples.size, _SAMPLES_PER_FRAME):
+            frame = samples[offset : offset + _SAMPLES_PER_FRAME]
+            power = float(np.dot(frame, frame))
             if not self.speaking:
-                self._voiced_ms = (
-                    self._voiced_ms + FRAME_MS if level >= self.start_threshold_dbfs else 0
-                )
+                self._voiced_ms = self._voiced_ms + FRAME_MS if power >= self._start_power else 0
                 if self._voiced_ms >= self.prefix_padding_ms:
                     self.speaking, self._silent_ms = True, 0
                     out.append("start")
             else:
-                self._silent_ms = (
-                    self._silent_ms + FRAME_MS if level < self.end_threshold_dbfs else 0
-                )
+                self._silent_ms = self._silent_ms + FRAME_MS if power < self._end_power else 0
                 if self._silent_ms >= self.silence_duration_ms:
                     self.speaking, self._voiced_ms = False, 0
                     out.append("end")

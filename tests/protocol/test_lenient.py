@@ -136,3 +136,25 @@ def test_malformed_client_frames_raise_remote_errors_naming_the_field(
     with pytest.raises(RemoteProtocolError, match=match) as info:
         decode_client(frame)
     assert info.value.field == field
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        b'{"realtimeInput":{"audio":{"mimeType":"audio/pcm;rate=16000","data":"AAEC"}}}',
+        b'{"realtimeInput":{"audio":{"mimeType":"audio/pcm","data":"AAEC","extra":1}}}',
+        b'{"realtimeInput":{"audio":{"mime_type":"audio/pcm","data":"AAEC"}}}',
+        b'{"realtimeInput":{"audio":{"mimeType":"audio/pcm","data":"AAE"}}}',
+        b'{"realtime_input":{"audio":{"mime_type":"audio/pcm","data":"-_8"}}}',
+    ],
+    ids=["canonical", "extra-field", "snake", "unpadded", "sdk"],
+)
+def test_the_audio_fast_path_agrees_with_the_lenient_path(frame: bytes) -> None:
+    from protocol.lenient import _decode_lenient
+
+    assert decode_client(frame) == _decode_lenient(frame)
+
+
+def test_the_fast_path_does_not_swallow_errors() -> None:
+    with pytest.raises(RemoteProtocolError, match="base64"):
+        decode_client(b'{"realtimeInput":{"audio":{"mimeType":"a","data":"***"}}}')

@@ -1,0 +1,263 @@
+"""Emulator load: N concurrent real-time audio sessions against one emulator process.
+
+The emulator runs as ``python -m emulator`` pinned to one core; the load generator (this
+process, trio + trio-websocket) is pinned to the other. Every session streams 16 kHz
+audio in real time, 20 ms per message, in a 4 s cycle of 1 s of speech and 3 s of
+silence, so each cycle is a user turn that gets a spoken reply paced in real time.
+
+The generator writes real WebSocket frames (masked, after a real handshake) but
+pre-encoded, and counts replies by scanning bytes: through trio-websocket clients it
+would itself be the bottleneck long before the emulator. Its own send lateness is
+reported, so a run where the generator fell behind is visible as such.
+
+Measured per N: the emulator's CPU (share of its one core, and µs per session-second),
+its memory per session, its pacing lag (how late its paced reply chunks went out), how
+late the generator's own sends were, and turns completed against turns expected. The
+emulator keeps up while its pacing lag stays near zero and its core is not saturated.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import trio
+
+from protocol import encode
+from protocol import wire as w
+
+PATH = "/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent"
+FRAME_SECONDS = 0.02
+CYCLE_SECONDS = 4.0
+SCENARIO = {
+    "turns": [],
+    "default_reply": {"say": "Sure, here is a short spoken answer."},
+    "behaviour": {"pace": "realtime", "first_audio_delay_ms": 150, "connection_lifetime_s": 3600},
+}
+SETUP = encode(
+    w.Setup(
+        model="models/gemini-2.5-flash-native-audio-preview-12-2025",
+        realtime_input_config=w.RealtimeInputConfig(
+            automatic_activity_detection=w.AutomaticActivityDetection(silence_duration_ms=300)
+        ),
+    )
+)
+
+
+def masked_frame(payload: bytes) -> bytes:
+    """A final binary frame as a client must write it: masked (with a fixed random key,
+    since the generator replays the same frames; the emulator unmasks every one anyway)."""
+    mask = os.urandom(4)
+    length = len(payload)
+    if length < 126:
+        header = bytes((0x82, 0x80 | length))
+    elif length < 65536:
+        header = bytes((0x82, 0x80 | 126)) + length.to_bytes(2, "big")
+    else:
+        header = bytes((0x82, 0x80 | 127)) + length.to_bytes(8, "big")
+    key = int.from_bytes((mask * (length // 4 + 1))[:length], "little")
+    body = (int.from_bytes(payload, "little") ^ key).to_bytes(length, "little")
+    return header + mask + body
+
+
+def _cycle_frames() -> list[bytes]:
+    """Masked realtimeInput frames for one cycle: 1 s of a 220 Hz tone, then silence."""
+    samples = int(16000 * FRAME_SECONDS)
+    t = np.arange(samples) / 16000
+    voiced = (0.3 * np.sin(2 * np.pi * 220 * t) * 32767).astype("<i2").tobytes()
+    silent = bytes(2 * samples)
+    frames_per_cycle = int(CYCLE_SECONDS / FRAME_SECONDS)
+    voiced_frames = int(1.0 / FRAME_SECONDS)
+    blob = "audio/pcm;rate=16000"
+    speech = masked_frame(encode(w.RealtimeInput(audio=w.Blob(mime_type=blob, data=voiced))))
+    quiet = masked_frame(encode(w.RealtimeInput(audio=w.Blob(mime_type=blob, data=silent))))
+    return [speech if i < voiced_frames else quiet for i in range(frames_per_cycle)]
+
+
+@dataclass
+class LoadStats:
+    send_lateness: list[float] = field(default_factory=list)
+    audio_frames_received: int = 0
+    turns_completed: int = 0
+    sessions_failed: int = 0
+
+
+async def _open(url: str) -> tuple[trio.SocketStream, bytes]:
+    """A raw WebSocket handshake; returns the stream and any bytes read past it."""
+    host, _, port = url.removeprefix("ws://").partition(":")
+    stream = await trio.open_tcp_stream(host, int(port))
+    key = base64.b64encode(os.urandom(16))
+    await stream.send_all(
+        b"GET " + PATH.encode() + b" HTTP/1.1\r\nHost: " + host.encode() + b"\r\n"
+        b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+        b"Sec-WebSocket-Key: " + key + b"\r\n\r\n"
+    )
+    response = b""
+    while b"\r\n\r\n" not in response:
+        chunk = await stream.receive_some(65536)
+        if not chunk:
+            raise OSError("closed during the handshake")
+        response += chunk
+    head, _, rest = response.partition(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 101"):
+        raise OSError(f"handshake refused: {head[:40]!r}")
+    return stream, rest
+
+
+async def _session(
+    url: str, frames: list[bytes], start_at: float, duration: float, stats: LoadStats
+) -> None:
+    """One real-time session: the generator's side is deliberately cheap (pre-encoded,
+    pre-masked frames; replies counted by scanning bytes), so it can drive hundreds."""
+    await trio.sleep_until(start_at)
+    try:
+        stream, seen = await _open(url)
+        async with stream:
+            await stream.send_all(masked_frame(SETUP))
+            while b"setupComplete" not in seen:
+                seen += await stream.receive_some(65536)
+
+            async def receive() -> None:
+                tail = b""
+                while True:
+                    data = await stream.receive_some(65536)
+                    if not data:
+                        return
+                    window = tail + data  # a marker may straddle two reads
+                    stats.audio_frames_received += window.count(b"inlineData")
+                    stats.turns_completed += window.count(b'"turnComplete"')
+                    tail = data[-16:]
+                    stats.audio_frames_received -= tail.count(b"inlineData")
+                    stats.turns_completed -= tail.count(b'"turnComplete"')
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(receive)
+                origin = trio.current_time()
+                for index in range(int(duration / FRAME_SECONDS)):
+                    target = origin + index * FRAME_SECONDS
+                    await trio.sleep_until(target)
+                    stats.send_lateness.append(trio.current_time() - target)
+                    await stream.send_all(frames[index % len(frames)])
+                await trio.sleep(1.0)  # let the last reply finish
+                nursery.cancel_scope.cancel()
+    except (OSError, trio.BrokenResourceError):
+        stats.sessions_failed += 1
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def run_level(
+    sessions: int, duration: float, *, server_core: int = 0, client_core: int = 1
+) -> dict[str, Any]:
+    """One load level against a fresh emulator process; returns its measurements."""
+    workdir = Path(tempfile.mkdtemp(prefix="emulator-load-"))
+    scenario = workdir / "scenario.json"
+    scenario.write_text(json.dumps(SCENARIO))
+    stats_file = workdir / "stats.json"
+    command = [
+        sys.executable,
+        "-m",
+        "emulator",
+        "--scenario",
+        str(scenario),
+        "--stats",
+        str(stats_file),
+    ]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        os.sched_setaffinity(server.pid, {server_core})
+        os.sched_setaffinity(0, {client_core})
+        assert server.stdout is not None
+        url = server.stdout.readline().split()[1]
+        idle_rss = _rss_bytes(server.pid)
+        stats = LoadStats()
+        frames = _cycle_frames()
+        ramp = min(2.0, sessions * 0.01)
+        measured: dict[str, float] = {}
+
+        async def main() -> None:
+            start = trio.current_time() + 0.2
+            async with trio.open_nursery() as nursery:
+                for i in range(sessions):
+                    nursery.start_soon(
+                        _session, url, frames, start + ramp * i / sessions, duration, stats
+                    )
+                # The window: after every session has connected and the first cycle ran.
+                await trio.sleep_until(start + ramp + CYCLE_SECONDS)
+                measured["cpu0"], measured["t0"] = _cpu_seconds(server.pid), trio.current_time()
+                measured["own0"] = _cpu_seconds(os.getpid())
+                await trio.sleep_until(start + duration - 0.5)
+                measured["cpu1"], measured["t1"] = _cpu_seconds(server.pid), trio.current_time()
+                measured["own1"] = _cpu_seconds(os.getpid())
+                measured["rss"] = _rss_bytes(server.pid)
+
+        trio.run(main)
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=30)
+    server_stats = json.loads(stats_file.read_text())
+    window = measured["t1"] - measured["t0"]
+    cpu = measured["cpu1"] - measured["cpu0"]
+    lateness = np.asarray(stats.send_lateness) * 1000.0
+    # A cycle yields a turn when its speech and the silence that ends it fit in the run.
+    cycles = sum(
+        1 for k in range(int(duration / CYCLE_SECONDS) + 1) if k * CYCLE_SECONDS + 1.3 <= duration
+    )
+    return {
+        "sessions": sessions,
+        "seconds": duration,
+        "sessions_failed": stats.sessions_failed,
+        "emulator_core_share": round(cpu / window, 3),
+        "emulator_cpu_us_per_session_second": round(cpu / window / sessions * 1e6, 1),
+        "emulator_rss_kib_per_session": round((measured["rss"] - idle_rss) / 1024 / sessions, 1),
+        "emulator_pacing_lag_ms": server_stats["pacing_lag_ms"],
+        "emulator_chunks_late_over_20ms_share": round(
+            server_stats["chunks_late_over_20ms"] / max(1, server_stats["paced_chunks"]), 5
+        ),
+        "generator_send_late_ms_p99": round(float(np.percentile(lateness, 99)), 3),
+        "generator_core_share": round((measured["own1"] - measured["own0"]) / window, 3),
+        "turns_completed": stats.turns_completed,
+        "turns_expected": sessions * cycles,
+    }
+
+
+def run(*, quick: bool = False) -> list[dict[str, Any]]:
+    levels = [50, 200] if quick else [100, 200, 300, 400]
+    duration = 10.0 if quick else 20.0
+    return [run_level(n, duration) for n in levels]
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    print(
+        f"{'sessions':>8} {'core %':>7} {'µs CPU/sess-s':>14} {'KiB/sess':>9}"
+        f" {'lag p50/p99/max ms':>20} {'late>20ms':>10} {'turns':>11} {'failed':>7}"
+    )
+    for row in rows:
+        lag = row["emulator_pacing_lag_ms"]
+        print(
+            f"{row['sessions']:>8} {100 * row['emulator_core_share']:>6.1f}%"
+            f" {row['emulator_cpu_us_per_session_second']:>14.1f}"
+            f" {row['emulator_rss_kib_per_session']:>9.1f}"
+            f" {lag['p50']:>6.2f}/{lag['p99']:>6.2f}/{lag['max']:>6.1f}"
+            f" {100 * row['emulator_chunks_late_over_20ms_share']:>9.2f}%"
+            f" {row['turns_completed']:>5}/{row['turns_expected']:<5} {row['sessions_failed']:>7}"
+        )
