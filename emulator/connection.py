@@ -147,6 +147,7 @@ class Connection:
         await self.send(
             w.ServerMessage(setup_complete=w.SetupComplete(session_id=self.state.session_id))
         )
+        self.ws.fast_handler = self._fast_message
         if resumption is not None:
             await self._resumption_update(resumable=True)
 
@@ -257,7 +258,7 @@ class Connection:
                 last_user = next(
                     (t for r, t in reversed(self.state.history) if r == "user" and t), None
                 )
-                await self._start_of_speech()
+                self._start_of_speech()
                 self._turns_send.send_nowait(_UserTurn(last_user))
         elif isinstance(message, w.ToolResponse):
             for index, response in enumerate(message.function_responses or ()):
@@ -286,12 +287,12 @@ class Connection:
         elif message.video is not None:
             self.state.video_seen = True
         elif message.text is not None:
-            await self._start_of_speech()
+            self._start_of_speech()
             self._turns_send.send_nowait(_UserTurn(message.text))
         elif message.activity_start is not None:
             if self.auto_vad:
                 await self.close(1007, "activityStart needs automatic activity detection disabled")
-            await self._start_of_speech()
+            self._start_of_speech()
         elif message.activity_end is not None:
             if self.auto_vad:
                 await self.close(1007, "activityEnd needs automatic activity detection disabled")
@@ -300,29 +301,53 @@ class Connection:
             self._end_of_speech()
 
     async def _on_audio(self, blob: w.Blob) -> None:
+        problem = self._audio_problem(blob)
+        if problem is not None:
+            await self.close(*problem)
+        self._take_audio(blob)
+
+    def _audio_problem(self, blob: w.Blob) -> tuple[int, str] | None:
+        """Why this chunk must end the session (close code and reason), if it must."""
         mime = blob.mime_type or ""
         if not mime.startswith("audio/pcm"):
-            await self.close(
-                1007, f"unsupported audio mimeType {mime!r}: send audio/pcm;rate=16000"
-            )
-        data = blob.data or b""
-        self.state.audio_seconds += len(data) / 32000
+            return 1007, f"unsupported audio mimeType {mime!r}: send audio/pcm;rate=16000"
+        seconds = self.state.audio_seconds + len(blob.data or b"") / 32000
         limit = (
             self.behaviour.session_audio_video_limit_s
             if self.state.video_seen
             else self.behaviour.session_audio_limit_s
         )
-        if self.setup.context_window_compression is None and self.state.audio_seconds > limit:
-            await self.close(1000, "session length limit reached; enable contextWindowCompression")
+        if self.setup.context_window_compression is None and seconds > limit:
+            return 1000, "session length limit reached; enable contextWindowCompression"
+        return None
+
+    def _take_audio(self, blob: w.Blob) -> None:
+        data = blob.data or b""
+        self.state.audio_seconds += len(data) / 32000
         if not self.auto_vad:
             return
         for transition in self.vad.feed(data):
             if transition == "start":
-                await self._start_of_speech()
+                self._start_of_speech()
             else:
                 self._end_of_speech()
 
-    async def _start_of_speech(self) -> None:
+    def _fast_message(self, frame: bytes | str) -> bool:
+        """Handle an audio chunk synchronously, in the server's read reactor: almost all
+        input is audio, and this spares it a task switch. Anything else (or an audio chunk
+        that must end the session) returns False and goes to ``_reader`` in order."""
+        try:
+            message = decode_client(frame)
+        except RemoteProtocolError:
+            return False
+        audio = message.audio if isinstance(message, w.RealtimeInput) else None
+        if audio is None or self._audio_problem(audio) is not None:
+            return False
+        self.emulator.stats.messages_in += 1
+        self._take_audio(audio)
+        return True
+
+    def _start_of_speech(self) -> None:
         self.user_speaking = True
         if self.replying and self.interruptible:
             self.interrupt.set()
@@ -464,13 +489,10 @@ class Connection:
             return await self._pause(0)
         delay = start + (index + 1) * chunk_seconds - trio.current_time()
         self.emulator.stats.record_lag(-delay)
-        # A plain sleep: waking early on barge-in would cost a cancellation on every chunk,
-        # a large share of the emulator's CPU under load. Barge-in is noticed at the next
+        # The shared pacer, not a cancellable wait per chunk: a cancellation per chunk was a
+        # large share of the emulator's CPU under load. Barge-in is noticed at the next
         # chunk instead, at most one chunk (40 ms at real-time pace) later.
-        if delay > 0:
-            await trio.sleep(delay * self.pace_factor)
-        else:
-            await trio.lowlevel.checkpoint()
+        await self.emulator.pacer.sleep_until(trio.current_time() + delay * self.pace_factor)
         return not self.interrupt.is_set()
 
     async def _call_tools(self, reply: Reply) -> bool:

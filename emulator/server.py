@@ -24,6 +24,8 @@ from urllib.parse import parse_qs, urlsplit
 import trio
 
 from emulator.faults import Fault, FaultPlan, parse_fault
+from emulator.pacer import Pacer
+from emulator.reactor import ReadReactor
 from emulator.scenario import Scenario
 from emulator.stats import EmulatorStats
 from emulator.wsserver import accept, accept_upgrade, reject
@@ -114,6 +116,8 @@ class Emulator:
         self.active_connections = 0
         self._connections_changed = trio.Event()
         self._api_key = api_key
+        self._reactor = ReadReactor()
+        self.pacer = Pacer()
         self._states: dict[str, ConversationState] = {}
 
     def __repr__(self) -> str:  # never shows the key
@@ -180,7 +184,10 @@ class Emulator:
             log.info("rejected unknown path %s", urlsplit(request.target).path)
             await reject(stream, 404, b"unknown path")
             return
-        ws = await accept(stream, request, leftover, max_message_size=MAX_CLIENT_FRAME)
+        reactor = self._reactor if server_ssl is None else None
+        ws = await accept(
+            stream, request, leftover, max_message_size=MAX_CLIENT_FRAME, reactor=reactor
+        )
         self.stats.connections += 1
         self._set_active(self.active_connections + 1)
         index = self.connections
@@ -232,6 +239,8 @@ async def open_emulator(
         scenario=scenario, api_key=api_key, faults=parsed, ca_path=ca_path, client_ssl=client_ssl
     )
     async with trio.open_nursery() as nursery:
+        nursery.start_soon(emulator._reactor.run)
+        nursery.start_soon(emulator.pacer.run)
         listeners = await nursery.start(
             partial(
                 trio.serve_tcp,

@@ -11,11 +11,13 @@ from __future__ import annotations
 import collections
 import contextlib
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
 import trio
 
+from emulator.reactor import ReadReactor
 from emulator.wsframes import (
     OP_BINARY,
     OP_PONG,
@@ -54,23 +56,101 @@ class CloseReason:
 
 
 class ServerWebSocket:
+    """One accepted WebSocket. Input arrives in one of two ways: with a ``reactor``
+    (plain TCP), the reactor's task feeds it and ``fast_handler`` may take data messages
+    synchronously; without one (TLS), ``receive()`` reads the stream itself."""
+
     def __init__(
-        self, stream: trio.abc.Stream, *, max_message_size: int, leftover: bytes = b""
+        self,
+        stream: trio.abc.Stream,
+        *,
+        max_message_size: int,
+        leftover: bytes = b"",
+        reactor: ReadReactor | None = None,
     ) -> None:
         self._stream = stream
         raw = stream.socket if isinstance(stream, trio.SocketStream) else None
         self._socket: socket.socket | None = raw._sock if raw is not None else None  # type: ignore[attr-defined]
         self._parser = FrameParser(max_message_size)
         self._messages: collections.deque[bytes | str] = collections.deque()
+        self._replies: list[bytes] = []  # pongs to send, from the synchronous side
+        self._client_close: Close | None = None
+        self._protocol_error: WebSocketProtocolError | None = None
+        self._eof = False
+        self._wakeup = trio.Event()
         self._send_lock = trio.StrictFIFOLock()
-        self._peer_done = trio.Event()  # the client's close arrived, or the stream ended
         self._reading = False
         self._close_sent = False
+        self._finished = False
         self._stream_closed = False
         self.close_reason: CloseReason | None = None
-        self._leftover = leftover
+        self.fast_handler: Callable[[bytes | str], bool] | None = None
+        """Called synchronously with each data message while nothing waits in the queue;
+        returning True means it was handled and ``receive()`` will not see it."""
+        self._reactor = reactor if self._socket is not None else None
+        if leftover:
+            self._ingest(leftover)
+        if self._reactor is not None and self._socket is not None and not self._input_ended:
+            self._reactor.add(self._socket, self._on_readable, self._on_reader_error)
 
-    # --- reading --------------------------------------------------------------------
+    # --- input (synchronous core, shared by both ways of reading) ----------------------
+
+    @property
+    def _input_ended(self) -> bool:
+        return self._eof or self._client_close is not None or self._protocol_error is not None
+
+    def _ingest(self, data: bytes) -> None:
+        if not data:
+            self._eof = True
+            self._stop_reading()
+            self._wake()
+            return
+        try:
+            events = self._parser.feed(data)
+        except WebSocketProtocolError as exc:
+            self._protocol_error = exc
+            self._stop_reading()
+            self._wake()
+            return
+        for event in events:
+            if isinstance(event, Message):
+                handler = self.fast_handler
+                if not self._messages and handler is not None and handler(event.data):
+                    continue
+                self._messages.append(event.data)
+                self._wake()
+            elif isinstance(event, Ping):
+                self._replies.append(encode_frame(OP_PONG, event.payload))
+                self._wake()
+            elif isinstance(event, Close):
+                self._client_close = event
+                self._stop_reading()
+                self._wake()
+                return
+
+    def _on_readable(self) -> None:
+        assert self._socket is not None
+        try:
+            data = self._socket.recv(READ_SIZE)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        self._ingest(data)
+
+    def _on_reader_error(self, exc: BaseException) -> None:
+        self._protocol_error = WebSocketProtocolError(1011, "internal error")
+        self._wake()
+
+    def _stop_reading(self) -> None:
+        if self._reactor is not None and self._socket is not None:
+            self._reactor.remove(self._socket)
+
+    def _wake(self) -> None:
+        self._wakeup.set()
+        self._wakeup = trio.Event()
+
+    # --- input (async side) ---------------------------------------------------------------
 
     async def receive(self) -> bytes | str:
         """Wait for the next data message (text as ``str``), answering pings meanwhile.
@@ -78,21 +158,28 @@ class ServerWebSocket:
         Raises ``ConnectionClosed`` once the client closed (its close is answered), the
         stream ended (1006) or the client broke the protocol (closed with 1002/1007/1009).
         """
-        while not self._messages:
-            if self._peer_done.is_set():
+        while True:
+            await self._flush_replies()
+            if self._messages:
+                return self._messages.popleft()
+            if self._finished or self._input_ended:
+                await self._finish_input()
                 reason = self.close_reason or CloseReason(1006, "")
                 raise ConnectionClosed(reason.code, reason.reason)
-            self._reading = True
-            try:
-                await self._read_events()
-            finally:
-                self._reading = False
-        return self._messages.popleft()
+            await self._next_input()
+
+    async def _next_input(self) -> None:
+        """Wait until the synchronous side has something new (reading it, in task mode)."""
+        if self._reactor is not None or self._reading:
+            await self._wakeup.wait()
+            return
+        self._reading = True
+        try:
+            self._ingest(await self._read_some())
+        finally:
+            self._reading = False
 
     async def _read_some(self) -> bytes:
-        if self._leftover:
-            data, self._leftover = self._leftover, b""
-            return data
         sock = self._socket
         if sock is None:
             try:
@@ -111,38 +198,34 @@ class ServerWebSocket:
             except OSError:
                 return b""
 
-    async def _read_events(self) -> None:
-        data = await self._read_some()
-        if not data:
+    async def _flush_replies(self) -> None:
+        while self._replies and not self._close_sent:
+            await self._send_raw(self._replies.pop(0))
+
+    async def _finish_input(self) -> None:
+        """Answer how the input ended: echo the client's close, or close with the error."""
+        if self._protocol_error is not None:
+            error = self._protocol_error
+            await self._send_close(error.code, error.reason)
+            self._peer_finished(CloseReason(error.code, error.reason))
+        elif self._client_close is not None:
+            close = self._client_close
+            if not self._close_sent:
+                await self._send_close(1000 if close.code == 1005 else close.code, "")
+            self._peer_finished(CloseReason(close.code, close.reason))
+        else:
             self._peer_finished(CloseReason(1006, "connection dropped without a close frame"))
-            return
-        try:
-            events = self._parser.feed(data)
-        except WebSocketProtocolError as exc:
-            await self._send_close(exc.code, exc.reason)
-            self._peer_finished(CloseReason(exc.code, exc.reason))
-            return
-        for event in events:
-            if isinstance(event, Message):
-                self._messages.append(event.data)
-            elif isinstance(event, Ping):
-                await self._send_raw(encode_frame(OP_PONG, event.payload))
-            elif isinstance(event, Close):
-                if not self._close_sent:
-                    await self._send_close(1000 if event.code == 1005 else event.code, "")
-                self._peer_finished(self.close_reason or CloseReason(event.code, event.reason))
-                return
 
     def _peer_finished(self, reason: CloseReason) -> None:
         if self.close_reason is None:
             self.close_reason = reason
-        self._peer_done.set()
+        self._finished = True
 
     # --- writing --------------------------------------------------------------------
 
     async def send(self, data: bytes) -> None:
         """Send one binary message. Raises ``ConnectionClosed`` once closing has begun."""
-        if self._close_sent or self._peer_done.is_set():
+        if self._close_sent or self._finished:
             reason = self.close_reason or CloseReason(1006, "")
             raise ConnectionClosed(reason.code, reason.reason)
         await self._send_raw(encode_frame(OP_BINARY, data))
@@ -201,18 +284,17 @@ class ServerWebSocket:
         connection, and the client may then never read our close code. Idempotent."""
         with trio.move_on_after(CLOSE_TIMEOUT):
             await self._send_close(code, reason)
-            if self._reading:
-                await self._peer_done.wait()
-            else:
-                while not self._peer_done.is_set():
-                    await self._read_events()
+            while not self._input_ended and not self._stream_closed:
+                await self._next_input()
         await self.abort()
 
     async def abort(self) -> None:
         """Close TCP now, with no close frame (the client sees 1006)."""
         if not self._stream_closed:
             self._stream_closed = True
+            self._stop_reading()
             self._peer_finished(CloseReason(1006, "closed"))
+            self._wake()
             await self._stream.aclose()
 
 
@@ -247,8 +329,15 @@ async def reject(stream: trio.abc.Stream, status: int, body: bytes) -> None:
 
 
 async def accept(
-    stream: trio.abc.Stream, request: UpgradeRequest, leftover: bytes, *, max_message_size: int
+    stream: trio.abc.Stream,
+    request: UpgradeRequest,
+    leftover: bytes,
+    *,
+    max_message_size: int,
+    reactor: ReadReactor | None = None,
 ) -> ServerWebSocket:
     """Complete the handshake (101) and return the open WebSocket."""
     await stream.send_all(accept_response(request))
-    return ServerWebSocket(stream, max_message_size=max_message_size, leftover=leftover)
+    return ServerWebSocket(
+        stream, max_message_size=max_message_size, leftover=leftover, reactor=reactor
+    )
