@@ -9,7 +9,9 @@ from trio.testing import MockClock
 from emulator.pacer import Pacer
 
 
-async def test_sleepers_wake_no_earlier_and_at_most_one_quantum_late(autojump_clock: MockClock) -> None:
+async def test_sleepers_wake_no_earlier_and_at_most_one_quantum_late(
+    autojump_clock: MockClock,
+) -> None:
     pacer = Pacer(quantum=0.002)
     woke: list[tuple[float, float]] = []
 
