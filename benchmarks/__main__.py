@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import codec
+from benchmarks import codec, emulator_load
 
 RESULTS = Path(__file__).with_name("results.json")
 
@@ -26,6 +26,11 @@ def main() -> int:
     codec_results = codec.run(quick=args.quick)
     codec.print_table(codec_results)
     results["codec"] = codec_results
+    print()
+    print("== emulator load: N real-time audio sessions, emulator pinned to one core ==")
+    load_results = emulator_load.run(quick=args.quick)
+    emulator_load.print_table(load_results)
+    results["emulator_load"] = load_results
     results["environment"] = {
         "python": sys.version.split()[0],
         "machine": platform.machine(),
