@@ -3,6 +3,8 @@ resumption and goAway."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import trio
 from trio.testing import MockClock
@@ -288,3 +290,40 @@ async def test_session_length_limit_without_compression(virtual_clock: MockClock
         await client.send_audio(bytes(32000))
         await client.send(w.RealtimeInput(text="still here"))
         assert await client.until_turn_complete()
+
+
+async def test_bursty_pace_sends_chunks_in_bursts_at_the_real_time_rate(
+    virtual_clock: MockClock,
+) -> None:
+    bursty = Scenario(
+        turns=(Turn(replies=(Reply(say="word " * 20),)),),
+        behaviour=Behaviour(pace="bursty", burst_chunks=5, chunk_ms=40, first_audio_delay_ms=0),
+    )
+    arrivals: list[float] = []
+    async with open_emulator(scenario=bursty) as emu, connect(emu.url) as client:
+        await client.send(w.RealtimeInput(text="talk"))
+        while True:
+            message = await client.receive()
+            content = message.server_content
+            if content is not None and content.model_turn is not None:
+                arrivals.append(trio.current_time())
+            if content is not None and content.generation_complete:
+                break
+    bursts = [arrivals[i : i + 5] for i in range(0, len(arrivals), 5)]
+    for burst in bursts:
+        assert burst[-1] - burst[0] == pytest.approx(0, abs=0.003)  # back to back
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(bursts)]
+    assert gaps
+    assert all(gap == pytest.approx(5 * 0.040, abs=0.005) for gap in gaps)  # real-time on average
+
+
+async def test_faults_listed_in_a_scenario_fire(virtual_clock: MockClock) -> None:
+    from emulator.scenario import FaultEntry
+
+    scenario = Scenario(
+        turns=(Turn(replies=(Reply(say="one two three four"),)),),
+        behaviour=Behaviour(pace="fast", first_audio_delay_ms=0),
+        faults=(FaultEntry(spec="close:code=1011,at=mid-reply"),),
+    )
+    async with open_emulator(scenario=scenario) as emu, connect(emu.url) as client:
+        assert (await closed_with(client.converse)).code == 1011
