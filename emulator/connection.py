@@ -16,7 +16,7 @@ import logging
 import math
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import trio
 
@@ -98,14 +98,14 @@ class Connection:
         except* trio.BrokenResourceError:
             log.info("connection %d: transport broken", self.index)
 
-    async def close(self, code: int, reason: str) -> None:
+    async def close(self, code: int, reason: str) -> NoReturn:
         """Close with ``code`` and unwind every task of this connection."""
         log.info("connection %d: closing %d %s", self.index, code, reason)
         with trio.move_on_after(2):
             await self.ws.aclose(code, reason[:120])
         raise _Closed
 
-    async def drop(self) -> None:
+    async def drop(self) -> NoReturn:
         """Drop the TCP connection with no close frame (the client sees 1006)."""
         log.info("connection %d: dropping TCP connection", self.index)
         await self.ws.abort()
@@ -114,17 +114,11 @@ class Connection:
     # --- setup ----------------------------------------------------------------------
 
     async def _handshake_setup(self) -> None:
-        first = await self.ws.receive()
-        self.emulator.stats.messages_in += 1
-        try:
-            message = decode_client(first)
-        except RemoteProtocolError as exc:
-            await self.close(1007, f"Invalid JSON payload received. {exc}")
+        message = await self._next_message()
         if not isinstance(message, w.Setup):
             await self.close(
                 1007, f"the first message must be setup, not {w.envelope_key(message)}"
             )
-        assert isinstance(message, w.Setup)
         self.setup = message
         await self._check_setup(message)
         resumption = message.session_resumption
@@ -133,7 +127,6 @@ class Connection:
             state = None if refused else self.emulator.resume(resumption.handle)
             if state is None:
                 await self.close(1008, "session resumption handle is invalid or expired")
-            assert state is not None
             self.state = state
         config = message.realtime_input_config or w.RealtimeInputConfig()
         detection = config.automatic_activity_detection
@@ -235,15 +228,18 @@ class Connection:
 
     # --- reading --------------------------------------------------------------------
 
+    async def _next_message(self) -> w.ClientMessage:
+        """The next client message; a malformed one closes the connection with 1007."""
+        frame = await self.ws.receive()
+        self.emulator.stats.messages_in += 1
+        try:
+            return decode_client(frame)
+        except RemoteProtocolError as exc:
+            await self.close(1007, f"Invalid client message: {exc}")
+
     async def _reader(self) -> None:
         while True:
-            frame = await self.ws.receive()
-            self.emulator.stats.messages_in += 1
-            try:
-                message = decode_client(frame)
-            except RemoteProtocolError as exc:
-                await self.close(1007, f"Invalid client message: {exc}")
-            await self._on_client_message(message)
+            await self._on_client_message(await self._next_message())
 
     async def _on_client_message(self, message: w.ClientMessage) -> None:
         if isinstance(message, w.Setup):

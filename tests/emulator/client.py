@@ -10,10 +10,20 @@ import pytest
 import trio
 import trio_websocket
 
+from emulator import Reply, ToolCallSpec, Turn
 from protocol import decode_server, encode
 from protocol import wire as w
 
 GEMINI_PATH = "/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent"
+WEATHER_TURN = Turn(
+    user="What's the weather in Paris?",
+    replies=(
+        Reply(tool_calls=(ToolCallSpec(name="get_weather", args={"city": "Paris"}),)),
+        Reply(say="It is sunny in Paris today."),
+    ),
+)
+"""A turn with a tool call and a spoken answer, shared by the emulator tests."""
+
 # trio-websocket's client default (1) deadlocks aclose() while the server streams: its
 # reader blocks on the full queue and never reads the close reply (60 s timeout).
 QUEUE = 4096

@@ -12,18 +12,20 @@ from trio.testing import MockClock
 from emulator import Behaviour, Reply, Scenario, ToolCallSpec, Turn, open_emulator
 from emulator.audio import synthesize_speech
 from protocol import wire as w
-from tests.emulator.client import audio_of, closed_with, connect, setup, speech, transcript_of
+from tests.emulator.client import (
+    WEATHER_TURN,
+    audio_of,
+    closed_with,
+    connect,
+    setup,
+    speech,
+    transcript_of,
+)
 
 FAST = Behaviour(pace="fast", first_audio_delay_ms=0)
 WEATHER = Scenario(
     turns=(
-        Turn(
-            user="What's the weather in Paris?",
-            replies=(
-                Reply(tool_calls=(ToolCallSpec(name="get_weather", args={"city": "Paris"}),)),
-                Reply(say="It is sunny in Paris today."),
-            ),
-        ),
+        WEATHER_TURN,
         Turn(user="Thanks!", replies=(Reply(say="You're welcome."),)),
     ),
     behaviour=FAST,

@@ -19,21 +19,15 @@ import trio
 from google import genai
 from google.genai import errors, types
 
-from emulator import Behaviour, Emulator, Reply, Scenario, ToolCallSpec, Turn, open_emulator
+from emulator import Behaviour, Emulator, Reply, Scenario, Turn, open_emulator
 from emulator.audio import synthesize_speech
-from tests.emulator.client import speech
+from tests.emulator.client import WEATHER_TURN, speech
 
 MODEL = "gemini-2.5-flash-native-audio-preview-12-2025"
 LONG_REPLY = " ".join(["Let me tell you a long story about the weather in many cities."] * 4)
 SCENARIO = Scenario(
     turns=(
-        Turn(
-            user="What's the weather in Paris?",
-            replies=(
-                Reply(tool_calls=(ToolCallSpec(name="get_weather", args={"city": "Paris"}),)),
-                Reply(say="It is sunny in Paris today."),
-            ),
-        ),
+        WEATHER_TURN,
         Turn(user="Tell me more.", replies=(Reply(say=LONG_REPLY),)),
         Turn(user="Stop, thanks!", replies=(Reply(say="You're welcome."),)),
     ),
