@@ -35,6 +35,7 @@ log = logging.getLogger("emulator")
 
 # Token accounting close to the real service's: 32 tokens per second of audio.
 TOKENS_PER_AUDIO_SECOND = 32
+MAX_SERVER_FRAME = 1 << 20  # the SDK's client refuses larger frames (it closes with 1009)
 
 
 class _Closed(Exception):
@@ -171,8 +172,11 @@ class Connection:
         unknown = self.emulator.faults.active("unknown", connection=self.index)
         if unknown is not None and (self.messages_sent + 1) % max(1, unknown.every) == 0:
             frame = _with_unknown_fields(frame)
-        if len(frame) > 1 << 20:
-            raise AssertionError("server frames are split below 1 MiB")  # chunking guarantees it
+        if len(frame) > MAX_SERVER_FRAME:
+            log.error(
+                "connection %d: a %d-byte server message; check chunk_ms", self.index, len(frame)
+            )
+            await self.close(1011, "internal error: server message over 1 MiB")
         await self.ws.send(frame)
         self.messages_sent += 1
         self.emulator.stats.messages_out += 1

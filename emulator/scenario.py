@@ -125,8 +125,11 @@ def load_scenario(path: str | Path) -> Scenario:
             scenario = msgspec.json.decode(data, type=Scenario)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise ScenarioError(f"invalid scenario {file}: {exc}") from exc
-    if scenario.behaviour.chunk_ms <= 0 or scenario.behaviour.speed <= 0:
-        raise ScenarioError(f"invalid scenario {file}: chunk_ms and speed must be positive")
+    if not 0 < scenario.behaviour.chunk_ms <= 10000 or scenario.behaviour.speed <= 0:
+        raise ScenarioError(
+            f"invalid scenario {file}: chunk_ms must be 1-10000 (frames stay under 1 MiB) "
+            "and speed positive"
+        )
     scenario = msgspec.structs.replace(scenario, base_dir=str(file.parent.resolve()))
     for t, turn in enumerate(scenario.turns):
         for r, reply in enumerate(turn.replies):

@@ -32,7 +32,6 @@ from emulator.wsserver import accept, accept_upgrade, reject
 
 log = logging.getLogger("emulator")
 
-MAX_SERVER_FRAME = 1 << 20  # the SDK's client refuses larger frames (1009)
 MAX_CLIENT_FRAME = 16 << 20
 
 _GEMINI_PATH = re.compile(

@@ -230,10 +230,6 @@ class ServerWebSocket:
             raise ConnectionClosed(reason.code, reason.reason)
         await self._send_raw(encode_frame(OP_BINARY, data))
 
-    async def send_raw_frame(self, frame: bytes) -> None:
-        """Write bytes as they are (fault injection: frames that break the rules)."""
-        await self._send_raw(frame)
-
     async def _send_raw(self, frame: bytes) -> None:
         sock = self._socket
         if sock is not None and not self._send_lock.locked() and not self._stream_closed:

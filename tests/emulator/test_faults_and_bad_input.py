@@ -369,3 +369,16 @@ async def test_a_client_leaving_mid_reply_leaves_the_emulator_serving(
             await emu.wait_until_idle()
         async with connect(emu.url) as client:
             assert audio_of(await client.converse())
+
+
+async def test_a_server_message_over_1_mib_is_never_sent(virtual_clock: MockClock) -> None:
+    # A scenario built in code skips load_scenario's chunk_ms check; the send path still
+    # refuses: the SDK's client would fail on such a frame.
+    huge = Scenario(
+        turns=(Turn(replies=(Reply(say="word " * 200),)),),
+        behaviour=Behaviour(pace="fast", chunk_ms=60000, first_audio_delay_ms=0),
+    )
+    async with open_emulator(scenario=huge) as emu, connect(emu.url) as client:
+        reason = await closed_with(client.converse)
+    assert reason.code == 1011
+    assert "1 MiB" in (reason.reason or "")

@@ -207,3 +207,10 @@ def test_handshake_paths_and_credentials() -> None:
         )
         is None
     )
+
+
+def test_a_chunk_too_big_for_one_frame_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "big.toml"
+    path.write_text("[behaviour]\nchunk_ms = 60000\n")
+    with pytest.raises(ScenarioError, match="chunk_ms"):
+        load_scenario(path)
