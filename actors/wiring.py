@@ -1,0 +1,60 @@
+"""The wiring: named memory channels whose original endpoints it owns.
+
+Actors never receive the originals, only clones made for each incarnation
+(``sender(name)``, ``receiver(name)``). A crashing actor closes its clones, not the
+channel: its peers keep sending and receiving, and whatever was queued waits for the next
+incarnation. The channels close when the wiring closes (``aclose``), at the end of the
+session; receivers then see ``trio.EndOfChannel`` once the queue is drained.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Generic, TypeVar
+
+import trio
+
+T = TypeVar("T")
+
+
+class Wiring(Generic[T]):
+    def __init__(self) -> None:
+        self._channels: dict[
+            str, tuple[trio.MemorySendChannel[T], trio.MemoryReceiveChannel[T]]
+        ] = {}
+        self._closed = False
+
+    def add(self, name: str, buffer: float = math.inf) -> None:
+        """Create the channel ``name`` holding up to ``buffer`` queued messages."""
+        if name in self._channels:
+            raise ValueError(f"channel {name!r} exists already")
+        self._channels[name] = trio.open_memory_channel[T](buffer)
+
+    def sender(self, name: str) -> trio.MemorySendChannel[T]:
+        """A new send endpoint of ``name``, for one actor incarnation to own and close."""
+        return self._endpoints(name)[0].clone()
+
+    def receiver(self, name: str) -> trio.MemoryReceiveChannel[T]:
+        """A new receive endpoint of ``name``, for one actor incarnation to own and close."""
+        return self._endpoints(name)[1].clone()
+
+    def queued(self, name: str) -> int:
+        """How many messages wait in ``name``."""
+        return self._endpoints(name)[0].statistics().current_buffer_used
+
+    def _endpoints(
+        self, name: str
+    ) -> tuple[trio.MemorySendChannel[T], trio.MemoryReceiveChannel[T]]:
+        if self._closed:
+            raise trio.ClosedResourceError("the wiring is closed")
+        try:
+            return self._channels[name]
+        except KeyError:
+            raise KeyError(f"no channel {name!r}; channels: {sorted(self._channels)}") from None
+
+    async def aclose(self) -> None:
+        """Close every original endpoint: once the clones are closed too, the channels end."""
+        self._closed = True
+        for send, receive in self._channels.values():
+            await send.aclose()
+            await receive.aclose()

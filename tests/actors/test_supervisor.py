@@ -1,0 +1,309 @@
+"""The supervisor and the wiring, with fake actors under the autojump clock."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+from trio.testing import MockClock
+
+from actors import (
+    ActorContext,
+    Backoff,
+    ChildSpec,
+    Intensity,
+    Restart,
+    Strategy,
+    Supervisor,
+    SupervisorGaveUp,
+    Wiring,
+)
+from actors.supervisor import Actor, no_jitter
+from protocol import messages as m
+
+NO_JITTER = Backoff(initial=0.1, maximum=1.0, multiplier=2.0, jitter=0.2)
+
+
+class Recorder:
+    """Collects the supervisor's lifecycle events with their times."""
+
+    def __init__(self) -> None:
+        self.send, self.receive = trio.open_memory_channel[m.InternalMessage](1000)
+        self.events: list[tuple[float, m.InternalMessage]] = []
+
+    def drain(self) -> list[tuple[float, m.InternalMessage]]:
+        while True:
+            try:
+                self.events.append((trio.current_time(), self.receive.receive_nowait()))
+            except trio.WouldBlock:
+                return self.events
+
+    def kinds(self, actor: str | None = None) -> list[str]:
+        return [
+            type(e).__name__
+            for _, e in self.drain()
+            if actor is None or getattr(e, "actor", None) == actor
+        ]
+
+
+def crashing(times: int, log: list[str], name: str) -> Actor:
+    """An actor that fails ``times`` times, then runs until asked to stop."""
+
+    async def actor(ctx: ActorContext) -> None:
+        log.append(f"{name}#{ctx.incarnation}")
+        ctx.ready()
+        if ctx.incarnation <= times:
+            await trio.sleep(0.01)
+            raise RuntimeError(f"{name} broke")
+        await ctx.stopping.wait()
+
+    return actor
+
+
+async def test_start_up_is_ordered_by_readiness(autojump_clock: MockClock) -> None:
+    order: list[tuple[str, float]] = []
+
+    def slow_starter(name: str, startup: float) -> Actor:
+        async def actor(ctx: ActorContext) -> None:
+            order.append((f"{name} starting", trio.current_time()))
+            await trio.sleep(startup)
+            ctx.ready()
+            await ctx.stopping.wait()
+
+        return actor
+
+    recorder = Recorder()
+    supervisor = Supervisor(
+        [ChildSpec("a", slow_starter("a", 1.0)), ChildSpec("b", slow_starter("b", 0.5))],
+        events=recorder.send,
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(supervisor.run)
+        assert trio.current_time() == pytest.approx(1.5)  # started once both were ready
+        supervisor.stop()
+    assert order == [("a starting", 0.0), ("b starting", 1.0)]
+
+
+async def test_one_for_one_restarts_only_the_failed_child_with_capped_backoff(
+    autojump_clock: MockClock,
+) -> None:
+    log: list[str] = []
+    recorder = Recorder()
+    supervisor = Supervisor(
+        [
+            ChildSpec("steady", crashing(0, log, "steady")),
+            ChildSpec("flaky", crashing(5, log, "flaky")),
+        ],
+        events=recorder.send,
+        backoff=NO_JITTER,
+        intensity=Intensity(max_restarts=10, window=60),
+        random=no_jitter,
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(supervisor.run)
+        await trio.sleep(10)
+        supervisor.stop()
+    assert log.count("steady#1") == 1
+    assert [entry for entry in log if entry.startswith("flaky")] == [
+        f"flaky#{i}" for i in range(1, 7)
+    ]
+    delays = [e.delay for _, e in recorder.drain() if isinstance(e, m.ActorRestarting)]
+    assert delays == pytest.approx([0.1, 0.2, 0.4, 0.8, 1.0])  # doubling, capped at 1.0
+    crashes = [e for _, e in recorder.events if isinstance(e, m.ActorCrashed)]
+    assert crashes[0] == m.ActorCrashed(
+        actor="flaky", error_type="RuntimeError", error="flaky broke"
+    )
+
+
+async def test_jitter_comes_from_the_injected_random_source(autojump_clock: MockClock) -> None:
+    recorder = Recorder()
+    draws = iter([1.0, 0.0])
+    supervisor = Supervisor(
+        [ChildSpec("flaky", crashing(2, [], "flaky"))],
+        events=recorder.send,
+        backoff=NO_JITTER,
+        random=lambda: next(draws),
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(supervisor.run)
+        await trio.sleep(5)
+        supervisor.stop()
+    delays = [e.delay for _, e in recorder.drain() if isinstance(e, m.ActorRestarting)]
+    assert delays == pytest.approx([0.1 * 1.2, 0.2 * 0.8])
+
+
+async def test_exceeding_the_restart_intensity_escalates(autojump_clock: MockClock) -> None:
+    recorder = Recorder()
+    supervisor = Supervisor(
+        [ChildSpec("doomed", crashing(100, [], "doomed"))],
+        events=recorder.send,
+        backoff=Backoff(initial=0.01, maximum=0.01),
+        intensity=Intensity(max_restarts=3, window=10),
+    )
+    with pytest.raises(
+        SupervisorGaveUp, match="'doomed' failed again: 3 restarts within 10 s"
+    ) as info:
+        await supervisor.run()
+    assert isinstance(info.value.__cause__, RuntimeError)
+    kinds = recorder.kinds("doomed")
+    assert kinds.count("ActorCrashed") == 4
+    assert kinds[-1] == "ActorGaveUp"
+
+
+async def test_restarts_spread_over_time_stay_within_the_window(autojump_clock: MockClock) -> None:
+    async def fails_every_20s(ctx: ActorContext) -> None:
+        ctx.ready()
+        await trio.sleep(20)
+        raise RuntimeError("tired")
+
+    supervisor = Supervisor(
+        [ChildSpec("slowly", fails_every_20s)],
+        events=Recorder().send,
+        intensity=Intensity(max_restarts=2, window=30),
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(supervisor.run)
+        await trio.sleep(200)  # ten failures, never more than two within 30 s
+        supervisor.stop()
+
+
+@pytest.mark.parametrize(
+    ("policy", "fails", "incarnations"),
+    [
+        (Restart.PERMANENT, False, 3),
+        (Restart.TRANSIENT, False, 1),
+        (Restart.TRANSIENT, True, 3),
+        (Restart.TEMPORARY, True, 1),
+    ],
+)
+async def test_restart_policies(
+    autojump_clock: MockClock, policy: Restart, fails: bool, incarnations: int
+) -> None:
+    runs: list[int] = []
+
+    async def actor(ctx: ActorContext) -> None:
+        runs.append(ctx.incarnation)
+        ctx.ready()
+        await trio.sleep(1)
+        if fails:
+            raise ValueError("no")
+
+    supervisor = Supervisor(
+        [ChildSpec("x", actor, policy)], events=Recorder().send, backoff=NO_JITTER
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(supervisor.run)
+        await trio.sleep(2.5)
+        supervisor.stop()
+    assert len(runs) == incarnations
+
+
+async def test_one_for_all_restarts_every_child_in_order(autojump_clock: MockClock) -> None:
+    log: list[str] = []
+    recorder = Recorder()
+    supervisor = Supervisor(
+        [
+            ChildSpec("first", crashing(0, log, "first")),
+            ChildSpec("second", crashing(1, log, "second")),
+            ChildSpec("third", crashing(0, log, "third")),
+        ],
+        events=recorder.send,
+        strategy=Strategy.ONE_FOR_ALL,
+        backoff=NO_JITTER,
+        random=no_jitter,
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(supervisor.run)
+        await trio.sleep(5)
+        supervisor.stop()
+    assert log == ["first#1", "second#1", "third#1", "first#2", "second#2", "third#2"]
+
+
+async def test_stop_waits_for_a_graceful_exit_then_cancels(autojump_clock: MockClock) -> None:
+    finished: list[str] = []
+
+    async def polite(ctx: ActorContext) -> None:
+        ctx.ready()
+        await ctx.stopping.wait()
+        await trio.sleep(0.5)  # flushing, within the grace period
+        finished.append("polite")
+
+    async def stubborn(ctx: ActorContext) -> None:
+        ctx.ready()
+        try:
+            await trio.sleep_forever()
+        finally:
+            finished.append("stubborn cancelled")
+
+    supervisor = Supervisor(
+        [ChildSpec("polite", polite), ChildSpec("stubborn", stubborn)],
+        events=Recorder().send,
+        shutdown_grace=2.0,
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(supervisor.run)
+        stopped_at = trio.current_time()
+        supervisor.stop()
+    assert trio.current_time() - stopped_at == pytest.approx(2.0)
+    assert sorted(finished) == ["polite", "stubborn cancelled"]
+
+
+def test_child_names_must_be_unique() -> None:
+    async def actor(ctx: ActorContext) -> None:
+        return None
+
+    send, _ = trio.open_memory_channel[m.InternalMessage](1)
+    with pytest.raises(ValueError, match="unique"):
+        Supervisor([ChildSpec("a", actor), ChildSpec("a", actor)], events=send)
+
+
+async def test_a_crashed_consumer_loses_nothing_queued_and_closes_nothing(
+    autojump_clock: MockClock,
+) -> None:
+    wiring: Wiring[int] = Wiring()
+    wiring.add("numbers")
+    got: list[tuple[int, int]] = []
+
+    async def producer(ctx: ActorContext) -> None:
+        async with wiring.sender("numbers") as send:
+            ctx.ready()
+            for n in range(6):
+                await send.send(n)
+            await ctx.stopping.wait()
+
+    async def consumer(ctx: ActorContext) -> None:
+        ctx.ready()
+        async with wiring.receiver("numbers") as receive:
+            async for n in receive:
+                got.append((ctx.incarnation, n))
+                if n == 1 and ctx.incarnation == 1:
+                    raise RuntimeError("crash with items still queued")
+
+    supervisor = Supervisor(
+        [ChildSpec("producer", producer), ChildSpec("consumer", consumer)],
+        events=Recorder().send,
+        backoff=NO_JITTER,
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(supervisor.run)
+        await trio.sleep(1)
+        assert wiring.queued("numbers") == 0
+        supervisor.stop()
+    await wiring.aclose()
+    assert [n for _, n in got] == [0, 1, 2, 3, 4, 5]  # nothing lost, nothing twice
+    assert {inc for inc, n in got if n >= 2} == {2}  # the rest went to the new incarnation
+
+
+async def test_the_wiring_names_unknown_channels_and_ends_channels_when_closed() -> None:
+    wiring: Wiring[str] = Wiring()
+    wiring.add("a", buffer=1)
+    with pytest.raises(ValueError, match="exists"):
+        wiring.add("a")
+    with pytest.raises(KeyError, match="no channel 'b'"):
+        wiring.sender("b")
+    receive = wiring.receiver("a")
+    async with wiring.sender("a") as send:
+        await send.send("last")
+    await wiring.aclose()
+    assert await receive.receive() == "last"
+    with pytest.raises(trio.EndOfChannel):
+        await receive.receive()
