@@ -190,11 +190,11 @@ class ToolCallsCancelled(Message, frozen=True, tag="tool.cancelled"):
 
 
 class ToolResult(Message, frozen=True, tag="tool.result"):
-    """The one response to a call: ``output`` on success, ``error`` otherwise."""
+    """The one response to a call: ``output`` (any JSON value) on success, else ``error``."""
 
     call_id: str
     name: str
-    output: dict[str, Any] | None = None
+    output: Any = None
     error: str | None = None
     scheduling: Scheduling | None = None
     will_continue: bool | None = None
