@@ -266,7 +266,13 @@ class Connection:
                 if event is not None:
                     if not response.will_continue:
                         event.set()
-                elif response.id not in self.cancelled_calls:
+                elif (
+                    response.id not in self.cancelled_calls
+                    and response.id not in self.state.call_ids
+                ):
+                    # Calls of this conversation issued on an earlier connection are
+                    # answered late after a reconnect: accepted and ignored (that reply
+                    # was cut off with its connection). Ids never issued are errors.
                     await self.close(
                         1007,
                         f"toolResponse.functionResponses[{index}].id {response.id!r} "
@@ -500,6 +506,7 @@ class Connection:
         for spec in reply.tool_calls:
             self.state.call_counter += 1
             call_id = f"call-{self.state.session_id}-{self.state.call_counter}"
+            self.state.call_ids.add(call_id)
             self.pending_calls[call_id] = trio.Event()
             calls.append(w.FunctionCall(id=call_id, name=spec.name, args=dict(spec.args)))
         await self.send(w.ServerMessage(tool_call=w.ToolCall(function_calls=calls)))

@@ -64,6 +64,7 @@ class ConversationState:
     audio_seconds: float = 0.0
     video_seen: bool = False
     call_counter: int = 0
+    call_ids: set[str] = field(default_factory=set)
 
 
 def parse_handshake(path: str, headers: Iterable[tuple[bytes, bytes]]) -> Handshake | None:
@@ -113,6 +114,7 @@ class Emulator:
         self.port = 0
         self.stats = EmulatorStats()
         self.active_connections = 0
+        self.max_active_connections = 0
         self._connections_changed = trio.Event()
         self._api_key = api_key
         self._reactor = ReadReactor()
@@ -134,6 +136,7 @@ class Emulator:
 
     def _set_active(self, count: int) -> None:
         self.active_connections = count
+        self.max_active_connections = max(self.max_active_connections, count)
         self._connections_changed.set()
         self._connections_changed = trio.Event()
 

@@ -1,0 +1,140 @@
+"""Where the link connects, and with which credentials: URLs and headers as google-genai
+builds them.
+
+- ``gemini_api(model, api_key=None)``: the Gemini API; the key from the argument or the
+  ``GOOGLE_API_KEY`` / ``GEMINI_API_KEY`` environment variables, sent as ``x-goog-api-key``.
+- ``vertex_ai(model, project=None, location=None)``: Vertex AI; an OAuth token from
+  google-auth's application default credentials, fetched again for every connection;
+  project and location from the arguments or ``GOOGLE_CLOUD_PROJECT`` /
+  ``GOOGLE_CLOUD_LOCATION``.
+- ``custom(url, model, api_key=None)``: any Gemini Live compatible server (the emulator,
+  a gateway); ``ws://`` is allowed; a URL without a path gets the Gemini API path.
+
+Credentials never appear in an endpoint's repr, in errors or in events.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Literal
+from urllib.parse import urlsplit
+
+import trio
+
+GEMINI_HOST = "generativelanguage.googleapis.com"
+GEMINI_PATH = "/ws/google.ai.generativelanguage.{version}.GenerativeService.BidiGenerateContent"
+VERTEX_PATH = "/ws/google.cloud.aiplatform.{version}.LlmBidiService/BidiGenerateContent"
+
+
+class MissingCredentials(ValueError):
+    """No credentials given or found in the environment; the message says where to put them."""
+
+
+Headers = list[tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    api: Literal["gemini", "vertex", "custom"]
+    url: str
+    model: str  # as it goes into setup.model
+    _headers: Callable[[], Awaitable[Headers]] = field(repr=False)
+
+    async def headers(self) -> Headers:
+        """The handshake headers (fetching a fresh OAuth token for Vertex AI)."""
+        return await self._headers()
+
+    def __repr__(self) -> str:
+        return f"Endpoint(api={self.api!r}, url={self.url!r}, model={self.model!r})"
+
+
+def _static(headers: Headers) -> Callable[[], Awaitable[Headers]]:
+    async def get() -> Headers:
+        return list(headers)
+
+    return get
+
+
+def gemini_api(model: str, api_key: str | None = None, *, api_version: str = "v1beta") -> Endpoint:
+    key = api_key or os.environ.get("GOOGLE_API_KEY") or os.environ.get("GEMINI_API_KEY")
+    if not key:
+        raise MissingCredentials(
+            "the Gemini API needs a key: pass api_key or set GOOGLE_API_KEY (or GEMINI_API_KEY)"
+        )
+    url = f"wss://{GEMINI_HOST}" + GEMINI_PATH.format(version=api_version)
+    return Endpoint("gemini", url, _model_name(model), _static([("x-goog-api-key", key)]))
+
+
+def vertex_ai(
+    model: str,
+    project: str | None = None,
+    location: str | None = None,
+    *,
+    api_version: str = "v1beta1",
+    token: Callable[[], str] | None = None,
+) -> Endpoint:
+    """``token`` returns an OAuth access token (blocking is fine: it runs in a thread);
+    by default google-auth's application default credentials are refreshed for it."""
+    project = project or os.environ.get("GOOGLE_CLOUD_PROJECT")
+    location = location or os.environ.get("GOOGLE_CLOUD_LOCATION")
+    if not project or not location:
+        raise MissingCredentials(
+            "Vertex AI needs a project and a location: pass them or set "
+            "GOOGLE_CLOUD_PROJECT and GOOGLE_CLOUD_LOCATION"
+        )
+    host = (
+        "aiplatform.googleapis.com"
+        if location == "global"
+        else f"{location}-aiplatform.googleapis.com"
+    )
+    url = f"wss://{host}" + VERTEX_PATH.format(version=api_version)
+    name = (
+        model
+        if model.startswith("projects/")
+        else (
+            f"projects/{project}/locations/{location}/publishers/google/models/"
+            + model.rsplit("/", 1)[-1]
+        )
+    )
+    fetch = token or _default_token
+
+    async def headers() -> Headers:
+        access_token = await trio.to_thread.run_sync(fetch)
+        return [("Authorization", f"Bearer {access_token}"), ("x-goog-user-project", project)]
+
+    return Endpoint("vertex", url, name, headers)
+
+
+def _default_token() -> str:
+    try:
+        import google.auth
+        import google.auth.transport.requests
+    except ImportError as exc:  # pragma: no cover - google-auth comes with google-genai
+        raise MissingCredentials("Vertex AI needs google-auth") from exc
+    try:
+        credentials, _ = google.auth.default(
+            scopes=["https://www.googleapis.com/auth/cloud-platform"]
+        )
+        credentials.refresh(google.auth.transport.requests.Request())  # type: ignore[no-untyped-call]
+    except google.auth.exceptions.GoogleAuthError as exc:
+        raise MissingCredentials(f"no usable application default credentials: {exc}") from exc
+    token = credentials.token
+    if not isinstance(token, str):
+        raise MissingCredentials("the application default credentials gave no access token")
+    return token
+
+
+def custom(url: str, model: str, api_key: str | None = None) -> Endpoint:
+    parts = urlsplit(url)
+    if parts.scheme not in ("ws", "wss") or not parts.netloc:
+        raise ValueError(f"endpoint must be a ws:// or wss:// URL, not {url!r}")
+    if parts.path in ("", "/"):
+        url = url.rstrip("/") + GEMINI_PATH.format(version="v1beta")
+    headers: Headers = [("x-goog-api-key", api_key)] if api_key else []
+    return Endpoint("custom", url, _model_name(model), _static(headers))
+
+
+def _model_name(model: str) -> str:
+    return model if model.startswith(("models/", "projects/", "publishers/")) else f"models/{model}"
