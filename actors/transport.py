@@ -84,7 +84,6 @@ class WebSocketConnection:
     async def aclose(self, code: int = 1000, reason: str = "") -> None:
         with trio.move_on_after(CLOSE_TIMEOUT):
             await self._ws.aclose(code, reason or None)
-        await _close_stream(self._ws)
 
 
 def _closed(exc: trio_websocket.ConnectionClosed) -> TransportClosed:
@@ -94,17 +93,14 @@ def _closed(exc: trio_websocket.ConnectionClosed) -> TransportClosed:
     return TransportClosed(reason.code, reason.reason or "")
 
 
-async def _close_stream(ws: trio_websocket.WebSocketConnection) -> None:
-    # When the server closes first, trio-websocket's client can stop reading before the
-    # server's TCP close arrives and never close its socket: close the stream here.
-    stream = getattr(ws, "_stream", None)
-    if stream is not None:
-        await trio.aclose_forcefully(stream)
-
-
 @dataclass(frozen=True)
 class WebSocketTransport:
-    """Production transport: trio-websocket with its limits set explicitly."""
+    """Production transport: trio-websocket with its limits set explicitly.
+
+    It opens the TCP (and TLS) stream itself and hands it to trio-websocket, so the socket
+    is closed on every way out: trio-websocket's own dialling leaks it when the server
+    refuses the handshake or closes first.
+    """
 
     ssl_context: ssl.SSLContext | None = None
     connect_timeout: float = CONNECT_TIMEOUT
@@ -113,30 +109,107 @@ class WebSocketTransport:
     async def connect(
         self, url: str, headers: Sequence[tuple[str, str]]
     ) -> AsyncIterator[Connection]:
-        extra = [(name.encode(), value.encode()) for name, value in headers]
-        context = self.ssl_context
-        if context is None and urlsplit(url).scheme == "wss":
-            context = ssl.create_default_context()
-        entered: trio_websocket.WebSocketConnection | None = None
+        parts = urlsplit(url)
+        secure = parts.scheme == "wss"
+        host = parts.hostname or "localhost"
+        port = parts.port or (443 if secure else 80)
+        resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        stream: trio.abc.Stream | None = None
         try:
-            async with trio_websocket.open_websocket_url(
-                url,
-                ssl_context=context,
-                extra_headers=extra,
+            with trio.fail_after(self.connect_timeout):
+                stream = await trio.open_tcp_stream(host, port)
+                if secure:
+                    context = self.ssl_context or ssl.create_default_context()
+                    stream = trio.SSLStream(
+                        stream, context, server_hostname=host, https_compatible=True
+                    )
+                    await stream.do_handshake()
+            async with websocket_over(
+                stream, host, resource, headers, self.connect_timeout
+            ) as conn:
+                yield conn
+        except (OSError, trio.TooSlowError, trio.BrokenResourceError) as exc:
+            raise ConnectFailed(f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            if stream is not None:
+                await trio.aclose_forcefully(stream)
+
+
+@asynccontextmanager
+async def websocket_over(
+    stream: trio.abc.Stream,
+    host: str,
+    resource: str,
+    headers: Sequence[tuple[str, str]],
+    handshake_timeout: float = CONNECT_TIMEOUT,
+) -> AsyncIterator[WebSocketConnection]:
+    """A trio-websocket client over an already open stream (TCP, TLS, or in memory).
+
+    Raises ``ConnectFailed`` if the handshake fails; errors raised by the caller's block
+    come out as themselves, not wrapped in exception groups. Closes the WebSocket (not the
+    stream: that is the caller's) on the way out.
+    """
+    extra = [(name.encode(), value.encode()) for name, value in headers]
+    try:
+        async with trio.open_nursery() as nursery:
+            try:
+                with trio.fail_after(handshake_timeout):
+                    ws, scope = await nursery.start(_client, stream, host, resource, extra)
+            except BaseExceptionGroup as group:
+                raise _handshake_failure(group) from None
+            except trio.TooSlowError as exc:
+                raise ConnectFailed("the handshake timed out") from exc
+            try:
+                yield WebSocketConnection(ws)
+            finally:
+                with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT):
+                    await ws.aclose()
+                scope.cancel()
+    except BaseExceptionGroup as group:
+        leaf = _single(group)  # one error, raised through our nursery: as itself
+        if leaf is None:
+            raise
+        raise leaf from leaf.__cause__
+
+
+async def _client(
+    stream: trio.abc.Stream,
+    host: str,
+    resource: str,
+    headers: list[tuple[bytes, bytes]],
+    task_status: trio.TaskStatus[tuple[trio_websocket.WebSocketConnection, trio.CancelScope]],
+) -> None:
+    """Complete the handshake and host trio-websocket's reader task until cancelled (the
+    reader's error on a refused handshake then reaches ``nursery.start``)."""
+    with trio.CancelScope() as scope:
+        async with trio.open_nursery() as nursery:
+            ws = await trio_websocket.wrap_client_stream(
+                nursery,
+                stream,  # type: ignore[arg-type]  # any trio Stream works; its hint is narrower
+                host,
+                resource,
+                extra_headers=headers,
                 message_queue_size=QUEUE_SIZE,
                 max_message_size=MAX_MESSAGE_SIZE,
-                connect_timeout=self.connect_timeout,
-                disconnect_timeout=CLOSE_TIMEOUT,
-            ) as ws:
-                entered = ws
-                yield WebSocketConnection(ws)
-        except trio_websocket.ConnectionRejected as exc:
-            raise ConnectFailed("the server refused the handshake", exc.status_code) from exc
-        except (trio_websocket.HandshakeError, OSError, trio.TooSlowError) as exc:
-            if entered is not None:
-                raise
-            cause = exc.__cause__ or exc
-            raise ConnectFailed(f"{type(cause).__name__}: {cause}") from exc
-        finally:
-            if entered is not None:
-                await _close_stream(entered)
+            )
+            task_status.started((ws, scope))
+            await trio.sleep_forever()
+
+
+def _handshake_failure(group: BaseExceptionGroup[BaseException]) -> ConnectFailed:
+    leaf = _single(group)
+    if isinstance(leaf, trio_websocket.ConnectionRejected):
+        return ConnectFailed("the server refused the handshake", leaf.status_code)
+    return ConnectFailed(f"handshake failed: {leaf!r}" if leaf is not None else repr(group))
+
+
+def _single(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    leaves: list[BaseException] = []
+    pending: list[BaseException] = [group]
+    while pending:
+        error = pending.pop()
+        if isinstance(error, BaseExceptionGroup):
+            pending.extend(error.exceptions)
+        else:
+            leaves.append(error)
+    return leaves[0] if len(leaves) == 1 else None

@@ -1,0 +1,163 @@
+"""The production transport over real loopback sockets (ws and wss), and the endpoints."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import trio
+
+from actors import endpoint as ep
+from actors.gemini_link import HandshakeRejected, LinkOptions, LinkState, gemini_link
+from actors.supervisor import ActorContext, no_jitter
+from actors.transport import ConnectFailed, Connection, TransportClosed, WebSocketTransport
+from emulator import Behaviour, Reply, Scenario, Turn, open_emulator
+from protocol import encode
+from protocol import messages as m
+from protocol import wire as w
+
+MODEL = "gemini-2.5-flash-native-audio-preview-12-2025"
+SCENARIO = Scenario(
+    turns=(Turn(replies=(Reply(say="Over real sockets."),)), Turn(replies=(Reply(say="Again."),))),
+    behaviour=Behaviour(pace="fast", first_audio_delay_ms=0),
+)
+SETUP = w.Setup(model="", output_audio_transcription=w.AudioTranscriptionConfig())
+
+
+async def test_transport_round_trip_and_close_codes() -> None:
+    async with open_emulator(scenario=SCENARIO, faults=["close:code=1011,at=mid-reply"]) as emu:
+        target = ep.custom(emu.url, MODEL)
+        async with WebSocketTransport().connect(target.url, await target.headers()) as conn:
+            await conn.send(encode(w.Setup(model=target.model)))
+            assert "setupComplete" in str(await conn.receive())
+            await conn.send(encode(w.RealtimeInput(text="hi")))
+            with pytest.raises(TransportClosed) as info, trio.fail_after(10):
+                await _read_until_closed(conn)
+            assert (info.value.code, info.value.reason) == (1011, "injected fault")
+
+
+async def _read_until_closed(conn: Connection) -> None:
+    while True:
+        await conn.receive()
+
+
+async def test_transport_connect_failures_are_translated() -> None:
+    async with open_emulator() as emu:
+        with pytest.raises(ConnectFailed) as info:
+            async with WebSocketTransport().connect(emu.url + "/ws/nothing", []):
+                pass
+        assert info.value.status == 404
+    listener = trio.socket.socket()
+    await listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    listener.close()  # nothing listens there now
+    with pytest.raises(ConnectFailed, match="connecting failed"):
+        async with WebSocketTransport(connect_timeout=5).connect(f"ws://127.0.0.1:{port}/x", []):
+            pass
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["ws", "wss"])
+async def test_the_link_over_real_sockets_survives_a_drop(tls: bool) -> None:
+    async with open_emulator(scenario=SCENARIO, tls=tls, faults=["drop:at=mid-reply"]) as emu:
+        transport = WebSocketTransport(ssl_context=emu.client_ssl_context)
+        outgoing_send, outgoing_receive = trio.open_memory_channel[m.InternalMessage](math.inf)
+        incoming_send, incoming_receive = trio.open_memory_channel[m.InternalMessage](math.inf)
+        ctx = ActorContext("link", 1, trio.Event(), lambda: None)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(
+                lambda: gemini_link(
+                    ctx,
+                    endpoint=ep.custom(emu.url, MODEL),
+                    setup=SETUP,
+                    transport=transport,
+                    outgoing=outgoing_receive,
+                    incoming=incoming_send,
+                    state=LinkState(),
+                    options=LinkOptions(random=no_jitter),
+                )
+            )
+            seen: list[m.InternalMessage] = []
+            with trio.fail_after(20):
+                await outgoing_send.send(m.TextInput(text="one"))
+                while not isinstance(message := await incoming_receive.receive(), m.Reconnected):
+                    seen.append(message)
+                await outgoing_send.send(m.TextInput(text="two"))
+                while not isinstance(message := await incoming_receive.receive(), m.TurnCompleted):
+                    seen.append(message)
+            assert any(isinstance(x, m.Reconnecting) and "1006" in x.reason for x in seen)
+            ctx.stopping.set()
+
+
+async def test_a_wrong_path_over_real_sockets_is_fatal() -> None:
+    async with open_emulator() as emu:
+        _outgoing_send, outgoing_receive = trio.open_memory_channel[m.InternalMessage](1)
+        incoming_send, _incoming_receive = trio.open_memory_channel[m.InternalMessage](10)
+        with pytest.raises(HandshakeRejected, match="HTTP 404"):
+            await gemini_link(
+                ActorContext("link", 1, trio.Event(), lambda: None),
+                endpoint=ep.custom(emu.url + "/ws/wrong", MODEL),
+                setup=SETUP,
+                transport=WebSocketTransport(),
+                outgoing=outgoing_receive,
+                incoming=incoming_send,
+                state=LinkState(),
+            )
+
+
+# --- endpoints --------------------------------------------------------------------------------
+
+
+async def test_gemini_api_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GOOGLE_API_KEY", raising=False)
+    monkeypatch.delenv("GEMINI_API_KEY", raising=False)
+    with pytest.raises(ep.MissingCredentials, match="GOOGLE_API_KEY"):
+        ep.gemini_api(MODEL)
+    monkeypatch.setenv("GEMINI_API_KEY", "from-env-secret")
+    target = ep.gemini_api(MODEL)
+    assert target.url == (
+        "wss://generativelanguage.googleapis.com"
+        "/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent"
+    )
+    assert target.model == f"models/{MODEL}"
+    assert await target.headers() == [("x-goog-api-key", "from-env-secret")]
+    assert "secret" not in repr(target)
+    assert await ep.gemini_api(MODEL, "arg-secret").headers() == [("x-goog-api-key", "arg-secret")]
+
+
+async def test_vertex_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GOOGLE_CLOUD_PROJECT", raising=False)
+    monkeypatch.delenv("GOOGLE_CLOUD_LOCATION", raising=False)
+    with pytest.raises(ep.MissingCredentials, match="GOOGLE_CLOUD_PROJECT"):
+        ep.vertex_ai("gemini-live-2.5-flash-native-audio")
+    target = ep.vertex_ai(
+        "gemini-live-2.5-flash-native-audio", "proj", "us-central1", token=lambda: "tok-secret"
+    )
+    assert target.url == (
+        "wss://us-central1-aiplatform.googleapis.com"
+        "/ws/google.cloud.aiplatform.v1beta1.LlmBidiService/BidiGenerateContent"
+    )
+    assert (
+        target.model
+        == "projects/proj/locations/us-central1/publishers/google/models/gemini-live-2.5-flash-native-audio"
+    )
+    assert await target.headers() == [
+        ("Authorization", "Bearer tok-secret"),
+        ("x-goog-user-project", "proj"),
+    ]
+    assert "secret" not in repr(target)
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "p2")
+    monkeypatch.setenv("GOOGLE_CLOUD_LOCATION", "global")
+    assert ep.vertex_ai("m", token=lambda: "t").url.startswith("wss://aiplatform.googleapis.com/")
+
+
+async def test_custom_endpoint() -> None:
+    target = ep.custom("ws://127.0.0.1:9", "models/m")
+    assert (
+        target.url
+        == "ws://127.0.0.1:9/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent"
+    )
+    assert target.model == "models/m"
+    assert await target.headers() == []
+    assert ep.custom("wss://gw.example/live", "m").url == "wss://gw.example/live"
+    with pytest.raises(ValueError, match="ws:// or wss://"):
+        ep.custom("http://127.0.0.1:9", "m")
