@@ -354,3 +354,23 @@ def _drain(channel: trio.MemoryReceiveChannel[m.InternalMessage]) -> list[m.Inte
             out.append(channel.receive_nowait())
         except (trio.WouldBlock, trio.EndOfChannel):
             return out
+
+
+async def test_a_slow_or_stalled_server_is_not_killed_by_a_keepalive(
+    autojump_clock: MockClock,
+) -> None:
+    slow = Scenario(
+        turns=(
+            Turn(replies=(Reply(say="Slowly, slowly."),)),
+            Turn(replies=(Reply(say="Still here."),)),
+        ),
+        behaviour=Behaviour(pace="realtime", first_audio_delay_ms=3000),
+    )
+    async with running_link(slow, faults=("slow:factor=10",)) as link:
+        turn = await link.say("one")  # 30 s before the first audio
+        assert agent_text(turn) == "Slowly, slowly."
+    async with running_link(SCRIPT, faults=("stall:at=mid-reply",)) as link:
+        await link.outgoing.send(m.TextInput(text="one"))
+        with trio.move_on_after(120):  # the server goes silent for two minutes
+            await link.until(lambda x: isinstance(x, m.Reconnecting | m.TurnCompleted), limit=130)
+        assert not any(isinstance(x, m.Reconnecting) for x in link.seen)
