@@ -374,3 +374,23 @@ async def test_a_slow_or_stalled_server_is_not_killed_by_a_keepalive(
         with trio.move_on_after(120):  # the server goes silent for two minutes
             await link.until(lambda x: isinstance(x, m.Reconnecting | m.TurnCompleted), limit=130)
         assert not any(isinstance(x, m.Reconnecting) for x in link.seen)
+
+
+async def test_audio_within_the_bound_is_all_delivered_in_order(autojump_clock: MockClock) -> None:
+    options = LinkOptions(
+        audio_buffer_seconds=10.0, backoff=Backoff(initial=1.0, jitter=0), random=no_jitter
+    )
+    async with running_link(faults=("drop:at=mid-reply",), options=options) as link:
+        await link.outgoing.send(m.TextInput(text="one"))
+        await link.until(lambda x: isinstance(x, m.Reconnecting))
+        for sequence in range(50):  # one second of audio while the link is down
+            data = sequence.to_bytes(2, "little") * 320
+            await link.outgoing.send(m.AudioChunk(data=data, timestamp=0.0, sequence=sequence))
+        await link.outgoing.send(m.AudioStreamEnded(timestamp=0.0))
+        got = await link.until(lambda x: isinstance(x, m.Reconnected))
+        await trio.sleep(1)
+    assert not any(isinstance(x, m.Dropped) for x in got)
+    sent = [x for x in link.transport.sent if isinstance(x, w.RealtimeInput)]
+    audio = [int.from_bytes(x.audio.data[:2], "little") for x in sent if x.audio and x.audio.data]
+    assert audio == list(range(50))  # nothing lost, nothing reordered
+    assert sent[-1] == w.RealtimeInput(audio_stream_end=True)  # and control after it, in order

@@ -161,3 +161,13 @@ async def test_custom_endpoint() -> None:
     assert ep.custom("wss://gw.example/live", "m").url == "wss://gw.example/live"
     with pytest.raises(ValueError, match="ws:// or wss://"):
         ep.custom("http://127.0.0.1:9", "m")
+
+
+def test_the_gemini_api_url_and_key_header_match_google_genai() -> None:
+    from tests.protocol.sdk import capture_client_frames
+
+    _, uri, headers = capture_client_frames(model=MODEL)
+    ours = ep.gemini_api(MODEL, "test-key")
+    assert ours.url == uri.replace("//ws/", "/ws/")  # the SDK's base URL ends in '/'
+    assert headers["x-goog-api-key"] == "test-key"
+    assert trio.run(ours.headers) == [("x-goog-api-key", "test-key")]
