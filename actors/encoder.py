@@ -1,0 +1,243 @@
+"""The encoder actor: raw capture in, what Gemini Live takes out.
+
+Audio: any rate, channel count and sample format becomes 16 kHz mono PCM16 in fixed
+chunks (20 ms by default). Resampling is soxr's streaming resampler, flushed when the
+source changes (its name, rate or channel count) and at the end of a stream; float input
+is clipped to [-1, 1]. Video: JPEG (or PNG) through Pillow, fitted into 1024x1024 at
+quality 75 by default, at about 1 frame per second while the user speaks and about 0.3
+otherwise; the latest frame wins, and frames dropped by that policy are counted.
+
+``AudioEncoder`` and ``VideoEncoder`` are plain classes (no I/O); ``encoder`` is the actor.
+Bad input raises ``EncoderError`` naming the problem; the actor reports it as ``Dropped``
+and goes on, so one bad frame does not end a session.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import soxr
+import trio
+from PIL import Image
+
+from actors.supervisor import ActorContext
+from protocol import messages as m
+
+TARGET_RATE = 16000
+_DTYPES = {"s16": ("<i2", 32768.0), "s32": ("<i4", 2147483648.0), "f32": ("<f4", 1.0)}
+_CHANNELS = {"rgb24": ("RGB", 3), "rgba": ("RGBA", 4), "gray": ("L", 1)}
+
+
+class EncoderError(ValueError):
+    """Input that cannot be encoded; the message names the problem."""
+
+
+class AudioEncoder:
+    """Raw audio in, 16 kHz mono PCM16 chunks of ``chunk_ms`` out."""
+
+    def __init__(self, chunk_ms: int = 20) -> None:
+        if not 10 <= chunk_ms <= 1000:
+            raise ValueError("chunk_ms must be between 10 and 1000")
+        self.chunk_bytes = 2 * TARGET_RATE * chunk_ms // 1000
+        self._chunk_seconds = chunk_ms / 1000
+        self._resampler: soxr.ResampleStream | None = None
+        self._format: tuple[str, int, int] | None = None
+        self._pending = bytearray()
+        self._sequence = 0
+        self._first_timestamp: float | None = None
+        self._samples_out = 0
+
+    def feed(self, frame: m.RawAudio) -> list[m.AudioChunk]:
+        """Encode one frame; the whole chunks it completes. Raises ``EncoderError``."""
+        samples = _to_mono_float(frame)
+        out: list[m.AudioChunk] = []
+        fmt = (frame.source, frame.sample_rate, frame.channels)
+        if self._format is not None and fmt != self._format:
+            out += self._drain(last=True)  # a new source: finish the old stream first
+        if self._format != fmt:
+            self._format = fmt
+            self._resampler = (
+                None
+                if frame.sample_rate == TARGET_RATE
+                else soxr.ResampleStream(frame.sample_rate, TARGET_RATE, 1, dtype="float32")
+            )
+        if self._first_timestamp is None:
+            self._first_timestamp = frame.timestamp
+        resampled = samples if self._resampler is None else self._resampler.resample_chunk(samples)
+        self._append(resampled)
+        return out + self._chunks()
+
+    def end(self) -> list[m.AudioChunk]:
+        """End of stream: flush the resampler; the last (possibly short) chunk."""
+        out = self._drain(last=True)
+        if self._pending:
+            out.append(self._chunk(bytes(self._pending)))
+            self._pending.clear()
+        self._format = None
+        self._resampler = None
+        return out
+
+    def _drain(self, *, last: bool) -> list[m.AudioChunk]:
+        if self._resampler is not None and last:
+            self._append(self._resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
+        return self._chunks()
+
+    def _append(self, samples: np.ndarray) -> None:
+        clipped = np.clip(samples, -1.0, 1.0)
+        self._pending += (clipped * 32767.0).round().astype("<i2").tobytes()
+
+    def _chunks(self) -> list[m.AudioChunk]:
+        out = []
+        while len(self._pending) >= self.chunk_bytes:
+            out.append(self._chunk(bytes(self._pending[: self.chunk_bytes])))
+            del self._pending[: self.chunk_bytes]
+        return out
+
+    def _chunk(self, data: bytes) -> m.AudioChunk:
+        # Timestamps follow the audio itself: where this chunk starts in the stream.
+        start = (self._first_timestamp or 0.0) + self._samples_out / TARGET_RATE
+        self._samples_out += len(data) // 2
+        self._sequence += 1
+        return m.AudioChunk(data=data, timestamp=start, sequence=self._sequence)
+
+
+def _to_mono_float(frame: m.RawAudio) -> np.ndarray:
+    if frame.channels < 1:
+        raise EncoderError(f"audio from {frame.source or 'a source'} has {frame.channels} channels")
+    if frame.sample_rate < 1000 or frame.sample_rate > 384000:
+        raise EncoderError(f"unsupported sample rate {frame.sample_rate} Hz")
+    dtype, scale = _DTYPES[frame.sample_format]
+    width = np.dtype(dtype).itemsize * frame.channels
+    if len(frame.data) % width:
+        raise EncoderError(
+            f"{len(frame.data)} bytes is not a whole number of {frame.channels}-channel "
+            f"{frame.sample_format} frames"
+        )
+    samples = np.frombuffer(frame.data, dtype=dtype).astype(np.float32) / np.float32(scale)
+    if frame.sample_format == "f32" and not np.isfinite(samples).all():
+        raise EncoderError("audio contains NaN or infinite samples")
+    mono: np.ndarray = samples.reshape(-1, frame.channels).mean(axis=1, dtype=np.float32)
+    return mono
+
+
+@dataclass
+class VideoEncoder:
+    """Raw frames in, JPEG (or PNG) stills out, at a rate that depends on speech."""
+
+    max_size: tuple[int, int] = (1024, 1024)
+    quality: int = 75
+    image_format: Literal["JPEG", "PNG"] = "JPEG"
+    speaking_fps: float = 1.0
+    idle_fps: float = 0.3
+    dropped: int = 0
+    _latest: m.RawVideo | None = field(default=None, repr=False)
+    _last_sent: float | None = field(default=None, repr=False)
+
+    def offer(self, frame: m.RawVideo) -> None:
+        """Keep ``frame`` as the latest; a frame it replaces unsent is counted as dropped."""
+        _check_frame(frame)
+        if self._latest is not None:
+            self.dropped += 1
+        self._latest = frame
+
+    def due(self, now: float, *, speaking: bool) -> m.VideoFrame | None:
+        """The latest frame, encoded, if the rate policy allows one now."""
+        if self._latest is None:
+            return None
+        interval = 1.0 / (self.speaking_fps if speaking else self.idle_fps)
+        if self._last_sent is not None and now - self._last_sent < interval:
+            return None
+        frame, self._latest = self._latest, None
+        self._last_sent = now
+        return self.encode(frame)
+
+    def encode(self, frame: m.RawVideo) -> m.VideoFrame:
+        _check_frame(frame)
+        mode, _ = _CHANNELS[frame.pixel_format]
+        image = Image.frombytes(mode, (frame.width, frame.height), frame.data)
+        if image.mode != "RGB" and self.image_format == "JPEG":
+            image = image.convert("RGB")
+        image.thumbnail(self.max_size)  # fits inside, keeping the aspect ratio
+        buffer = io.BytesIO()
+        if self.image_format == "JPEG":
+            image.save(buffer, "JPEG", quality=self.quality)
+        else:
+            image.save(buffer, "PNG")
+        return m.VideoFrame(
+            data=buffer.getvalue(),
+            mime_type=f"image/{self.image_format.lower()}",
+            width=image.width,
+            height=image.height,
+            timestamp=frame.timestamp,
+        )
+
+
+def _check_frame(frame: m.RawVideo) -> None:
+    if frame.width < 1 or frame.height < 1:
+        raise EncoderError(f"video frame of {frame.width}x{frame.height} pixels")
+    _, channels = _CHANNELS[frame.pixel_format]
+    expected = frame.width * frame.height * channels
+    if len(frame.data) != expected:
+        raise EncoderError(
+            f"a {frame.width}x{frame.height} {frame.pixel_format} frame needs {expected} bytes, "
+            f"got {len(frame.data)}"
+        )
+
+
+@dataclass
+class _Speech:
+    """A simple local energy gate: is the user speaking (for the video rate policy)?"""
+
+    threshold: float = 10 ** (-45 / 20)  # -45 dBFS RMS
+    hold: float = 0.5
+    until: float = 0.0
+
+    def update(self, chunk: m.AudioChunk) -> None:
+        samples = np.frombuffer(chunk.data, dtype="<i2").astype(np.float32) / 32768.0
+        if samples.size and float(np.sqrt(np.mean(samples * samples))) > self.threshold:
+            self.until = chunk.timestamp + self.hold
+
+    def active(self, now: float) -> bool:
+        return now < self.until
+
+
+async def encoder(
+    ctx: ActorContext,
+    *,
+    raw: trio.MemoryReceiveChannel[m.InternalMessage],
+    out: trio.MemorySendChannel[m.InternalMessage],
+    chunk_ms: int = 20,
+    video: VideoEncoder | None = None,
+) -> None:
+    """Encode ``raw`` (``RawAudio``, ``RawVideo``, ``EndOfStream``) into ``out`` until
+    ``raw`` ends. Bad frames become ``Dropped`` reports. Closes both endpoints on exit."""
+    audio = AudioEncoder(chunk_ms)
+    pictures = video or VideoEncoder()
+    speech = _Speech()
+    async with raw, out:
+        ctx.ready()
+        async for message in raw:
+            try:
+                if isinstance(message, m.RawAudio):
+                    for chunk in audio.feed(message):
+                        speech.update(chunk)
+                        await out.send(chunk)
+                elif isinstance(message, m.RawVideo):
+                    before = pictures.dropped
+                    pictures.offer(message)
+                    if pictures.dropped > before:
+                        await out.send(m.Dropped(what="video frame (latest wins)", count=1))
+                elif isinstance(message, m.EndOfStream):
+                    for chunk in audio.end():
+                        await out.send(chunk)
+                    await out.send(message)
+                else:
+                    await out.send(message)
+            except EncoderError as exc:
+                await out.send(m.Dropped(what=f"input: {exc}", count=1))
+            frame = pictures.due(trio.current_time(), speaking=speech.active(trio.current_time()))
+            if frame is not None:
+                await out.send(frame)

@@ -1,0 +1,221 @@
+"""The encoder: resampling accuracy, chunking, formats, JPEG, the video rate policy."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+import pytest
+import trio
+from PIL import Image
+from trio.testing import MockClock
+
+from actors.encoder import AudioEncoder, EncoderError, VideoEncoder, encoder
+from actors.supervisor import ActorContext
+from protocol import messages as m
+
+
+def sine(rate: int, seconds: float, freq: float, amplitude: float, channels: int = 1) -> np.ndarray:
+    t = np.arange(int(rate * seconds)) / rate
+    wave = (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+    return np.repeat(wave[:, None], channels, axis=1)
+
+
+def raw(
+    samples: np.ndarray,
+    rate: int,
+    fmt: m.SampleFormat = "f32",
+    source: str = "a",
+    timestamp: float = 0.0,
+) -> m.RawAudio:
+    scale = {"s16": 32767, "s32": 2147483647, "f32": 1}[fmt]
+    dtype = {"s16": "<i2", "s32": "<i4", "f32": "<f4"}[fmt]
+    data = (
+        (samples * scale).astype(dtype).tobytes()
+        if fmt != "f32"
+        else samples.astype(dtype).tobytes()
+    )
+    channels = samples.shape[1] if samples.ndim == 2 else 1
+    return m.RawAudio(
+        data=data,
+        sample_rate=rate,
+        channels=channels,
+        sample_format=fmt,
+        timestamp=timestamp,
+        source=source,
+    )
+
+
+def pcm(chunks: list[m.AudioChunk]) -> np.ndarray:
+    return np.frombuffer(b"".join(c.data for c in chunks), dtype="<i2").astype(np.float64) / 32768.0
+
+
+def encode_all(
+    encoder_: AudioEncoder,
+    signal: np.ndarray,
+    rate: int,
+    frame_ms: int = 10,
+    fmt: m.SampleFormat = "f32",
+) -> list[m.AudioChunk]:
+    step = rate * frame_ms // 1000
+    out: list[m.AudioChunk] = []
+    for i in range(0, len(signal), step):
+        out += encoder_.feed(raw(signal[i : i + step], rate, fmt))
+    return out + encoder_.end()
+
+
+def test_48k_stereo_comes_out_16k_mono_at_the_right_frequency_and_level() -> None:
+    signal = sine(48000, 1.0, 1000.0, 0.5, channels=2)
+    samples = pcm(encode_all(AudioEncoder(), signal, 48000))
+    assert abs(samples.size - 16000) <= 2
+    steady = samples[800:-800]  # away from the filter's edges
+    spectrum = np.abs(np.fft.rfft(steady * np.hanning(steady.size)))
+    peak = np.argmax(spectrum) * 16000 / steady.size
+    assert peak == pytest.approx(1000.0, abs=2.0)
+    assert float(np.sqrt(np.mean(steady**2))) == pytest.approx(0.5 / math.sqrt(2), rel=0.01)
+
+
+def test_chunks_are_fixed_size_with_timestamps_that_follow_the_audio() -> None:
+    chunks = encode_all(AudioEncoder(chunk_ms=20), sine(16000, 1.0, 440, 0.3), 16000)
+    assert [len(c.data) for c in chunks] == [640] * 50
+    assert [c.sequence for c in chunks] == list(range(1, 51))
+    assert [c.timestamp for c in chunks] == pytest.approx([0.02 * i for i in range(50)])
+
+
+@pytest.mark.parametrize("fmt", ["s16", "s32", "f32"])
+def test_every_sample_format_gives_the_same_audio(fmt: m.SampleFormat) -> None:
+    signal = sine(24000, 0.5, 300, 0.4)
+    reference = pcm(encode_all(AudioEncoder(), signal, 24000, fmt="f32"))
+    assert np.abs(pcm(encode_all(AudioEncoder(), signal, 24000, fmt=fmt)) - reference).max() < 2e-4
+
+
+def test_float_input_is_clipped_not_wrapped() -> None:
+    loud = sine(16000, 0.1, 100, 1.5)
+    samples = np.frombuffer(
+        b"".join(c.data for c in encode_all(AudioEncoder(), loud, 16000)), dtype="<i2"
+    )
+    assert samples.max() == 32767
+    assert samples.min() == -32767
+
+
+def test_a_new_source_flushes_the_resampler_and_nothing_is_lost() -> None:
+    enc = AudioEncoder()
+    first = enc.feed(raw(sine(48000, 0.5, 200, 0.3), 48000, source="file"))
+    switch = enc.feed(raw(sine(16000, 0.5, 200, 0.3), 16000, source="mic"))
+    total = pcm(first + switch + enc.end()).size
+    assert abs(total - 16000) <= 4
+
+
+@pytest.mark.parametrize(
+    ("frame", "words"),
+    [
+        (
+            m.RawAudio(data=b"", sample_rate=16000, channels=0, sample_format="s16", timestamp=0),
+            "0 channels",
+        ),
+        (
+            m.RawAudio(
+                data=b"\x00" * 3, sample_rate=16000, channels=1, sample_format="s16", timestamp=0
+            ),
+            "whole number",
+        ),
+        (
+            m.RawAudio(
+                data=np.array([np.nan], "<f4").tobytes(),
+                sample_rate=16000,
+                channels=1,
+                sample_format="f32",
+                timestamp=0,
+            ),
+            "NaN",
+        ),
+        (
+            m.RawAudio(
+                data=b"\x00\x00", sample_rate=12, channels=1, sample_format="s16", timestamp=0
+            ),
+            "sample rate",
+        ),
+    ],
+    ids=["no-channels", "misaligned", "nan", "rate"],
+)
+def test_bad_audio_is_a_typed_error(frame: m.RawAudio, words: str) -> None:
+    with pytest.raises(EncoderError, match=words):
+        AudioEncoder().feed(frame)
+
+
+def frame(
+    width: int, height: int, fmt: m.PixelFormat = "rgb24", timestamp: float = 0.0
+) -> m.RawVideo:
+    channels = {"rgb24": 3, "rgba": 4, "gray": 1}[fmt]
+    rng = np.random.default_rng(0)
+    data = rng.integers(0, 255, size=width * height * channels, dtype=np.uint8).tobytes()
+    return m.RawVideo(data=data, width=width, height=height, pixel_format=fmt, timestamp=timestamp)
+
+
+def test_jpeg_fits_the_box_keeps_the_aspect_and_honours_quality() -> None:
+    big = frame(2000, 1000)
+    encoded = VideoEncoder().encode(big)
+    image = Image.open(io.BytesIO(encoded.data))
+    assert image.format == "JPEG"
+    assert (encoded.width, encoded.height) == image.size == (1024, 512)
+    assert encoded.mime_type == "image/jpeg"
+    low = VideoEncoder(quality=20).encode(big)
+    assert len(low.data) < len(encoded.data)
+    small = VideoEncoder(max_size=(320, 320)).encode(frame(640, 480, "rgba"))
+    assert (small.width, small.height) == (320, 240)
+    png = VideoEncoder(image_format="PNG").encode(frame(64, 32, "gray"))
+    assert Image.open(io.BytesIO(png.data)).format == "PNG"
+    assert png.mime_type == "image/png"
+
+
+def test_a_frame_that_is_not_what_it_says_is_a_typed_error() -> None:
+    bad = m.RawVideo(data=b"\x00" * 10, width=4, height=4, pixel_format="rgb24", timestamp=0)
+    with pytest.raises(EncoderError, match="needs 48 bytes, got 10"):
+        VideoEncoder().encode(bad)
+    with pytest.raises(EncoderError, match="0x4"):
+        VideoEncoder().offer(
+            m.RawVideo(data=b"", width=0, height=4, pixel_format="rgb24", timestamp=0)
+        )
+
+
+@pytest.mark.parametrize(("speaking", "expected"), [(True, 3), (False, 1)])
+def test_about_one_frame_a_second_while_speaking_fewer_otherwise_latest_wins(
+    speaking: bool, expected: int
+) -> None:
+    video = VideoEncoder()
+    sent = []
+    for step in range(30):  # 10 fps for 3 s
+        now = step * 0.1
+        video.offer(frame(8, 8, timestamp=now))
+        out = video.due(now, speaking=speaking)
+        if out is not None:
+            sent.append(out)
+    assert len(sent) == expected
+    assert video.dropped == 30 - expected - (1 if video._latest is not None else 0)
+
+
+async def test_the_encoder_actor_with_fake_peers(autojump_clock: MockClock) -> None:
+    raw_send, raw_receive = trio.open_memory_channel[m.InternalMessage](math.inf)
+    out_send, out_receive = trio.open_memory_channel[m.InternalMessage](math.inf)
+    ctx = ActorContext("encoder", 1, trio.Event(), lambda: None)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(lambda: encoder(ctx, raw=raw_receive, out=out_send))
+        signal = sine(44100, 0.5, 500, 0.3, channels=2)
+        for i in range(0, len(signal), 441):
+            await raw_send.send(raw(signal[i : i + 441], 44100))
+        await raw_send.send(
+            m.RawAudio(
+                data=b"\x00", sample_rate=16000, channels=1, sample_format="s16", timestamp=0
+            )
+        )
+        await raw_send.send(frame(64, 64))
+        await raw_send.send(m.EndOfStream(source="a", timestamp=0.5))
+        await raw_send.aclose()
+        got = [message async for message in out_receive]
+    chunks = [x for x in got if isinstance(x, m.AudioChunk)]
+    assert abs(sum(len(c.data) for c in chunks) // 2 - 8000) <= 4
+    assert any(isinstance(x, m.Dropped) and "whole number" in x.what for x in got)
+    assert any(isinstance(x, m.VideoFrame) for x in got)
+    end = next(i for i, x in enumerate(got) if isinstance(x, m.EndOfStream))
+    assert all(i < end for i, x in enumerate(got) if isinstance(x, m.AudioChunk))  # flushed first
