@@ -1,0 +1,226 @@
+"""Capture: WAV in every format, arrays, video sources, pacing; and capture -> encoder."""
+
+from __future__ import annotations
+
+import math
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import trio
+from PIL import Image
+from trio.testing import MockClock
+
+from actors.capture import (
+    ArraySource,
+    AudioDeviceUnavailable,
+    CallableSource,
+    CaptureError,
+    FrameSource,
+    ImageFilesSource,
+    MicrophoneSource,
+    WavSource,
+    capture,
+    read_wav,
+)
+from actors.encoder import encoder
+from actors.supervisor import ActorContext
+from protocol import messages as m
+
+
+def write_wav(path: Path, samples: np.ndarray, rate: int, kind: str) -> Path:
+    """Write float samples (frames x channels) as 16/24/32-bit PCM, float, or extensible."""
+    channels = samples.shape[1]
+    if kind == "s16":
+        tag, bits, data = 1, 16, (samples * 32767).astype("<i2").tobytes()
+    elif kind == "s24":
+        ints = (samples * 8388607).astype("<i4").reshape(-1)
+        tag, bits, data = 1, 24, b"".join(int(v).to_bytes(3, "little", signed=True) for v in ints)
+    elif kind == "s32":
+        tag, bits, data = 1, 32, (samples * 2147483647).astype("<i4").tobytes()
+    else:
+        tag, bits, data = 3, 32, samples.astype("<f4").tobytes()
+    block = channels * bits // 8
+    fmt = struct.pack("<HHIIHH", tag, channels, rate, rate * block, block, bits)
+    if kind == "extensible":
+        fmt = struct.pack("<HHIIHH", 0xFFFE, channels, rate, rate * block, block, bits)
+        fmt += struct.pack("<HHI", 22, bits, 0) + struct.pack("<H", 3) + bytes(14)
+    body = (
+        b"WAVE"
+        + b"fmt "
+        + struct.pack("<I", len(fmt))
+        + fmt
+        + b"data"
+        + struct.pack("<I", len(data))
+        + data
+    )
+    path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+    return path
+
+
+def tone(rate: int, seconds: float, channels: int = 1, freq: float = 440.0) -> np.ndarray:
+    t = np.arange(int(rate * seconds)) / rate
+    return np.repeat((0.5 * np.sin(2 * np.pi * freq * t))[:, None], channels, axis=1)
+
+
+def as_float(audio_data: bytes, fmt: str) -> np.ndarray:
+    dtype, scale = {"s16": ("<i2", 32768.0), "s32": ("<i4", 2147483648.0), "f32": ("<f4", 1.0)}[fmt]
+    return np.frombuffer(audio_data, dtype=dtype) / scale
+
+
+@pytest.mark.parametrize("kind", ["s16", "s24", "s32", "f32", "extensible"])
+def test_every_wav_encoding_reads_back(tmp_path: Path, kind: str) -> None:
+    samples = tone(22050, 0.2, channels=2)
+    audio = read_wav(write_wav(tmp_path / "a.wav", samples, 22050, kind))
+    assert (audio.sample_rate, audio.channels) == (22050, 2)
+    expected_format = {"s16": "s16", "s24": "s32", "s32": "s32", "f32": "f32", "extensible": "f32"}[
+        kind
+    ]
+    assert audio.sample_format == expected_format
+    decoded = as_float(audio.data, audio.sample_format).reshape(-1, 2)
+    assert np.abs(decoded - samples).max() < 1e-4
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (None, "cannot read"),
+        (b"not a wav at all", "not a WAV file"),
+        (b"RIFF\x04\x00\x00\x00WAVE", "no fmt chunk"),
+    ],
+    ids=["missing", "garbage", "no-fmt"],
+)
+def test_unreadable_wavs_are_typed_errors(
+    tmp_path: Path, content: bytes | None, words: str
+) -> None:
+    path = tmp_path / "bad.wav"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(CaptureError, match=words):
+        read_wav(path)
+
+
+def test_an_unsupported_encoding_is_named(tmp_path: Path) -> None:
+    fmt = struct.pack("<HHIIHH", 1, 1, 8000, 8000, 1, 8)  # 8-bit PCM
+    body = (
+        b"WAVE"
+        + b"fmt "
+        + struct.pack("<I", 16)
+        + fmt
+        + b"data"
+        + struct.pack("<I", 2)
+        + b"\x80\x80"
+    )
+    path = tmp_path / "8bit.wav"
+    path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+    with pytest.raises(CaptureError, match="format 1, 8 bits"):
+        read_wav(path)
+
+
+async def collect(source: object) -> list[m.InternalMessage]:
+    send, receive = trio.open_memory_channel[m.InternalMessage](math.inf)
+    await capture(ActorContext("capture", 1, trio.Event(), lambda: None), source=source, out=send)  # type: ignore[arg-type]
+    return [message async for message in receive]
+
+
+async def test_wav_source_paced_in_real_time_with_media_timestamps(
+    autojump_clock: MockClock, tmp_path: Path
+) -> None:
+    path = write_wav(tmp_path / "a.wav", tone(48000, 1.0, channels=2), 48000, "s24")
+    start = trio.current_time()
+    got = await collect(WavSource(path, frame_ms=20))
+    frames = [x for x in got if isinstance(x, m.RawAudio)]
+    assert len(frames) == 50
+    assert [f.timestamp - start for f in frames] == pytest.approx([0.02 * i for i in range(50)])
+    assert trio.current_time() - start == pytest.approx(0.98)
+    assert all(len(f.data) == 960 * 2 * 4 for f in frames)
+    assert got[-1] == m.EndOfStream(source="a.wav", timestamp=trio.current_time())
+
+
+async def test_fast_sources_do_not_wait(autojump_clock: MockClock) -> None:
+    start = trio.current_time()
+    got = await collect(ArraySource(tone(16000, 2.0).astype(np.float32), 16000, realtime=False))
+    assert trio.current_time() == start
+    assert sum(len(x.data) for x in got if isinstance(x, m.RawAudio)) == 32000 * 4
+
+
+@pytest.mark.parametrize("dtype", [np.int16, np.int32, np.float32, np.float64])
+async def test_array_sources_of_every_sample_type(autojump_clock: MockClock, dtype: type) -> None:
+    samples = tone(8000, 0.1)
+    scaled = samples * (32767 if dtype is np.int16 else 2147483647 if dtype is np.int32 else 1)
+    got = await collect(ArraySource(scaled.astype(dtype), 8000, realtime=False))
+    frames = [x for x in got if isinstance(x, m.RawAudio)]
+    decoded = np.concatenate([as_float(f.data, f.sample_format) for f in frames])
+    assert np.abs(decoded - samples[:, 0]).max() < 1e-4
+
+
+async def test_bad_arrays_and_missing_devices_are_clear_errors(autojump_clock: MockClock) -> None:
+    with pytest.raises(CaptureError, match="unsupported sample type"):
+        await collect(ArraySource(np.zeros(10, dtype=np.uint8), 8000))
+    with pytest.raises(AudioDeviceUnavailable, match="sounddevice"):
+        await collect(MicrophoneSource())
+
+
+async def test_video_sources(autojump_clock: MockClock, tmp_path: Path) -> None:
+    for index, color in enumerate(["red", "green", "blue"]):
+        Image.new("RGB", (40, 30), color).save(tmp_path / f"{index}.png")
+    (tmp_path / "notes.txt").write_text("not an image")
+    start = trio.current_time()
+    images = [
+        x for x in await collect(ImageFilesSource(tmp_path, fps=2.0)) if isinstance(x, m.RawVideo)
+    ]
+    assert [(f.width, f.height, f.pixel_format) for f in images] == [(40, 30, "rgb24")] * 3
+    assert [f.timestamp - start for f in images] == pytest.approx([0.0, 0.5, 1.0])
+    assert images[0].data[:3] == bytes([255, 0, 0])
+    frames = [np.zeros((4, 6, 4), np.uint8), np.zeros((4, 6), np.uint8)]
+    got = [x for x in await collect(FrameSource(frames, fps=10)) if isinstance(x, m.RawVideo)]
+    assert [f.pixel_format for f in got] == ["rgba", "gray"]
+    grabs = iter([np.zeros((2, 2, 3), np.uint8), None])
+    got = [
+        x for x in await collect(CallableSource(lambda: next(grabs))) if isinstance(x, m.RawVideo)
+    ]
+    assert len(got) == 1
+
+
+async def test_unreadable_images_are_named(autojump_clock: MockClock, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.png"
+    bad.write_text("nope")
+    with pytest.raises(CaptureError, match=r"bad\.png is not a readable image"):
+        await collect(ImageFilesSource([bad]))
+    with pytest.raises(CaptureError, match="uint8"):
+        await collect(FrameSource([np.zeros((2, 2, 3), np.float32)]))
+
+
+async def test_capture_then_encoder_with_a_real_wav_file(
+    autojump_clock: MockClock, tmp_path: Path
+) -> None:
+    path = write_wav(
+        tmp_path / "speech.wav", tone(48000, 1.0, channels=2, freq=1000.0), 48000, "s24"
+    )
+    raw_send, raw_receive = trio.open_memory_channel[m.InternalMessage](math.inf)
+    out_send, out_receive = trio.open_memory_channel[m.InternalMessage](math.inf)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(
+            lambda: capture(
+                ActorContext("capture", 1, trio.Event(), lambda: None),
+                source=WavSource(path),
+                out=raw_send,
+            )
+        )
+        nursery.start_soon(
+            lambda: encoder(
+                ActorContext("encoder", 1, trio.Event(), lambda: None),
+                raw=raw_receive,
+                out=out_send,
+            )
+        )
+        got = [message async for message in out_receive]
+    chunks = [x for x in got if isinstance(x, m.AudioChunk)]
+    samples = np.frombuffer(b"".join(c.data for c in chunks), dtype="<i2") / 32768.0
+    assert abs(samples.size - 16000) <= 2
+    steady = samples[800:-800]
+    peak = np.argmax(np.abs(np.fft.rfft(steady))) * 16000 / steady.size
+    assert peak == pytest.approx(1000.0, abs=2.0)
+    assert float(np.sqrt(np.mean(steady**2))) == pytest.approx(0.5 / math.sqrt(2), rel=0.01)
+    assert isinstance(got[-1], m.EndOfStream)
