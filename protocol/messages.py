@@ -171,6 +171,26 @@ class TranscriptFragment(Message, frozen=True, tag="transcript.fragment"):
     finished: bool = False
 
 
+class TranscriptUpdated(Message, frozen=True, tag="transcript.interim"):
+    """The transcript of one side of a turn so far (interim)."""
+
+    role: Role
+    turn_id: int
+    text: str
+
+
+class TranscriptCompleted(Message, frozen=True, tag="transcript.completed"):
+    """The final transcript of one side of a turn (the seed's
+    ``input_speech_transcription_completed`` / ``agent_speech_transcription_completed``).
+    For an interrupted reply, ``transcript`` is the part that was heard."""
+
+    role: Role
+    turn_id: int
+    item_id: str
+    transcript: str
+    interrupted: bool = False
+
+
 class VoiceActivityDetected(Message, frozen=True, tag="voice_activity"):
     kind: Literal["start", "end"]
 
@@ -318,6 +338,8 @@ InternalMessage = (
     | TurnInterrupted
     | TurnCompleted
     | TranscriptFragment
+    | TranscriptUpdated
+    | TranscriptCompleted
     | VoiceActivityDetected
     | ToolCallRequested
     | ToolCallsCancelled

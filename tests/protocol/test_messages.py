@@ -29,6 +29,8 @@ STABLE_TAGS = {
     "TurnInterrupted": "turn.interrupted",
     "TurnCompleted": "turn.complete",
     "TranscriptFragment": "transcript.fragment",
+    "TranscriptUpdated": "transcript.interim",
+    "TranscriptCompleted": "transcript.completed",
     "VoiceActivityDetected": "voice_activity",
     "ToolCallRequested": "tool.call",
     "ToolCallsCancelled": "tool.cancelled",

@@ -1,0 +1,150 @@
+"""The transcriber: assembly, spacing, one final per side, order by turn, truncation."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import trio
+from trio.testing import MockClock
+
+from actors.supervisor import ActorContext
+from actors.transcriber import Transcripts, assemble, transcriber
+from protocol import messages as m
+
+
+def user(turn: int, text: str, finished: bool = False) -> m.TranscriptFragment:
+    return m.TranscriptFragment(role="user", turn_id=turn, text=text, finished=finished)
+
+
+def agent(turn: int, text: str) -> m.TranscriptFragment:
+    return m.TranscriptFragment(role="agent", turn_id=turn, text=text)
+
+
+def audio(turn: int, offset: int, samples: int) -> m.ModelAudio:
+    return m.ModelAudio(turn_id=turn, data=bytes(2 * samples), offset=offset)
+
+
+def finals(events: list[m.InternalMessage]) -> list[m.TranscriptCompleted]:
+    return [e for e in events if isinstance(e, m.TranscriptCompleted)]
+
+
+@pytest.mark.parametrize(
+    ("fragments", "text"),
+    [
+        (["What's", " the", " weather", "?"], "What's the weather?"),
+        ([" Hello", "  there ", " "], "Hello there"),
+        (["Sure.", "It is", " sunny."], "Sure. It is sunny."),
+        (["3.5", " degrees"], "3.5 degrees"),
+        (["こんにちは", "世界"], "こんにちは世界"),
+    ],
+)
+def test_spacing_between_fragments(fragments: list[str], text: str) -> None:
+    assert assemble(fragments) == text
+
+
+def test_interim_updates_then_one_final_per_side() -> None:
+    t = Transcripts()
+    events = [
+        e
+        for f in (user(1, "Hi"), user(1, " there", finished=True), user(1, " again"))
+        for e in t.feed(f)
+    ]
+    assert [e.text for e in events if isinstance(e, m.TranscriptUpdated)] == ["Hi", "Hi there"]
+    assert finals(events) == [
+        m.TranscriptCompleted(role="user", turn_id=1, item_id="turn-1-user", transcript="Hi there")
+    ]
+    events = [
+        e for f in (agent(1, "Hello"), agent(1, "!"), m.TurnCompleted(turn_id=1)) for e in t.feed(f)
+    ]
+    assert finals(events) == [
+        m.TranscriptCompleted(role="agent", turn_id=1, item_id="turn-1-agent", transcript="Hello!")
+    ]
+    assert finals(t.feed(m.TurnCompleted(turn_id=1))) == []  # one final per side
+
+
+def test_the_users_words_come_first_even_when_they_arrive_after_the_reply() -> None:
+    t = Transcripts(expect_playout=False)
+    for message in (
+        agent(1, "Sure, it is sunny."),
+        user(1, "What's the weather?"),
+        m.TurnCompleted(turn_id=1),
+    ):
+        t.feed(message)
+    t.feed(user(2, "Thanks"))
+    assert [(h.role, h.text, h.item_id) for h in t.history()] == [
+        ("user", "What's the weather?", "turn-1-user"),
+        ("agent", "Sure, it is sunny.", "turn-1-agent"),
+        ("user", "Thanks", "turn-2-user"),
+    ]
+
+
+def test_an_interrupted_reply_keeps_only_what_was_heard() -> None:
+    t = Transcripts()
+    words = ["The", " weather", " today", " is", " sunny", " and", " warm."]
+    for index, word in enumerate(words):  # each word comes with its 200 ms of audio
+        t.feed(audio(1, index * 4800, 4800))
+        t.feed(agent(1, word))
+    assert finals(t.feed(m.TurnInterrupted(turn_id=1))) == []
+    assert finals(t.feed(m.TurnCompleted(turn_id=1, interrupted=True))) == []  # waits for playout
+    heard = finals(
+        t.feed(m.PlayoutFinished(turn_id=1, samples_played=3 * 4800 + 100, interrupted=True))
+    )
+    assert heard == [
+        m.TranscriptCompleted(
+            role="agent",
+            turn_id=1,
+            item_id="turn-1-agent",
+            transcript="The weather today",
+            interrupted=True,
+        )
+    ]
+    assert t.history()[-1] == m.ChatTurn(
+        role="agent", text="The weather today", item_id="turn-1-agent", interrupted=True
+    )
+
+
+def test_playout_reporting_before_the_turn_completes_also_truncates() -> None:
+    t = Transcripts()
+    for index, word in enumerate(["One", " two", " three"]):
+        t.feed(audio(1, index * 4800, 4800))
+        t.feed(agent(1, word))
+    t.feed(m.PlayoutFinished(turn_id=1, samples_played=4800, interrupted=True))
+    assert [f.transcript for f in finals(t.feed(m.TurnCompleted(turn_id=1, interrupted=True)))] == [
+        "One"
+    ]
+
+
+def test_text_replies_and_thoughts() -> None:
+    t = Transcripts()
+    t.feed(m.ModelText(turn_id=1, text="thinking...", thought=True))
+    t.feed(m.ModelText(turn_id=1, text="Plain text reply."))
+    assert [f.transcript for f in finals(t.feed(m.TurnCompleted(turn_id=1, interrupted=True)))] == [
+        "Plain text reply."
+    ]
+
+
+async def test_the_actor_with_fake_peers(autojump_clock: MockClock) -> None:
+    inbox_send, inbox_receive = trio.open_memory_channel[m.InternalMessage](math.inf)
+    out_send, out_receive = trio.open_memory_channel[m.InternalMessage](math.inf)
+    transcripts = Transcripts()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(
+            lambda: transcriber(
+                ActorContext("t", 1, trio.Event(), lambda: None),
+                inbox=inbox_receive,
+                out=out_send,
+                transcripts=transcripts,
+            )
+        )
+        for message in (
+            user(1, "Hi", finished=True),
+            audio(1, 0, 480),
+            agent(1, "Hello"),
+            m.TurnCompleted(turn_id=1),
+        ):
+            await inbox_send.send(message)
+        await inbox_send.aclose()
+        got = [x async for x in out_receive]
+    assert [f.role for f in finals(got)] == ["user", "agent"]
+    assert [h.text for h in transcripts.history()] == ["Hi", "Hello"]
