@@ -274,7 +274,8 @@ async def playout(
                 played = buffer.played(turn_id) or last_progress.get(turn_id, 0) + len(frame) // 2
                 previous = last_progress.get(turn_id, 0)
                 last_progress[turn_id] = played
-                if played // progress_samples > previous // progress_samples:
+                # The first frame of a turn too: time-to-first-audio is measured from it.
+                if previous == 0 or played // progress_samples > previous // progress_samples:
                     await events.send(m.PlayoutProgress(turn_id=turn_id, samples_played=played))
 
         try:

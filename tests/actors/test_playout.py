@@ -156,7 +156,7 @@ async def test_progress_is_reported_per_turn(autojump_clock: MockClock) -> None:
         await p.audio.send(m.GenerationCompleted(turn_id=1))
         await trio.sleep(1)
     progress = [x.samples_played for x in p.drain() if isinstance(x, m.PlayoutProgress)]
-    assert progress == [2400, 4800, 7200, 9600, 12000]
+    assert progress == [480, 2400, 4800, 7200, 9600, 12000]  # the first frame, then every 100 ms
 
 
 async def test_audio_at_another_rate_is_reported_not_played(autojump_clock: MockClock) -> None:

@@ -1,0 +1,73 @@
+"""Metrics: time to first audio per turn, and token usage per turn and per session.
+
+Time to first audio runs from the end of the user's speech (``ActivityEnded`` or
+``AudioStreamEnded`` sent, by its timestamp) to the first model audio played (the first
+``PlayoutProgress`` of the next turn, by when it arrives). Token counts come from the
+server's ``UsageReported``. Every measurement is a ``MetricRecorded``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import trio
+
+from actors.supervisor import ActorContext
+from protocol import messages as m
+
+
+@dataclass
+class Metrics:
+    speech_ended_at: float | None = None
+    started: set[int] = field(default_factory=set)
+    session_tokens: dict[str, int] = field(
+        default_factory=lambda: {"prompt": 0, "response": 0, "total": 0}
+    )
+
+    def feed(self, message: m.InternalMessage, now: float) -> list[m.MetricRecorded]:
+        if isinstance(message, m.ActivityEnded | m.AudioStreamEnded):
+            self.speech_ended_at = message.timestamp
+        elif isinstance(message, m.PlayoutProgress) and message.turn_id not in self.started:
+            self.started.add(message.turn_id)
+            if self.speech_ended_at is not None:
+                latency = now - self.speech_ended_at
+                self.speech_ended_at = None
+                return [
+                    m.MetricRecorded(
+                        name="time_to_first_audio", value=latency, turn_id=message.turn_id
+                    )
+                ]
+        elif isinstance(message, m.UsageReported):
+            counts = {
+                "prompt": message.prompt_tokens,
+                "response": message.response_tokens,
+                "total": message.total_tokens,
+            }
+            out = []
+            for kind, value in counts.items():
+                self.session_tokens[kind] += value
+                out.append(
+                    m.MetricRecorded(
+                        name=f"tokens.turn.{kind}", value=value, turn_id=message.turn_id
+                    )
+                )
+                out.append(
+                    m.MetricRecorded(name=f"tokens.session.{kind}", value=self.session_tokens[kind])
+                )
+            return out
+        return []
+
+
+async def metrics(
+    ctx: ActorContext,
+    *,
+    inbox: trio.MemoryReceiveChannel[m.InternalMessage],
+    out: trio.MemorySendChannel[m.InternalMessage],
+    tracker: Metrics,
+) -> None:
+    """Turn ``inbox`` messages into ``MetricRecorded`` on ``out`` until ``inbox`` ends."""
+    async with inbox, out:
+        ctx.ready()
+        async for message in inbox:
+            for metric in tracker.feed(message, trio.current_time()):
+                await out.send(metric)

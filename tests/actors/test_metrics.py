@@ -1,0 +1,65 @@
+"""Metrics: time to first audio from the end of speech to the first audio played; tokens."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import trio
+from trio.testing import MockClock
+
+from actors.metrics import Metrics, metrics
+from actors.playout import CollectorSink, PlayoutOptions, playout
+from actors.supervisor import ActorContext
+from protocol import messages as m
+
+
+def test_tokens_per_turn_and_per_session() -> None:
+    tracker = Metrics()
+    tracker.feed(
+        m.UsageReported(turn_id=1, prompt_tokens=10, response_tokens=20, total_tokens=30), 0
+    )
+    got = tracker.feed(
+        m.UsageReported(turn_id=2, prompt_tokens=1, response_tokens=2, total_tokens=3), 0
+    )
+    values = {(x.name, x.turn_id): x.value for x in got}
+    assert values[("tokens.turn.total", 2)] == 3
+    assert values[("tokens.session.total", None)] == 33
+    assert values[("tokens.session.response", None)] == 22
+
+
+async def test_time_to_first_audio_is_measured_to_the_first_frame_played(
+    autojump_clock: MockClock,
+) -> None:
+    ctx = ActorContext("x", 1, trio.Event(), lambda: None)
+    audio_send, audio_receive = trio.open_memory_channel[m.InternalMessage](math.inf)
+    events_send, events_receive = trio.open_memory_channel[m.InternalMessage](math.inf)
+    metric_send, metric_receive = trio.open_memory_channel[m.InternalMessage](math.inf)
+    tracker = Metrics()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(
+            lambda: playout(
+                ctx,
+                audio=audio_receive,
+                sink=CollectorSink(),
+                events=events_send,
+                options=PlayoutOptions(target_ms=100),
+            )
+        )
+        nursery.start_soon(
+            lambda: metrics(ctx, inbox=events_receive, out=metric_send, tracker=tracker)
+        )
+        ended = trio.current_time()
+        tracker.feed(m.AudioStreamEnded(timestamp=ended), ended)
+        await trio.sleep(0.5)  # the model thinks
+        for offset in range(0, 24000, 960):  # then 1 s of audio arrives in 40 ms chunks, fast
+            await audio_send.send(m.ModelAudio(turn_id=1, data=bytes(1920), offset=offset))
+            await trio.sleep(0.01)
+        await audio_send.send(m.TurnCompleted(turn_id=1))
+        await audio_send.aclose()
+        got = [x async for x in metric_receive]
+    ttfa = [x for x in got if isinstance(x, m.MetricRecorded) and x.name == "time_to_first_audio"]
+    assert len(ttfa) == 1
+    assert ttfa[0].turn_id == 1
+    # 0.5 s of thinking, then the 100 ms target arrives in 3 chunks (at +0, +10, +20 ms)
+    assert ttfa[0].value == pytest.approx(0.52)
