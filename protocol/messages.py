@@ -190,6 +190,13 @@ class TranscriptCompleted(Message, frozen=True, tag="transcript.completed"):
     transcript: str
     interrupted: bool = False
 
+    @property
+    def event(self) -> str:
+        """The seed's name for this event."""
+        if self.role == "user":
+            return "input_speech_transcription_completed"
+        return "agent_speech_transcription_completed"
+
 
 class VoiceActivityDetected(Message, frozen=True, tag="voice_activity"):
     kind: Literal["start", "end"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 import struct
 from pathlib import Path
@@ -224,3 +225,34 @@ async def test_capture_then_encoder_with_a_real_wav_file(
     assert peak == pytest.approx(1000.0, abs=2.0)
     assert float(np.sqrt(np.mean(steady**2))) == pytest.approx(0.5 / math.sqrt(2), rel=0.01)
     assert isinstance(got[-1], m.EndOfStream)
+
+
+async def test_capture_then_encoder_with_real_images(
+    autojump_clock: MockClock, tmp_path: Path
+) -> None:
+    photo = np.zeros((1200, 1600, 3), dtype=np.uint8)
+    photo[:, :800] = (200, 30, 30)  # a red left half, a black right half
+    Image.fromarray(photo).save(tmp_path / "photo.png")
+    raw_send, raw_receive = trio.open_memory_channel[m.InternalMessage](math.inf)
+    out_send, out_receive = trio.open_memory_channel[m.InternalMessage](math.inf)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(
+            lambda: capture(
+                ActorContext("c", 1, trio.Event(), lambda: None),
+                source=ImageFilesSource(tmp_path),
+                out=raw_send,
+            )
+        )
+        nursery.start_soon(
+            lambda: encoder(
+                ActorContext("e", 1, trio.Event(), lambda: None), raw=raw_receive, out=out_send
+            )
+        )
+        got = [message async for message in out_receive]
+    frames = [x for x in got if isinstance(x, m.VideoFrame)]
+    assert len(frames) == 1
+    assert (frames[0].width, frames[0].height, frames[0].mime_type) == (1024, 768, "image/jpeg")
+    decoded = np.asarray(Image.open(io.BytesIO(frames[0].data)))
+    assert decoded.shape == (768, 1024, 3)
+    assert abs(int(decoded[384, 200, 0]) - 200) < 10  # still red on the left
+    assert int(decoded[384, 900].max()) < 10  # still black on the right

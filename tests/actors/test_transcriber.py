@@ -148,3 +148,18 @@ async def test_the_actor_with_fake_peers(autojump_clock: MockClock) -> None:
         got = [x async for x in out_receive]
     assert [f.role for f in finals(got)] == ["user", "agent"]
     assert [h.text for h in transcripts.history()] == ["Hi", "Hello"]
+
+
+def test_completed_transcripts_carry_the_seeds_event_names() -> None:
+    t = Transcripts(expect_playout=False)
+    events = finals(
+        [
+            e
+            for f in (user(1, "Hi", finished=True), agent(1, "Hello"), m.TurnCompleted(turn_id=1))
+            for e in t.feed(f)
+        ]
+    )
+    assert [e.event for e in events] == [
+        "input_speech_transcription_completed",
+        "agent_speech_transcription_completed",
+    ]
