@@ -1,0 +1,181 @@
+"""The whole pipeline, wired: every channel and actor of one voice session on one screen.
+
+    capture ─raw─► encoder ─outgoing─► gemini-link ◄══► Gemini Live | emulator
+                                           │
+                        ┌──────incoming────┘
+                        ▼
+                     router ─calls─► tool-executor ─results─► router ─► outgoing (to the link)
+                        │  └─playout─► playout ─► sink
+                        ▼               │
+                     observer ◄─────────┘  (transcriber + metrics) ─► the application's events
+
+The supervisor starts them in this order: observer, playout, tool-executor, router, link
+(ready once setupComplete arrived), encoder, capture, so no audio is captured before the
+session can take it. The application gets every internal message on ``events`` (model
+audio included), plus transcripts and metrics, and can push input with ``send``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import trio
+
+from actors.capture import Source, capture
+from actors.encoder import encoder
+from actors.endpoint import Endpoint
+from actors.gemini_link import LinkOptions, LinkState, gemini_link
+from actors.metrics import Metrics
+from actors.playout import PlayoutOptions, Sink, playout
+from actors.supervisor import ActorContext, ChildSpec, Restart, Supervisor
+from actors.tool_executor import ExecutorState, tool_executor
+from actors.tools import ToolSet
+from actors.transcriber import Transcripts
+from actors.transport import Transport, WebSocketTransport
+from actors.wiring import Wiring
+from protocol import messages as m
+from protocol import wire
+
+_TO_PLAYOUT = (m.ModelAudio, m.TurnInterrupted, m.GenerationCompleted, m.TurnCompleted)
+_TO_TOOLS = (m.ToolCallRequested, m.ToolCallsCancelled, m.TurnInterrupted)
+
+
+@dataclass
+class Pipeline:
+    endpoint: Endpoint
+    setup: wire.Setup
+    sink: Sink
+    source: Source | None = None
+    tools: ToolSet = field(default_factory=ToolSet)
+    transport: Transport = field(default_factory=WebSocketTransport)
+    link_options: LinkOptions = field(default_factory=LinkOptions)
+    playout_options: PlayoutOptions = field(default_factory=PlayoutOptions)
+    chunk_ms: int = 20
+    transcripts: Transcripts = field(default_factory=Transcripts)
+    wiring: Wiring[m.InternalMessage] = field(default_factory=Wiring)
+
+    def __post_init__(self) -> None:
+        for name in ("raw", "outgoing", "incoming", "calls", "results", "playout", "observed"):
+            self.wiring.add(name)
+        self._link_state = LinkState()
+        self._executor_state = ExecutorState()
+        self._metrics = Metrics()
+
+    def send(self) -> trio.MemorySendChannel[m.InternalMessage]:
+        """An endpoint to push input to the session (text, activity signals, audio chunks)."""
+        return self.wiring.sender("outgoing")
+
+    def children(self, events: trio.MemorySendChannel[m.InternalMessage]) -> list[ChildSpec]:
+        w = self.wiring
+
+        async def observer(ctx: ActorContext) -> None:
+            async with w.receiver("observed") as observed, events.clone() as out:
+                ctx.ready()
+                async for message in observed:
+                    await out.send(message)
+                    for extra in (
+                        *self.transcripts.feed(message),
+                        *self._metrics.feed(message, trio.current_time()),
+                    ):
+                        await out.send(extra)
+
+        async def router(ctx: ActorContext) -> None:
+            async with (
+                w.receiver("incoming") as incoming,
+                w.receiver("results") as results,
+                w.sender("calls") as calls,
+                w.sender("playout") as audio,
+                w.sender("outgoing") as outgoing,
+                w.sender("observed") as observed,
+                trio.open_nursery() as nursery,
+            ):
+                ctx.ready()
+
+                async def forward_results() -> None:
+                    async for result in results:
+                        await outgoing.send(result)
+                        await observed.send(result)
+
+                nursery.start_soon(forward_results)
+                async for message in incoming:
+                    if isinstance(message, _TO_TOOLS):
+                        await calls.send(message)
+                    if isinstance(message, _TO_PLAYOUT):
+                        await audio.send(message)
+                    await observed.send(message)  # the transcriber needs the audio too
+                nursery.cancel_scope.cancel()
+
+        async def media(ctx: ActorContext) -> None:
+            """The encoder, with the end of the input turned into audioStreamEnd."""
+            raw_out = w.sender("observed")
+            encoded_send, encoded_receive = trio.open_memory_channel[m.InternalMessage](math.inf)
+            async with raw_out, w.sender("outgoing") as outgoing, trio.open_nursery() as nursery:
+                nursery.start_soon(
+                    lambda: encoder(
+                        ctx, raw=w.receiver("raw"), out=encoded_send, chunk_ms=self.chunk_ms
+                    )
+                )
+                async for message in encoded_receive:
+                    if isinstance(message, m.EndOfStream):
+                        ended = m.AudioStreamEnded(timestamp=message.timestamp)
+                        await outgoing.send(ended)
+                        await raw_out.send(ended)
+                        await raw_out.send(message)
+                    elif isinstance(message, m.Dropped):
+                        await raw_out.send(message)
+                    else:
+                        await outgoing.send(message)
+
+        specs = [
+            ChildSpec("observer", observer),
+            ChildSpec(
+                "playout",
+                lambda ctx: playout(
+                    ctx,
+                    audio=w.receiver("playout"),
+                    sink=self.sink,
+                    events=w.sender("observed"),
+                    options=self.playout_options,
+                ),
+                Restart.TRANSIENT,
+            ),
+            ChildSpec(
+                "tool-executor",
+                lambda ctx: tool_executor(
+                    ctx,
+                    tools=self.tools,
+                    calls=w.receiver("calls"),
+                    results=w.sender("results"),
+                    state=self._executor_state,
+                ),
+            ),
+            ChildSpec("router", router),
+            ChildSpec(
+                "gemini-link",
+                lambda ctx: gemini_link(
+                    ctx,
+                    endpoint=self.endpoint,
+                    setup=self.setup,
+                    transport=self.transport,
+                    outgoing=w.receiver("outgoing"),
+                    incoming=w.sender("incoming"),
+                    state=self._link_state,
+                    options=self.link_options,
+                ),
+            ),
+            ChildSpec("encoder", media, Restart.TRANSIENT),
+        ]
+        if self.source is not None:
+            source = self.source
+            specs.append(
+                ChildSpec(
+                    "capture",
+                    lambda ctx: capture(ctx, source=source, out=w.sender("raw")),
+                    Restart.TEMPORARY,  # restarted, a file source would replay from the start
+                )
+            )
+        return specs
+
+    def supervisor(self, events: trio.MemorySendChannel[m.InternalMessage]) -> Supervisor:
+        return Supervisor(self.children(events), events=events)

@@ -1,0 +1,86 @@
+"""The main job, run as a user runs it (`make run` runs this script), against the emulator."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import wave
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_a_whole_conversation_from_the_command_line(tmp_path: Path) -> None:
+    reply, events = tmp_path / "reply.wav", tmp_path / "events.jsonl"
+    env = {"PATH": "/usr/bin:/bin"}  # no GOOGLE_API_KEY: the built-in emulator
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "examples" / "supervisor.py"),
+            "--fast",
+            "--output",
+            str(reply),
+            "--events",
+            str(events),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "you  : What's the weather like in Paris today?" in result.stdout
+    assert "tool : get_weather" in result.stdout
+    assert "agent: It is twenty-one degrees and sunny in Paris today." in result.stdout
+    assert "done: 1 turn(s), 1 tool call(s)" in result.stdout
+    with wave.open(str(reply), "rb") as audio:
+        assert (audio.getframerate(), audio.getnchannels(), audio.getsampwidth()) == (24000, 1, 2)
+        assert audio.getnframes() / 24000 > 2.0  # the spoken reply
+    records = [json.loads(line) for line in events.read_text().splitlines()]
+    assert all("type" in r and isinstance(r["t"], float) for r in records)
+    by_type = {r["type"]: r for r in records}
+    assert (
+        by_type["input_speech_transcription_completed"]["transcript"]
+        == "What's the weather like in Paris today?"
+    )
+    assert by_type["agent_speech_transcription_completed"]["transcript"].startswith(
+        "It is twenty-one degrees"
+    )
+    call = by_type["function_calls_collected"]
+    assert (call["name"], call["args"]) == ("get_weather", {"city": "Paris"})
+    assert by_type["function_calls_finished"]["result"] == {
+        "city": "Paris",
+        "temperature_c": 21.0,
+        "sky": "sunny",
+    }
+    assert by_type["function_calls_finished"]["call_id"] == call["call_id"]
+    latencies = [
+        r["value"] for r in records if r["type"] == "metrics" and r["name"] == "time_to_first_audio"
+    ]
+    assert len(latencies) == 1
+    assert 0 < latencies[0] < 5
+    times = [r["t"] for r in records]
+    assert times == sorted(times)
+
+
+def test_a_fatal_error_exits_non_zero_with_one_line(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "examples" / "supervisor.py"),
+            "--input",
+            str(tmp_path / "missing.wav"),
+            "--fast",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin"},
+        cwd=tmp_path,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"error: cannot read {tmp_path / 'missing.wav'}: No such file or directory"
+    ]
