@@ -421,7 +421,7 @@ def _to_wire(message: m.InternalMessage, session: LiveSession) -> wire.ClientMes
             )
             for t in message.turns
         ]
-        return wire.ClientContent(turns=contents or None, turn_complete=True)
+        return wire.ClientContent(turns=contents or None, turn_complete=message.respond)
     if isinstance(message, m.InstructionsUpdated):
         instruction = wire.Content(role="user", parts=[wire.Part(text=message.instructions)])
         return wire.ContextUpdate(system_instruction=instruction)

@@ -124,9 +124,12 @@ class JitterBuffer:
         self._low_water = 2 * OUTPUT_RATE * low_water_ms // 1000
         self._turns: collections.OrderedDict[int, _Turn] = collections.OrderedDict()
         self._threshold = self._target
+        self._flushed: set[int] = set()
         self.underruns = 0
 
     def push(self, turn_id: int, pcm: bytes) -> None:
+        if turn_id in self._flushed:
+            return  # audio still arriving for an interrupted turn: never played
         turn = self._turns.setdefault(turn_id, _Turn(turn_id))
         if pcm:
             turn.data.append(pcm)
@@ -134,10 +137,13 @@ class JitterBuffer:
 
     def complete(self, turn_id: int) -> None:
         """No more audio will come for ``turn_id``."""
-        self._turns.setdefault(turn_id, _Turn(turn_id)).complete = True
+        if turn_id not in self._flushed:
+            self._turns.setdefault(turn_id, _Turn(turn_id)).complete = True
 
     def flush(self, turn_id: int) -> _Turn | None:
-        """Drop ``turn_id``'s audio now; the turn as it stood (for its played count)."""
+        """Drop ``turn_id``'s audio now, and any that still comes for it; the turn as it
+        stood (for its played count)."""
+        self._flushed.add(turn_id)
         return self._turns.pop(turn_id, None)
 
     def next_frame(self) -> tuple[int, bytes] | tuple[int, None] | None:

@@ -29,6 +29,7 @@ sys.path.insert(0, str(HERE.parent))  # run from a checkout without installing
 
 from actors import endpoint as ep  # noqa: E402
 from actors.capture import CaptureError, WavSource  # noqa: E402
+from actors.events import event_record  # noqa: E402
 from actors.gemini_link import LinkError  # noqa: E402
 from actors.pipeline import Pipeline  # noqa: E402
 from actors.playout import PlayoutOptions, WavSink  # noqa: E402
@@ -94,34 +95,6 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--fast", dest="realtime", action="store_false", help="send the input as fast as possible"
     )
     return parser.parse_args(argv)
-
-
-def event_record(message: m.InternalMessage, t: float) -> dict[str, Any] | None:
-    """One JSON line per event, named as the seed names them; None for raw media."""
-    if isinstance(
-        message,
-        m.ModelAudio | m.AudioChunk | m.RawAudio | m.TranscriptFragment | m.TranscriptUpdated,
-    ):
-        return None
-    fields: dict[str, Any] = msgspec.to_builtins(message)
-    kind = fields.pop("type")
-    names = {
-        "tool.call": "function_calls_collected",
-        "tool.result": "function_calls_finished",
-        "tool.cancelled": "function_calls_cancelled",
-        "turn.started": "response_content_added",
-        "turn.complete": "agent_speech_stopped",
-        "link.reconnecting": "reconnecting",
-        "link.reconnected": "reconnected",
-        "metrics": "metrics",
-    }
-    name = message.event if isinstance(message, m.TranscriptCompleted) else names.get(kind, kind)
-    if isinstance(message, m.ToolResult):
-        fields = {"call_id": message.call_id, "name": message.name}
-        fields.update(
-            {"error": message.error} if message.error is not None else {"result": message.output}
-        )
-    return {"type": name, "t": round(t, 6), **fields}
 
 
 def show(message: m.InternalMessage) -> None:

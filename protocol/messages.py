@@ -111,9 +111,10 @@ class ChatTurn(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ResponseRequested(Message, frozen=True, tag="input.create_response"):
-    """Ask the model to reply now, after appending ``turns`` to the history."""
+    """Append ``turns`` to the history and, if ``respond``, ask the model to reply now."""
 
     turns: tuple[ChatTurn, ...] = ()
+    respond: bool = True
 
 
 class InstructionsUpdated(Message, frozen=True, tag="input.instructions"):

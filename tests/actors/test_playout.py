@@ -201,3 +201,12 @@ async def test_model_audio_into_a_wav_file(tmp_path: Path) -> None:
     assert finished == [
         m.PlayoutFinished(turn_id=1, samples_played=len(speech) // 2, interrupted=False)
     ]
+
+
+def test_audio_arriving_after_a_flush_is_not_played() -> None:
+    buffer = JitterBuffer(target_ms=20)
+    buffer.push(1, audio(40))
+    buffer.flush(1)
+    buffer.push(1, audio(40))  # the server did not know: it goes on sending
+    buffer.complete(1)
+    assert buffer.next_frame() is None

@@ -1,0 +1,59 @@
+"""Public names for the pipeline's events: the seed's where it has one.
+
+``event_name(message)`` gives e.g. ``function_calls_collected`` for a ``ToolCallRequested``,
+``input_speech_transcription_completed`` for the user's final transcript, ``reconnecting``,
+``metrics``. ``event_record(message, t)`` is the JSON object of one event (``type``,
+``t``, its fields; tool results with ``result`` or ``error``), or None for raw media.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from protocol import messages as m
+
+_NAMES = {
+    "tool.call": "function_calls_collected",
+    "tool.result": "function_calls_finished",
+    "tool.cancelled": "function_calls_cancelled",
+    "turn.started": "response_content_added",
+    "turn.complete": "agent_speech_stopped",
+    "voice_activity": "input_speech_started",
+    "link.reconnecting": "reconnecting",
+    "link.reconnected": "reconnected",
+    "actor.gave_up": "error",
+    "metrics": "metrics",
+}
+_MEDIA = (
+    m.ModelAudio,
+    m.AudioChunk,
+    m.RawAudio,
+    m.RawVideo,
+    m.VideoFrame,
+    m.TranscriptFragment,
+    m.TranscriptUpdated,
+)
+
+
+def event_name(message: m.InternalMessage) -> str:
+    if isinstance(message, m.TranscriptCompleted):
+        return message.event
+    tag = type(message).__struct_config__.tag
+    assert isinstance(tag, str)
+    return _NAMES.get(tag, tag)
+
+
+def event_record(message: m.InternalMessage, t: float) -> dict[str, Any] | None:
+    """One JSON-able event record, or None for media (audio, video, interim transcripts)."""
+    if isinstance(message, _MEDIA):
+        return None
+    fields: dict[str, Any] = msgspec.to_builtins(message)
+    fields.pop("type")
+    if isinstance(message, m.ToolResult):
+        fields = {"call_id": message.call_id, "name": message.name}
+        fields.update(
+            {"error": message.error} if message.error is not None else {"result": message.output}
+        )
+    return {"type": event_name(message), "t": round(t, 6), **fields}

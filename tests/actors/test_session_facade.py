@@ -1,0 +1,193 @@
+"""The public facade: RealtimeModel's validation and a session's methods, end to end
+against the emulator (in-memory transport, autojump clock)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import numpy as np
+import pytest
+import trio
+from trio.testing import MockClock
+
+from actors.events import event_name
+from actors.playout import CollectorSink
+from actors.session import RealtimeModel, RealtimeSession
+from actors.tools import tool
+from emulator import Behaviour, Reply, Scenario, ToolCallSpec, Turn, open_emulator
+from protocol import messages as m
+from protocol import wire as w
+from tests.fakes import MemoryTransport
+
+
+@tool
+async def get_weather(city: str) -> dict[str, object]:
+    """Weather for a city."""
+    return {"city": city, "sky": "sunny"}
+
+
+SCENARIO = Scenario(
+    turns=(
+        Turn(
+            user="What's the weather in Paris?",
+            replies=(
+                Reply(tool_calls=(ToolCallSpec(name="get_weather", args={"city": "Paris"}),)),
+                Reply(say="Sunny in Paris."),
+            ),
+        ),
+        Turn(
+            user="Thanks",
+            replies=(Reply(say="You are welcome, and this reply is rather long " * 3),),
+        ),
+    ),
+    behaviour=Behaviour(pace="realtime", first_audio_delay_ms=100),
+)
+
+
+def test_validation_like_the_seed(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in (
+        "GOOGLE_API_KEY",
+        "GEMINI_API_KEY",
+        "GOOGLE_CLOUD_PROJECT",
+        "GOOGLE_CLOUD_LOCATION",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ValueError, match="API key is required"):
+        RealtimeModel()
+    with pytest.raises(ValueError, match="project and a location"):
+        RealtimeModel(vertexai=True)
+    monkeypatch.setenv("GOOGLE_API_KEY", "env-secret")
+    model = RealtimeModel(instructions="Be brief.", voice="Kore", temperature=0.3, language="fr-FR")
+    assert "secret" not in repr(model)
+    assert model.capabilities.input_audio_sample_rate == 16000
+    setup = model.setup(__import__("actors.tools", fromlist=["ToolSet"]).ToolSet([get_weather]))
+    assert setup.model == "models/gemini-2.5-flash-native-audio-preview-12-2025"
+    assert setup.generation_config is not None
+    assert setup.generation_config.temperature == 0.3
+    assert setup.generation_config.speech_config == w.SpeechConfig(
+        voice_config=w.VoiceConfig(prebuilt_voice_config=w.PrebuiltVoiceConfig(voice_name="Kore")),
+        language_code="fr-FR",
+    )
+    assert setup.tools is not None
+    assert setup.tools[0].function_declarations[0].name == "get_weather"  # type: ignore[index]
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "p")
+    monkeypatch.setenv("GOOGLE_CLOUD_LOCATION", "europe-west4")
+    assert (
+        RealtimeModel(vertexai=True)
+        .setup(__import__("actors.tools", fromlist=["ToolSet"]).ToolSet())
+        .model.startswith("projects/p/locations/europe-west4/")
+    )
+    assert (
+        RealtimeModel(endpoint="ws://127.0.0.1:9")
+        .setup(__import__("actors.tools", fromlist=["ToolSet"]).ToolSet())
+        .model.startswith("models/")
+    )
+
+
+def speech() -> np.ndarray:
+    t = np.arange(int(48000 * 0.5)) / 48000
+    voiced = 0.3 * np.sin(2 * np.pi * 220 * t)
+    silent = np.zeros(int(48000 * 0.8))
+    mono = np.concatenate([voiced, silent]).astype(np.float32)
+    return np.stack([mono, mono], axis=1)  # 48 kHz stereo float
+
+
+@asynccontextmanager
+async def session(
+    sink: CollectorSink, **options: object
+) -> AsyncIterator[tuple[RealtimeSession, MemoryTransport]]:
+    async with open_emulator(scenario=SCENARIO) as emu, trio.open_nursery() as nursery:
+        transport = MemoryTransport(emu, nursery)
+        model = RealtimeModel(endpoint=emu.url, transport=transport, **options)  # type: ignore[arg-type]
+        async with model.session(tools=[get_weather], sink=sink) as live:
+            yield live, transport
+        nursery.cancel_scope.cancel()
+
+
+async def until(live: RealtimeSession, name: str) -> list[m.InternalMessage]:
+    seen = []
+    with trio.fail_after(60):
+        async for event in live.events():
+            seen.append(event)
+            if event_name(event) == name:
+                return seen
+    raise AssertionError(f"no {name}")
+
+
+async def test_a_spoken_conversation_through_the_facade(autojump_clock: MockClock) -> None:
+    sink = CollectorSink()
+    async with session(sink) as (live, _):
+        live.push_audio(speech(), sample_rate=48000)
+        seen = await until(live, "agent_speech_transcription_completed")
+        names = [event_name(e) for e in seen]
+        assert names.index("input_speech_transcription_completed") < names.index(
+            "function_calls_collected"
+        )
+        assert "function_calls_finished" in names
+        assert not live.playout_complete.is_set()
+        with trio.fail_after(30):
+            await live.playout_complete.wait()
+        history = live.chat_ctx_copy()
+        assert [(h.role, h.text) for h in history] == [
+            ("user", "What's the weather in Paris?"),
+            ("agent", "Sunny in Paris."),
+        ]
+    assert len(sink.pcm) > 0
+
+
+async def test_the_session_methods_reach_the_wire(autojump_clock: MockClock) -> None:
+    async with session(CollectorSink()) as (live, transport):
+        live.set_chat_ctx([m.ChatTurn(role="user", text="My name is Ada.")])
+        live.update_instructions("Answer in French.")
+        live.send_text("hello")
+        await until(live, "agent_speech_stopped")
+        live.create_response()
+        await trio.sleep(1)
+        with pytest.raises(RuntimeError, match="automatic_activity_detection=False"):
+            live.commit_audio_buffer()
+    sent = transport.sent
+    assert (
+        w.ClientContent(
+            turns=[w.Content(role="user", parts=[w.Part(text="My name is Ada.")])],
+            turn_complete=False,
+        )
+        in sent
+    )
+    assert (
+        w.ContextUpdate(
+            system_instruction=w.Content(role="user", parts=[w.Part(text="Answer in French.")])
+        )
+        in sent
+    )
+    assert w.ClientContent(turn_complete=True) in sent
+
+
+async def test_manual_activity_and_interrupt(autojump_clock: MockClock) -> None:
+    sink = CollectorSink()
+    async with session(sink, automatic_activity_detection=False) as (live, transport):
+        live.start_user_turn()
+        live.push_audio((speech()[:, 0] * 32767).astype(np.int16), sample_rate=48000)
+        live.commit_audio_buffer()
+        await until(live, "function_calls_finished")
+        await until(live, "agent_speech_stopped")
+        live.send_text("thanks")
+        with trio.fail_after(60):
+            async for event in live.events():  # wait until the second reply is playing
+                if isinstance(event, m.PlayoutProgress) and event.turn_id == 2:
+                    break
+        live.interrupt()
+        interrupted_at = trio.current_time()
+        await trio.sleep(2)
+        assert len([t for t in sink.times if t > interrupted_at]) <= 1  # stopped within one frame
+    kinds = [
+        w.envelope_key(x)
+        + (
+            ":" + next(f for f in x.__struct_fields__ if getattr(x, f) is not None)
+            if isinstance(x, w.RealtimeInput)
+            else ""
+        )
+        for x in transport.sent
+    ]
+    assert "realtimeInput:activity_start" in kinds
+    assert "realtimeInput:activity_end" in kinds
