@@ -47,6 +47,7 @@ class Pipeline:
     setup: wire.Setup
     sink: Sink
     source: Source | None = None
+    video: Source | None = None  # a second source, of frames, beside the audio
     tools: ToolSet = field(default_factory=ToolSet)
     transport: Transport = field(default_factory=WebSocketTransport)
     link_options: LinkOptions = field(default_factory=LinkOptions)
@@ -118,9 +119,10 @@ class Pipeline:
                 )
                 async for message in encoded_receive:
                     if isinstance(message, m.EndOfStream):
-                        ended = m.AudioStreamEnded(timestamp=message.timestamp)
-                        await outgoing.send(ended)
-                        await raw_out.send(ended)
+                        if self.video is None or message.source != self.video.name:
+                            ended = m.AudioStreamEnded(timestamp=message.timestamp)
+                            await outgoing.send(ended)  # the end of the user's audio
+                            await raw_out.send(ended)
                         await raw_out.send(message)
                     elif isinstance(message, m.Dropped):
                         await raw_out.send(message)
@@ -166,16 +168,18 @@ class Pipeline:
             ),
             ChildSpec("encoder", media, Restart.TRANSIENT),
         ]
-        if self.source is not None:
-            source = self.source
-            specs.append(
-                ChildSpec(
-                    "capture",
-                    lambda ctx: capture(ctx, source=source, out=w.sender("raw")),
-                    Restart.TEMPORARY,  # restarted, a file source would replay from the start
-                )
-            )
+        for name, source in (("capture", self.source), ("video-capture", self.video)):
+            if source is not None:
+                specs.append(_capture_spec(name, source, w))
         return specs
 
     def supervisor(self, events: trio.MemorySendChannel[m.InternalMessage]) -> Supervisor:
+        """A supervisor of ``children(events)``; run it with ``run()``, end it with ``stop()``."""
         return Supervisor(self.children(events), events=events)
+
+
+def _capture_spec(name: str, source: Source, wiring: Wiring[m.InternalMessage]) -> ChildSpec:
+    # Never restarted: a restarted file source would replay from the start.
+    return ChildSpec(
+        name, lambda ctx: capture(ctx, source=source, out=wiring.sender("raw")), Restart.TEMPORARY
+    )

@@ -28,11 +28,17 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # run from a checkout without installing
 
 from actors import endpoint as ep  # noqa: E402
-from actors.capture import CaptureError, WavSource  # noqa: E402
+from actors.capture import (  # noqa: E402
+    AudioDeviceUnavailable,
+    CaptureError,
+    ImageFilesSource,
+    MicrophoneSource,
+    WavSource,
+)
 from actors.events import event_record  # noqa: E402
 from actors.gemini_link import LinkError  # noqa: E402
 from actors.pipeline import Pipeline  # noqa: E402
-from actors.playout import PlayoutOptions, WavSink  # noqa: E402
+from actors.playout import PlayoutOptions, SpeakerSink, WavSink  # noqa: E402
 from actors.supervisor import SupervisorGaveUp  # noqa: E402
 from actors.tools import ToolSet, tool  # noqa: E402
 from emulator import (  # noqa: E402
@@ -81,8 +87,14 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="examples/supervisor.py", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("--input", type=Path, default=HERE / "assets" / "question.wav")
-    parser.add_argument("--output", type=Path, default=Path("out/reply.wav"))
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--input", type=Path, default=HERE / "assets" / "question.wav")
+    source.add_argument("--mic", action="store_true", help="speak into the microphone")
+    sink = parser.add_mutually_exclusive_group()
+    sink.add_argument("--output", type=Path, default=Path("out/reply.wav"))
+    sink.add_argument("--speaker", action="store_true", help="play the reply aloud")
+    parser.add_argument("--video", type=Path, help="a folder of images to show, one a second")
+    parser.add_argument("--vertex", action="store_true", help="Vertex AI (GOOGLE_CLOUD_*)")
     parser.add_argument("--events", type=Path, default=Path("out/events.jsonl"))
     parser.add_argument("--scenario", type=Path, help="emulator scenario (JSON or TOML)")
     parser.add_argument(
@@ -119,7 +131,8 @@ def show(message: m.InternalMessage) -> None:
 async def converse(args: argparse.Namespace) -> dict[str, Any]:
     key = os.environ.get("GOOGLE_API_KEY") or os.environ.get("GEMINI_API_KEY")
     scenario = load_scenario(args.scenario) if args.scenario else DEMO
-    args.output.parent.mkdir(parents=True, exist_ok=True)
+    if not args.speaker:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
     args.events.parent.mkdir(parents=True, exist_ok=True)
     tools = ToolSet([get_weather])
     setup = wire.Setup(
@@ -134,6 +147,8 @@ async def converse(args: argparse.Namespace) -> dict[str, Any]:
     async with trio.open_nursery() as nursery:
         if args.endpoint:
             target = ep.custom(args.endpoint, MODEL, api_key=key)
+        elif args.vertex:
+            target = ep.vertex_ai("gemini-live-2.5-flash-native-audio")
         elif key:
             target = ep.gemini_api(MODEL, key)
         else:
@@ -145,8 +160,11 @@ async def converse(args: argparse.Namespace) -> dict[str, Any]:
         pipeline = Pipeline(
             endpoint=target,
             setup=setup,
-            sink=WavSink(args.output),
-            source=WavSource(args.input, realtime=args.realtime),
+            sink=SpeakerSink() if args.speaker else WavSink(args.output),
+            source=MicrophoneSource()
+            if args.mic
+            else WavSource(args.input, realtime=args.realtime),
+            video=ImageFilesSource(args.video) if args.video else None,
             tools=tools,
             playout_options=PlayoutOptions(realtime=True),
         )
@@ -212,14 +230,15 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(
         f"done: {summary['turns']} turn(s), {summary['tool_calls']} tool call(s), "
-        f"{summary['reconnects']} reconnect(s); agent audio in {args.output}, "
-        f"events in {args.events}",
+        f"{summary['reconnects']} reconnect(s); "
+        + ("" if args.speaker else f"agent audio in {args.output}, ")
+        + f"events in {args.events}",
         flush=True,
     )
     return 0
 
 
-FATAL = (LinkError, SupervisorGaveUp, CaptureError, ep.MissingCredentials)
+FATAL = (LinkError, SupervisorGaveUp, CaptureError, AudioDeviceUnavailable, ep.MissingCredentials)
 
 
 def _leaves(error: BaseException) -> list[BaseException]:

@@ -84,3 +84,43 @@ def test_a_fatal_error_exits_non_zero_with_one_line(tmp_path: Path) -> None:
     assert result.stderr.strip().splitlines() == [
         f"error: cannot read {tmp_path / 'missing.wav'}: No such file or directory"
     ]
+
+
+def test_video_frames_beside_the_audio(tmp_path: Path) -> None:
+    from PIL import Image
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for index, color in enumerate(["red", "blue"]):
+        Image.new("RGB", (320, 240), color).save(frames / f"{index}.png")
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "examples" / "supervisor.py"),
+            "--fast",
+            "--video",
+            str(frames),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin"},
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "done: 1 turn(s)" in result.stdout
+
+
+def test_no_speaker_device_is_a_one_line_error(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "supervisor.py"), "--fast", "--speaker"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin"},
+        cwd=tmp_path,
+    )
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("error: the speaker needs sounddevice")
