@@ -124,3 +124,18 @@ def test_no_speaker_device_is_a_one_line_error(tmp_path: Path) -> None:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1
     assert lines[0].startswith("error: the speaker needs sounddevice")
+
+
+def test_the_custom_pipeline_example_swaps_playout_for_a_meter(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "custom_pipeline.py")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin"},
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    line = result.stdout.strip().splitlines()[-1]
+    assert line.startswith("reply 1: peak ")
+    assert -20 < float(line.split()[3]) < 0  # the synthesized reply's peak level, in dBFS
