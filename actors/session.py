@@ -176,6 +176,7 @@ class RealtimeModel:
         chat_ctx: Iterable[m.ChatTurn] = (),
         tools: Iterable[Tool] = (),
         source: Source | None = None,
+        video: Source | None = None,
         sink: Sink | None = None,
     ) -> AsyncIterator[RealtimeSession]:
         """Run a session's pipeline until the block exits. Waits for the server's
@@ -186,6 +187,7 @@ class RealtimeModel:
             setup=self.setup(toolset),
             sink=sink or CollectorSink(),
             source=source,
+            video=video,
             tools=toolset,
             transport=self._transport,
             link_options=self._link_options,

@@ -191,3 +191,20 @@ async def test_manual_activity_and_interrupt(autojump_clock: MockClock) -> None:
     ]
     assert "realtimeInput:activity_start" in kinds
     assert "realtimeInput:activity_end" in kinds
+
+
+async def test_a_video_source_beside_the_audio(autojump_clock: MockClock) -> None:
+    from actors.capture import FrameSource
+
+    frames = [np.full((48, 64, 3), value, np.uint8) for value in (0, 128)]
+    async with open_emulator(scenario=SCENARIO) as emu, trio.open_nursery() as nursery:
+        transport = MemoryTransport(emu, nursery)
+        model = RealtimeModel(endpoint=emu.url, transport=transport)
+        async with model.session(video=FrameSource(frames, fps=1.0), sink=CollectorSink()) as live:
+            live.push_audio(speech(), sample_rate=48000)
+            await until(live, "agent_speech_stopped")
+        nursery.cancel_scope.cancel()
+    videos = [x for x in transport.sent if isinstance(x, w.RealtimeInput) and x.video is not None]
+    assert videos
+    assert videos[0].video is not None
+    assert videos[0].video.mime_type == "image/jpeg"
