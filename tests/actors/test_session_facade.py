@@ -208,3 +208,27 @@ async def test_a_video_source_beside_the_audio(autojump_clock: MockClock) -> Non
     assert videos
     assert videos[0].video is not None
     assert videos[0].video.mime_type == "image/jpeg"
+
+
+async def test_a_go_away_handover_is_invisible_to_the_conversation(
+    autojump_clock: MockClock,
+) -> None:
+    async with (
+        open_emulator(scenario=SCENARIO, faults=["goaway:at=turn-end,time_left=5"]) as emu,
+        trio.open_nursery() as nursery,
+    ):
+        model = RealtimeModel(endpoint=emu.url, transport=MemoryTransport(emu, nursery))
+        async with model.session(tools=[get_weather], sink=CollectorSink()) as live:
+            live.push_audio(speech(), sample_rate=48000)
+            first = await until(live, "agent_speech_transcription_completed")
+            handover = await until(live, "reconnected")
+            live.send_text("thanks")
+            second = await until(live, "agent_speech_transcription_completed")
+        nursery.cancel_scope.cancel()
+    names = [event_name(e) for e in first + handover]
+    assert "reconnecting" in names
+    assert m.Reconnected(restored=True) in handover
+    final = second[-1]
+    assert isinstance(final, m.TranscriptCompleted)
+    assert final.transcript.startswith("You are welcome")  # the second scripted turn: resumed
+    assert emu.max_active_connections == 1
