@@ -11,24 +11,22 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_a_whole_conversation_from_the_command_line(tmp_path: Path) -> None:
-    reply, events = tmp_path / "reply.wav", tmp_path / "events.jsonl"
-    env = {"PATH": "/usr/bin:/bin"}  # no GOOGLE_API_KEY: the built-in emulator
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "examples" / "supervisor.py"),
-            "--fast",
-            "--output",
-            str(reply),
-            "--events",
-            str(events),
-        ],
+def run_example(script: str, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run examples/SCRIPT.py as a user would, with no API key in the environment."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / "examples" / f"{script}.py"), *args],
         capture_output=True,
         text=True,
         timeout=120,
-        env=env,
-        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin"},  # no GOOGLE_API_KEY: the built-in emulator
+        cwd=cwd,
+    )
+
+
+def test_a_whole_conversation_from_the_command_line(tmp_path: Path) -> None:
+    reply, events = tmp_path / "reply.wav", tmp_path / "events.jsonl"
+    result = run_example(
+        "supervisor", tmp_path, "--fast", "--output", str(reply), "--events", str(events)
     )
     assert result.returncode == 0, result.stderr
     assert "you  : What's the weather like in Paris today?" in result.stdout
@@ -66,20 +64,7 @@ def test_a_whole_conversation_from_the_command_line(tmp_path: Path) -> None:
 
 
 def test_a_fatal_error_exits_non_zero_with_one_line(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "examples" / "supervisor.py"),
-            "--input",
-            str(tmp_path / "missing.wav"),
-            "--fast",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={"PATH": "/usr/bin:/bin"},
-        cwd=tmp_path,
-    )
+    result = run_example("supervisor", tmp_path, "--input", str(tmp_path / "missing.wav"), "--fast")
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         f"error: cannot read {tmp_path / 'missing.wav'}: No such file or directory"
@@ -93,33 +78,13 @@ def test_video_frames_beside_the_audio(tmp_path: Path) -> None:
     frames.mkdir()
     for index, color in enumerate(["red", "blue"]):
         Image.new("RGB", (320, 240), color).save(frames / f"{index}.png")
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "examples" / "supervisor.py"),
-            "--fast",
-            "--video",
-            str(frames),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={"PATH": "/usr/bin:/bin"},
-        cwd=tmp_path,
-    )
+    result = run_example("supervisor", tmp_path, "--fast", "--video", str(frames))
     assert result.returncode == 0, result.stderr
     assert "done: 1 turn(s)" in result.stdout
 
 
 def test_no_speaker_device_is_a_one_line_error(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "supervisor.py"), "--fast", "--speaker"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={"PATH": "/usr/bin:/bin"},
-        cwd=tmp_path,
-    )
+    result = run_example("supervisor", tmp_path, "--fast", "--speaker")
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1
@@ -127,14 +92,7 @@ def test_no_speaker_device_is_a_one_line_error(tmp_path: Path) -> None:
 
 
 def test_the_custom_pipeline_example_swaps_playout_for_a_meter(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "custom_pipeline.py")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={"PATH": "/usr/bin:/bin"},
-        cwd=tmp_path,
-    )
+    result = run_example("custom_pipeline", tmp_path)
     assert result.returncode == 0, result.stderr
     line = result.stdout.strip().splitlines()[-1]
     assert line.startswith("reply 1: peak ")
