@@ -8,11 +8,31 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import msgspec
+import trio
 
 from protocol import messages as m
+
+
+@dataclass
+class ResponseContent:
+    """The seed's ``response_content_added`` (its ``GeminiContent``): one reply, with its
+    text and audio as streams that end when the turn does."""
+
+    response_id: str
+    item_id: str
+    text_stream: trio.MemoryReceiveChannel[str]
+    audio_stream: trio.MemoryReceiveChannel[bytes]
+    content_type: Literal["audio", "text"] = "audio"
+    output_index: int = 0
+    content_index: int = 0
+    turn_id: int = 0
+
+
+Event = m.InternalMessage | ResponseContent
 
 _NAMES = {
     "tool.call": "function_calls_collected",
@@ -37,7 +57,9 @@ _MEDIA = (
 )
 
 
-def event_name(message: m.InternalMessage) -> str:
+def event_name(message: Event) -> str:
+    if isinstance(message, ResponseContent):
+        return "response_content_added"
     if isinstance(message, m.TranscriptCompleted):
         return message.event
     tag = type(message).__struct_config__.tag
@@ -45,10 +67,17 @@ def event_name(message: m.InternalMessage) -> str:
     return _NAMES.get(tag, tag)
 
 
-def event_record(message: m.InternalMessage, t: float) -> dict[str, Any] | None:
+def event_record(message: Event, t: float) -> dict[str, Any] | None:
     """One JSON-able event record, or None for media (audio, video, interim transcripts)."""
     if isinstance(message, _MEDIA):
         return None
+    if isinstance(message, ResponseContent):
+        return {
+            "type": event_name(message),
+            "t": round(t, 6),
+            "item_id": message.item_id,
+            "turn_id": message.turn_id,
+        }
     fields: dict[str, Any] = msgspec.to_builtins(message)
     fields.pop("type")
     if isinstance(message, m.ToolResult):

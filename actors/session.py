@@ -26,6 +26,8 @@ import trio
 
 from actors import endpoint as ep
 from actors.capture import Source
+from actors.encoder import VideoEncoder
+from actors.events import ResponseContent
 from actors.gemini_link import LinkOptions
 from actors.pipeline import Pipeline
 from actors.playout import CollectorSink, PlayoutOptions, Sink
@@ -36,6 +38,16 @@ from protocol import wire
 
 DEFAULT_MODEL = "gemini-2.5-flash-native-audio-preview-12-2025"
 DEFAULT_VERTEX_MODEL = "gemini-live-2.5-flash-native-audio"
+
+
+@dataclass(frozen=True)
+class EncodeOptions:
+    """How ``push_video(frame, encode_options)`` encodes a frame it sends at once."""
+
+    format: Literal["JPEG", "PNG"] = "JPEG"
+    quality: int = 75
+    width: int = 1024
+    height: int = 1024
 
 
 @dataclass(frozen=True)
@@ -194,7 +206,9 @@ class RealtimeModel:
             playout_options=self._playout_options,
         )
         events_send, events_receive = trio.open_memory_channel[m.InternalMessage](math.inf)
-        app_send, app_receive = trio.open_memory_channel[m.InternalMessage](math.inf)
+        app_send, app_receive = trio.open_memory_channel[m.InternalMessage | ResponseContent](
+            math.inf
+        )
         supervisor = pipeline.supervisor(events_send)
         async with trio.open_nursery() as nursery:
             await nursery.start(supervisor.run)
@@ -215,7 +229,7 @@ class RealtimeSession:
         self,
         model: RealtimeModel,
         pipeline: Pipeline,
-        events: trio.MemoryReceiveChannel[m.InternalMessage],
+        events: trio.MemoryReceiveChannel[m.InternalMessage | ResponseContent],
     ) -> None:
         self._model = model
         self._pipeline = pipeline
@@ -254,9 +268,10 @@ class RealtimeSession:
             )
         )
 
-    def push_video(self, frame: np.ndarray) -> None:
+    def push_video(self, frame: np.ndarray, encode_options: EncodeOptions | None = None) -> None:
         """Queue a video frame (HxWx3 RGB, HxWx4 RGBA or HxW gray, uint8). Encoded to JPEG
-        at about 1 fps while the user speaks, less otherwise; the latest frame wins."""
+        at about 1 fps while the user speaks, less otherwise; the latest frame wins. With
+        ``encode_options`` (the seed's form) it is encoded here and sent at once instead."""
         array = np.ascontiguousarray(frame)
         formats = {2: "gray", 3: "rgb24"} if array.ndim == 2 else {3: "rgb24", 4: "rgba"}
         channels = array.shape[2] if array.ndim == 3 else 2
@@ -264,15 +279,22 @@ class RealtimeSession:
             raise ValueError(
                 f"frames must be uint8 HxW, HxWx3 or HxWx4, not {array.dtype} {array.shape}"
             )
-        self._raw.send_nowait(
-            m.RawVideo(
-                data=array.tobytes(),
-                width=array.shape[1],
-                height=array.shape[0],
-                pixel_format=formats[channels],  # type: ignore[arg-type]
-                timestamp=trio.current_time(),
-            )
+        raw = m.RawVideo(
+            data=array.tobytes(),
+            width=array.shape[1],
+            height=array.shape[0],
+            pixel_format=formats[channels],  # type: ignore[arg-type]
+            timestamp=trio.current_time(),
         )
+        if encode_options is None:
+            self._raw.send_nowait(raw)
+            return
+        encoder = VideoEncoder(
+            max_size=(encode_options.width, encode_options.height),
+            quality=encode_options.quality,
+            image_format=encode_options.format,
+        )
+        self._outgoing.send_nowait(encoder.encode(raw))
 
     def send_text(self, text: str) -> None:
         """A typed user turn."""
@@ -314,7 +336,7 @@ class RealtimeSession:
 
     # --- output -----------------------------------------------------------------------------
 
-    def events(self) -> AsyncIterator[m.InternalMessage]:
+    def events(self) -> AsyncIterator[m.InternalMessage | ResponseContent]:
         """Every event of the session, typed (``actors.events.event_name`` names them).
 
         An iterator, not a generator: leaving a loop over it early is fine, and a later loop
@@ -322,7 +344,7 @@ class RealtimeSession:
         """
         return _Events(self)
 
-    async def _next_event(self) -> m.InternalMessage:
+    async def _next_event(self) -> m.InternalMessage | ResponseContent:
         try:
             return await self._events.receive()
         except trio.EndOfChannel:
@@ -331,19 +353,40 @@ class RealtimeSession:
     async def _track(
         self,
         pipeline_events: trio.MemoryReceiveChannel[m.InternalMessage],
-        app: trio.MemorySendChannel[m.InternalMessage],
+        app: trio.MemorySendChannel[m.InternalMessage | ResponseContent],
     ) -> None:
-        """Keep the session's state (current turn, ``playout_complete``) whether or not
-        the application reads ``events()``, and pass every event on to it."""
+        """Keep the session's state (current turn, ``playout_complete``, the reply's
+        streams) whether or not the application reads ``events()``, and pass every event
+        on to it; a turn's start goes out as a ``ResponseContent`` with its streams."""
+        streams: dict[int, tuple[trio.MemorySendChannel[str], trio.MemorySendChannel[bytes]]] = {}
         async with pipeline_events, app:
             async for message in pipeline_events:
                 if isinstance(message, m.TurnStarted):
                     self._current_turn = message.turn_id
                     self.playout_complete = trio.Event()
-                elif (
-                    isinstance(message, m.PlayoutFinished) and message.turn_id == self._current_turn
-                ):
+                    text_send, text_receive = trio.open_memory_channel[str](math.inf)
+                    audio_send, audio_receive = trio.open_memory_channel[bytes](math.inf)
+                    streams[message.turn_id] = (text_send, audio_send)
+                    item = f"turn-{message.turn_id}-agent"
+                    content = ResponseContent(
+                        item, item, text_receive, audio_receive, turn_id=message.turn_id
+                    )
+                    app.send_nowait(content)
+                    continue
+                if isinstance(message, m.PlayoutFinished) and message.turn_id == self._current_turn:
                     self.playout_complete.set()
+                elif isinstance(message, m.ModelAudio) and message.turn_id in streams:
+                    streams[message.turn_id][1].send_nowait(message.data)
+                elif isinstance(message, m.TranscriptFragment) and message.turn_id in streams:
+                    if message.role == "agent":
+                        streams[message.turn_id][0].send_nowait(message.text)
+                elif isinstance(message, m.ModelText) and message.turn_id in streams:
+                    if not message.thought:
+                        streams[message.turn_id][0].send_nowait(message.text)
+                elif isinstance(message, m.TurnCompleted) and message.turn_id in streams:
+                    text_stream, audio_stream = streams.pop(message.turn_id)
+                    text_stream.close()
+                    audio_stream.close()
                 app.send_nowait(message)
 
 
@@ -354,7 +397,7 @@ class _Events:
     def __aiter__(self) -> _Events:
         return self
 
-    async def __anext__(self) -> m.InternalMessage:
+    async def __anext__(self) -> m.InternalMessage | ResponseContent:
         return await self._session._next_event()
 
 

@@ -11,7 +11,7 @@ import pytest
 import trio
 from trio.testing import MockClock
 
-from actors.events import event_name
+from actors.events import Event, ResponseContent, event_name
 from actors.playout import CollectorSink
 from actors.session import RealtimeModel, RealtimeSession
 from actors.tools import tool
@@ -105,8 +105,8 @@ async def session(
         nursery.cancel_scope.cancel()
 
 
-async def until(live: RealtimeSession, name: str) -> list[m.InternalMessage]:
-    seen = []
+async def until(live: RealtimeSession, name: str) -> list[Event]:
+    seen: list[Event] = []
     with trio.fail_after(60):
         async for event in live.events():
             seen.append(event)
@@ -232,3 +232,46 @@ async def test_a_go_away_handover_is_invisible_to_the_conversation(
     assert isinstance(final, m.TranscriptCompleted)
     assert final.transcript.startswith("You are welcome")  # the second scripted turn: resumed
     assert emu.max_active_connections == 1
+
+
+async def test_response_content_added_carries_the_replys_text_and_audio_streams(
+    autojump_clock: MockClock,
+) -> None:
+    from emulator.audio import synthesize_speech
+
+    async with session(CollectorSink()) as (live, _):
+        live.push_audio(speech(), sample_rate=48000)
+        with trio.fail_after(60):
+            async for event in live.events():
+                if isinstance(event, ResponseContent):
+                    content = event
+                    break
+        assert (content.item_id, content.content_type, content.turn_id) == (
+            "turn-1-agent",
+            "audio",
+            1,
+        )
+        text = "".join([piece async for piece in content.text_stream])
+        audio = b"".join([chunk async for chunk in content.audio_stream])  # ends with the turn
+    assert text == "Sunny in Paris."
+    assert audio == synthesize_speech("Sunny in Paris.")
+    assert event_name(content) == "response_content_added"
+
+
+async def test_push_video_with_encode_options_sends_at_once(autojump_clock: MockClock) -> None:
+    from actors.session import EncodeOptions
+
+    async with session(CollectorSink()) as (live, transport):
+        live.push_video(
+            np.zeros((600, 800, 3), np.uint8), EncodeOptions(format="PNG", width=400, height=400)
+        )
+        await trio.sleep(0.5)
+    videos = [
+        x.video for x in transport.sent if isinstance(x, w.RealtimeInput) and x.video is not None
+    ]
+    assert len(videos) == 1
+    assert videos[0].mime_type == "image/png"
+    assert videos[0].data is not None
+    assert videos[0].data[:4] == b"\x89PNG"
+    with pytest.raises(ValueError, match="uint8"):
+        live.push_video(np.zeros((4, 4, 3), np.float32))

@@ -97,3 +97,22 @@ def test_the_custom_pipeline_example_swaps_playout_for_a_meter(tmp_path: Path) -
     line = result.stdout.strip().splitlines()[-1]
     assert line.startswith("reply 1: peak ")
     assert -20 < float(line.split()[3]) < 0  # the synthesized reply's peak level, in dBFS
+
+
+def test_ctrl_c_ends_it_cleanly(tmp_path: Path) -> None:
+    import signal
+
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "examples" / "supervisor.py")],  # real-time: 2.7 s of speech
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={"PATH": "/usr/bin:/bin"},
+        cwd=tmp_path,
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline().startswith("(no GOOGLE_API_KEY")  # mid-conversation now
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 130
+    assert "Traceback" not in err
