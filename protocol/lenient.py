@@ -124,7 +124,7 @@ def _audio_fast_path(frame: bytes | str) -> RealtimeInput | None:
     try:
         blob = _canonical_decoder.decode(frame).realtime_input.audio
         return RealtimeInput(audio=Blob(mime_type=blob.mime_type, data=blob.data))
-    except (msgspec.ValidationError, msgspec.DecodeError):
+    except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):
         return None
 
 
@@ -147,7 +147,7 @@ def decode_client(frame: bytes | str) -> ClientMessage:
 def _decode_lenient(frame: bytes | str) -> ClientMessage:
     try:
         raw = _json_decoder.decode(frame)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # bad UTF-8 inside a string
         raise RemoteProtocolError(f"client frame is not valid JSON: {exc}") from exc
     if not isinstance(raw, dict):
         raise RemoteProtocolError(

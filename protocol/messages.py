@@ -382,5 +382,5 @@ def decode_message(data: bytes) -> InternalMessage:
     """Inverse of ``encode_message``; raises ``RemoteProtocolError`` on bad input."""
     try:
         return cast(InternalMessage, _message_decoder.decode(data))
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+    except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise RemoteProtocolError(f"invalid internal message: {exc}") from exc

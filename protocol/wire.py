@@ -426,7 +426,7 @@ def decode_server(frame: bytes | str) -> ServerMessage:
         raise RemoteProtocolError(
             f"invalid server message: {exc}", field=validation_path(str(exc))
         ) from exc
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # bad UTF-8 inside a string
         raise RemoteProtocolError(f"server frame is not valid JSON: {exc}") from exc
     if message.is_empty():
         raise RemoteProtocolError("server message has no known top-level key")

@@ -144,3 +144,13 @@ def test_durations() -> None:
     for bad in ("9.5", "-1s", "s", "abc", "nans"):
         with pytest.raises(RemoteProtocolError):
             w.parse_duration(bad)
+
+
+def test_invalid_utf8_inside_a_string_is_a_protocol_error() -> None:
+    # Found by the fuzzer: msgspec raises UnicodeDecodeError, not its DecodeError, for these.
+    from protocol import decode_client
+
+    with pytest.raises(RemoteProtocolError, match="not valid JSON"):
+        decode_server(b'{"goAway": {"timeLeft": "\x80s"}}')
+    with pytest.raises(RemoteProtocolError, match="not valid JSON"):
+        decode_client(b'{"realtimeInput": {"audio": {"mimeType": "\x80", "data": "AAAA"}}}')

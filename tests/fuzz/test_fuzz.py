@@ -1,0 +1,164 @@
+"""Fuzzing: malformed and mutated frames into the decoders, the session state machine and a
+running emulator. Nothing may escape but the typed protocol errors, and nothing may hang."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+
+import trio
+import trio_websocket
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from emulator import Behaviour, Scenario, open_emulator
+from protocol import ProtocolError, decode_client, decode_server, encode
+from protocol import wire as w
+from protocol.session import LiveSession
+from tests.emulator.client import GEMINI_PATH
+
+SEEDS_SERVER = [
+    b'{"setupComplete": {}}',
+    b'{"serverContent": {"modelTurn": {"parts": [{"inlineData": {"mimeType": "audio/pcm;rate=24000", "data": "AAAA"}}]}}}',
+    b'{"serverContent": {"turnComplete": true}, "usageMetadata": {"totalTokenCount": 3}}',
+    b'{"toolCall": {"functionCalls": [{"id": "a", "name": "f", "args": {"x": 1}}]}}',
+    b'{"goAway": {"timeLeft": "1.5s"}}',
+    b'{"sessionResumptionUpdate": {"newHandle": "h", "resumable": true}}',
+]
+SEEDS_CLIENT = [
+    encode(w.Setup(model="models/gemini-2.0-flash-exp")),
+    encode(w.RealtimeInput(audio=w.Blob(mime_type="audio/pcm;rate=16000", data=b"\x00\x01" * 8))),
+    b'{"realtime_input": {"audio": {"mime_type": "audio/pcm", "data": "__8"}}}',
+    b'{"tool_response": {"function_responses": [{"id": "a", "response": {"output": 1}}]}}',
+    encode(
+        w.ClientContent(
+            turns=[w.Content(role="user", parts=[w.Part(text="hi")])], turn_complete=True
+        )
+    ),
+]
+
+
+@st.composite
+def mutated(draw: st.DrawFn, seeds: list[bytes]) -> bytes:
+    """A seed frame with random byte edits: flips, insertions, deletions, truncation."""
+    frame = bytearray(draw(st.sampled_from(seeds)))
+    for _ in range(draw(st.integers(1, 6))):
+        kind = draw(st.sampled_from(["flip", "insert", "delete", "truncate"]))
+        if not frame:
+            break
+        at = draw(st.integers(0, len(frame) - 1))
+        if kind == "flip":
+            frame[at] = draw(st.integers(0, 255))
+        elif kind == "insert":
+            frame[at:at] = draw(st.binary(min_size=1, max_size=4))
+        elif kind == "delete":
+            del frame[at]
+        else:
+            del frame[at:]
+    return bytes(frame)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=6),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=12), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+
+
+@st.composite
+def shaped(draw: st.DrawFn, keys: list[str]) -> bytes:
+    """Well-formed JSON with real top-level keys and random values: wrong types everywhere."""
+    chosen = draw(st.lists(st.sampled_from(keys), min_size=0, max_size=2, unique=True))
+    return json.dumps({key: draw(json_values) for key in chosen}).encode()
+
+
+SERVER_KEYS = [
+    "setupComplete",
+    "serverContent",
+    "toolCall",
+    "toolCallCancellation",
+    "goAway",
+    "sessionResumptionUpdate",
+    "usageMetadata",
+    "voiceActivity",
+]
+CLIENT_KEYS = [
+    "setup",
+    "clientContent",
+    "realtimeInput",
+    "toolResponse",
+    "contextUpdate",
+    "realtime_input",
+    "tool_response",
+]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(mutated(SEEDS_SERVER), shaped(SERVER_KEYS), st.binary(max_size=64)))
+def test_decode_server_raises_only_protocol_errors(frame: bytes) -> None:
+    with contextlib.suppress(ProtocolError):
+        decode_server(frame)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(mutated(SEEDS_CLIENT), shaped(CLIENT_KEYS), st.binary(max_size=64)))
+def test_decode_client_raises_only_protocol_errors(frame: bytes) -> None:
+    with contextlib.suppress(ProtocolError):
+        decode_client(frame)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.one_of(mutated(SEEDS_SERVER), shaped(SERVER_KEYS), st.sampled_from(SEEDS_SERVER)),
+        max_size=12,
+    )
+)
+def test_the_session_state_machine_raises_only_protocol_errors(frames: list[bytes]) -> None:
+    session = LiveSession()
+    session.send(w.Setup(model="m"))
+    for frame in frames:
+        with contextlib.suppress(ProtocolError):
+            session.receive_frame(frame)
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(st.lists(st.one_of(mutated(SEEDS_CLIENT), shaped(CLIENT_KEYS)), min_size=1, max_size=6))
+def test_the_running_emulator_answers_garbage_with_close_codes_and_keeps_serving(
+    frames: list[bytes],
+) -> None:
+    async def main() -> None:
+        fast = Scenario(behaviour=Behaviour(pace="fast", first_audio_delay_ms=0))
+        async with open_emulator(scenario=fast) as emu:
+            with trio.fail_after(10):  # nothing hangs
+                async with trio_websocket.open_websocket_url(
+                    emu.url + GEMINI_PATH, message_queue_size=1024
+                ) as ws:
+                    try:
+                        await ws.send_message(
+                            b'{"setup": {"model": "models/gemini-2.0-flash-exp"}}'
+                        )
+                        await ws.get_message()
+                        for frame in frames:
+                            await ws.send_message(frame)
+                        await ws.send_message(b'{"realtimeInput": {"text": "still there?"}}')
+                        while "turnComplete" not in str(await ws.get_message()):
+                            pass  # until the reply is over (still serving), or a close
+                    except trio_websocket.ConnectionClosed as exc:
+                        codes.append(exc.reason.code if exc.reason else None)
+                await ws._stream.aclose()
+                # The emulator still serves a well-behaved client afterwards.
+                async with trio_websocket.open_websocket_url(emu.url + GEMINI_PATH) as fresh:
+                    await fresh.send_message(b'{"setup": {"model": "models/gemini-2.0-flash-exp"}}')
+                    assert "setupComplete" in str(await fresh.get_message())
+                await fresh._stream.aclose()
+
+    codes: list[int | None] = []
+    trio.run(main)
+    assert set(codes) <= {1000, 1007, 1008, 1009}  # only the real close codes
