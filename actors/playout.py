@@ -250,6 +250,10 @@ async def playout(
             progress_samples = OUTPUT_RATE * options.progress_every_ms // 1000
             underruns = 0
             while True:
+                if options.realtime:
+                    # Wait first, take the frame after: an interruption that comes during
+                    # the wait flushes the frame before it is taken, not after it is written.
+                    await trio.sleep_until(next_at)
                 item = buffer.next_frame()
                 if buffer.underruns > underruns:
                     underruns = buffer.underruns
@@ -272,7 +276,6 @@ async def playout(
                     )
                     continue
                 if options.realtime:
-                    await trio.sleep_until(next_at)
                     next_at += frame_seconds
                 else:
                     await trio.lowlevel.checkpoint()

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import codec, emulator_load
+from benchmarks import barge_in, codec, emulator_load
 
 RESULTS = Path(__file__).with_name("results.json")
 
@@ -26,6 +26,11 @@ def main() -> int:
     codec_results = codec.run(quick=args.quick)
     codec.print_table(codec_results)
     results["codec"] = codec_results
+    print()
+    print("== barge-in: from `interrupted` arriving to the last audio handed to the sink ==")
+    barge = barge_in.run(quick=args.quick)
+    barge_in.print_table(barge)
+    results["barge_in"] = barge
     print()
     print("== emulator load: N real-time audio sessions, emulator pinned to one core ==")
     load_results = emulator_load.run(quick=args.quick)

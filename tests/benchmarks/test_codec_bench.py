@@ -39,3 +39,11 @@ def test_the_benchmark_runs_and_reports_ratios() -> None:
         assert row["ours"]["median_us"] > 0
         assert row["google_genai"]["median_us"] > 0
         assert row["speedup_median"] > 0
+
+
+def test_the_barge_in_benchmark_measures_something() -> None:
+    from benchmarks import barge_in
+
+    result = barge_in.run(quick=True)
+    assert result["trials"] == 30
+    assert 0 <= result["p50_ms"] <= result["p99_ms"] <= result["max_ms"]
