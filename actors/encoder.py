@@ -15,6 +15,7 @@ and goes on, so one bad frame does not end a session.
 from __future__ import annotations
 
 import io
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -52,9 +53,20 @@ class AudioEncoder:
 
     def feed(self, frame: m.RawAudio) -> list[m.AudioChunk]:
         """Encode one frame; the whole chunks it completes. Raises ``EncoderError``."""
+        fmt = (frame.source, frame.sample_rate, frame.channels)
+        if (
+            fmt == self._format
+            and self._resampler is None
+            and frame.sample_format == "s16"
+            and frame.channels == 1
+            and not len(frame.data) % 2
+        ):
+            # Already 16 kHz mono PCM16 (a microphone opened at 16 kHz): the bytes as they
+            # are, bit-exact, with no float round trip.
+            self._pending += frame.data
+            return self._chunks()
         samples = _to_mono_float(frame)
         out: list[m.AudioChunk] = []
-        fmt = (frame.source, frame.sample_rate, frame.channels)
         if self._format is not None and fmt != self._format:
             out += self._drain(last=True)  # a new source: finish the old stream first
         if self._format != fmt:
@@ -196,9 +208,13 @@ class _Speech:
     until: float = 0.0
 
     def update(self, chunk: m.AudioChunk) -> None:
-        samples = np.frombuffer(chunk.data, dtype="<i2").astype(np.float32) / 32768.0
-        if samples.size and float(np.sqrt(np.mean(samples * samples))) > self.threshold:
+        samples = np.frombuffer(chunk.data, dtype="<i2").astype(np.int64)
+        if samples.size and math.sqrt(int(samples @ samples) / samples.size) > self.level:
             self.until = chunk.timestamp + self.hold
+
+    @property
+    def level(self) -> float:
+        return self.threshold * 32768.0
 
     def active(self, now: float) -> bool:
         return now < self.until
@@ -211,33 +227,50 @@ async def encoder(
     out: trio.MemorySendChannel[m.InternalMessage],
     chunk_ms: int = 20,
     video: VideoEncoder | None = None,
+    reports: trio.MemorySendChannel[m.InternalMessage] | None = None,
+    video_sources: frozenset[str] = frozenset(),
 ) -> None:
     """Encode ``raw`` (``RawAudio``, ``RawVideo``, ``EndOfStream``) into ``out`` until
-    ``raw`` ends. Bad frames become ``Dropped`` reports. Closes both endpoints on exit."""
+    ``raw`` ends. Bad frames become ``Dropped`` reports. Closes its endpoints on exit.
+
+    Without ``reports`` everything goes to ``out``. With it (the pipeline's way, one hop
+    fewer), ``out`` gets only what the server takes: chunks, frames, and
+    ``AudioStreamEnded`` when a source not named in ``video_sources`` ends; ``reports``
+    gets ``Dropped``, ``EndOfStream`` and ``AudioStreamEnded``."""
     audio = AudioEncoder(chunk_ms)
     pictures = video or VideoEncoder()
     speech = _Speech()
-    async with raw, out:
+    seen_video = False
+    report = reports or out
+    async with raw, out, report:
         ctx.ready()
         async for message in raw:
             try:
                 if isinstance(message, m.RawAudio):
                     for chunk in audio.feed(message):
-                        speech.update(chunk)
+                        if seen_video:  # the gate only steers the video rate
+                            speech.update(chunk)
                         await out.send(chunk)
                 elif isinstance(message, m.RawVideo):
+                    seen_video = True
                     before = pictures.dropped
                     pictures.offer(message)
                     if pictures.dropped > before:
-                        await out.send(m.Dropped(what="video frame (latest wins)", count=1))
+                        await report.send(m.Dropped(what="video frame (latest wins)", count=1))
                 elif isinstance(message, m.EndOfStream):
                     for chunk in audio.end():
                         await out.send(chunk)
-                    await out.send(message)
+                    if reports is not None and message.source not in video_sources:
+                        ended = m.AudioStreamEnded(timestamp=message.timestamp)
+                        await out.send(ended)  # the end of the user's audio
+                        await reports.send(ended)
+                    await report.send(message)
                 else:
                     await out.send(message)
             except EncoderError as exc:
-                await out.send(m.Dropped(what=f"input: {exc}", count=1))
-            frame = pictures.due(trio.current_time(), speaking=speech.active(trio.current_time()))
-            if frame is not None:
-                await out.send(frame)
+                await report.send(m.Dropped(what=f"input: {exc}", count=1))
+            if seen_video:
+                now = trio.current_time()
+                frame = pictures.due(now, speaking=speech.active(now))
+                if frame is not None:
+                    await out.send(frame)

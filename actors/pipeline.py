@@ -17,7 +17,6 @@ audio included), plus transcripts and metrics, and can push input with ``send``.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import trio
@@ -107,28 +106,6 @@ class Pipeline:
                     await observed.send(message)  # the transcriber needs the audio too
                 nursery.cancel_scope.cancel()
 
-        async def media(ctx: ActorContext) -> None:
-            """The encoder, with the end of the input turned into audioStreamEnd."""
-            raw_out = w.sender("observed")
-            encoded_send, encoded_receive = trio.open_memory_channel[m.InternalMessage](math.inf)
-            async with raw_out, w.sender("outgoing") as outgoing, trio.open_nursery() as nursery:
-                nursery.start_soon(
-                    lambda: encoder(
-                        ctx, raw=w.receiver("raw"), out=encoded_send, chunk_ms=self.chunk_ms
-                    )
-                )
-                async for message in encoded_receive:
-                    if isinstance(message, m.EndOfStream):
-                        if self.video is None or message.source != self.video.name:
-                            ended = m.AudioStreamEnded(timestamp=message.timestamp)
-                            await outgoing.send(ended)  # the end of the user's audio
-                            await raw_out.send(ended)
-                        await raw_out.send(message)
-                    elif isinstance(message, m.Dropped):
-                        await raw_out.send(message)
-                    else:
-                        await outgoing.send(message)
-
         specs = [
             ChildSpec("observer", observer),
             ChildSpec(
@@ -166,7 +143,18 @@ class Pipeline:
                     options=self.link_options,
                 ),
             ),
-            ChildSpec("encoder", media, Restart.TRANSIENT),
+            ChildSpec(
+                "encoder",
+                lambda ctx: encoder(
+                    ctx,
+                    raw=w.receiver("raw"),
+                    out=w.sender("outgoing"),
+                    chunk_ms=self.chunk_ms,
+                    reports=w.sender("observed"),
+                    video_sources=frozenset({self.video.name} if self.video else ()),
+                ),
+                Restart.TRANSIENT,
+            ),
         ]
         for name, source in (("capture", self.source), ("video-capture", self.video)):
             if source is not None:

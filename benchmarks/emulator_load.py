@@ -20,21 +20,16 @@ from __future__ import annotations
 
 import base64
 import heapq
-import json
 import os
-import signal
 import socket
-import subprocess
-import sys
-import tempfile
 from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import trio
 
+from benchmarks.harness import can_pin, cpu_seconds, emulator_process, rss_bytes
 from emulator.reactor import ReadReactor
 from protocol import encode
 from protocol import wire as w
@@ -217,18 +212,6 @@ def _expected_turns(offset: int, frame_count: int, frames_per_cycle: int) -> int
     )
 
 
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
 def run_level(
     sessions: int, duration: float, *, server_core: int = 0, client_core: int = 1
 ) -> dict[str, Any]:
@@ -238,80 +221,61 @@ def run_level(
     run (this process's own affinity is restored afterwards); with fewer than two CPUs
     nothing is pinned and the numbers mix both sides.
     """
-    pin = len(os.sched_getaffinity(0)) >= 2
     own_affinity = os.sched_getaffinity(0)
-    workdir = Path(tempfile.mkdtemp(prefix="emulator-load-"))
-    scenario = workdir / "scenario.json"
-    scenario.write_text(json.dumps(SCENARIO))
-    stats_file = workdir / "stats.json"
-    command = [
-        sys.executable,
-        "-m",
-        "emulator",
-        "--scenario",
-        str(scenario),
-        "--stats",
-        str(stats_file),
-    ]
-    server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     try:
-        if pin:
-            os.sched_setaffinity(server.pid, {server_core})
-            os.sched_setaffinity(0, {client_core})
-        assert server.stdout is not None
-        url = server.stdout.readline().split()[1]
-        idle_rss = _rss_bytes(server.pid)
-        stats = LoadStats()
-        frames = _cycle_frames()
-        measured: dict[str, float] = {}
+        with emulator_process(SCENARIO, server_core) as server:
+            if can_pin():
+                os.sched_setaffinity(0, {client_core})
+            idle_rss = rss_bytes(server.pid)
+            stats = LoadStats()
+            frames = _cycle_frames()
+            measured: dict[str, float] = {}
 
-        frame_count = int(duration / FRAME_SECONDS)
-        frames_per_cycle = len(frames)
-        offsets = [(i * 37) % frames_per_cycle for i in range(sessions)]  # unsynchronised turns
-        expected = sum(_expected_turns(o, frame_count, frames_per_cycle) for o in offsets)
+            frame_count = int(duration / FRAME_SECONDS)
+            frames_per_cycle = len(frames)
+            offsets = [(i * 37) % frames_per_cycle for i in range(sessions)]  # unsynchronised turns
+            expected = sum(_expected_turns(o, frame_count, frames_per_cycle) for o in offsets)
 
-        async def main() -> None:
-            reactor = ReadReactor()
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(reactor.run)
-                connected: list[_GeneratedSession | None] = [None] * sessions
+            async def main() -> None:
+                reactor = ReadReactor()
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(reactor.run)
+                    connected: list[_GeneratedSession | None] = [None] * sessions
 
-                async def connect(i: int) -> None:
-                    connected[i] = await _connect(url, offsets[i], stats)
+                    async def connect(i: int) -> None:
+                        connected[i] = await _connect(server.url, offsets[i], stats)
 
-                async with trio.open_nursery() as connecting:
-                    for i in range(sessions):
-                        connecting.start_soon(connect, i)
-                live = [s for s in connected if s is not None]
-                origin = trio.current_time() + 0.1
-                for i, session in enumerate(live):
-                    session.due = origin + FRAME_SECONDS * i / max(1, len(live))
-                    reactor.add(
-                        session.sock, partial(_on_reply, session, stats, reactor), lambda exc: None
-                    )
-                nursery.start_soon(_drive, live, frames, frame_count, stats)
-                # The window: after the first cycle, until just before sending stops.
-                await trio.sleep_until(origin + CYCLE_SECONDS)
-                measured["cpu0"], measured["t0"] = _cpu_seconds(server.pid), trio.current_time()
-                measured["own0"] = _cpu_seconds(os.getpid())
-                await trio.sleep_until(origin + duration - 0.5)
-                measured["cpu1"], measured["t1"] = _cpu_seconds(server.pid), trio.current_time()
-                measured["own1"] = _cpu_seconds(os.getpid())
-                measured["rss"] = _rss_bytes(server.pid)
-                await trio.sleep_until(origin + duration + 3.0)  # the last replies finish
-                for session in live:
-                    reactor.remove(session.sock)
-                    session.sock.close()
-                nursery.cancel_scope.cancel()
+                    async with trio.open_nursery() as connecting:
+                        for i in range(sessions):
+                            connecting.start_soon(connect, i)
+                    live = [s for s in connected if s is not None]
+                    origin = trio.current_time() + 0.1
+                    for i, session in enumerate(live):
+                        session.due = origin + FRAME_SECONDS * i / max(1, len(live))
+                        reactor.add(
+                            session.sock,
+                            partial(_on_reply, session, stats, reactor),
+                            lambda exc: None,
+                        )
+                    nursery.start_soon(_drive, live, frames, frame_count, stats)
+                    # The window: after the first cycle, until just before sending stops.
+                    await trio.sleep_until(origin + CYCLE_SECONDS)
+                    measured["cpu0"], measured["t0"] = cpu_seconds(server.pid), trio.current_time()
+                    measured["own0"] = cpu_seconds(os.getpid())
+                    await trio.sleep_until(origin + duration - 0.5)
+                    measured["cpu1"], measured["t1"] = cpu_seconds(server.pid), trio.current_time()
+                    measured["own1"] = cpu_seconds(os.getpid())
+                    measured["rss"] = rss_bytes(server.pid)
+                    await trio.sleep_until(origin + duration + 3.0)  # the last replies finish
+                    for session in live:
+                        reactor.remove(session.sock)
+                        session.sock.close()
+                    nursery.cancel_scope.cancel()
 
-        trio.run(main)
+            trio.run(main)
     finally:
-        server.send_signal(signal.SIGINT)
-        server.wait(timeout=30)
-        if server.stdout is not None:
-            server.stdout.close()
         os.sched_setaffinity(0, own_affinity)
-    server_stats = json.loads(stats_file.read_text())
+    server_stats = server.stats()  # written when the emulator exited
     window = measured["t1"] - measured["t0"]
     cpu = measured["cpu1"] - measured["cpu0"]
     lateness = np.asarray(stats.send_lateness) * 1000.0
