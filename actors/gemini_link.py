@@ -79,6 +79,12 @@ class LinkOptions:
     random: Callable[[], float] = _random.random
 
 
+def _set_event() -> trio.Event:
+    event = trio.Event()
+    event.set()
+    return event
+
+
 @dataclass
 class LinkState:
     """What outlives connections and link restarts (create one per session)."""
@@ -90,7 +96,21 @@ class LinkState:
     history: dict[tuple[int, str], str] = field(default_factory=dict)
     connections: int = 0
     audio_dropped: int = 0
-    wakeup: trio.Event = field(default_factory=trio.Event)
+    # The pump takes outgoing messages only while no connection is up; the sender takes
+    # them itself while one is (one task hop fewer per audio chunk).
+    pump_allowed: trio.Event = field(default_factory=_set_event)
+    pump_scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    pump_parked: trio.Event = field(default_factory=_set_event)
+
+    async def pause_pump(self) -> None:
+        """Stop the pump taking messages; waits until it has queued any message already
+        handed to it (a receive it was waiting in is cancelled without taking one)."""
+        self.pump_allowed = trio.Event()
+        self.pump_scope.cancel()
+        await self.pump_parked.wait()
+
+    def resume_pump(self) -> None:
+        self.pump_allowed.set()
 
     def enqueue(self, message: m.InternalMessage, bound_bytes: int) -> int:
         """Queue an outgoing message; how many audio chunks the bound made it drop."""
@@ -106,8 +126,6 @@ class LinkState:
                 self.pending_audio_bytes -= len(chunk.data)
                 dropped += 1
         self.audio_dropped += dropped
-        self.wakeup.set()
-        self.wakeup = trio.Event()
         return dropped
 
 
@@ -142,7 +160,7 @@ async def gemini_link(
     try:
         async with outgoing, incoming, trio.open_nursery() as nursery:
             nursery.start_soon(_pump, outgoing, incoming, state, options)
-            await _connections(ctx, endpoint, setup, transport, incoming, state, options)
+            await _connections(ctx, endpoint, setup, transport, outgoing, incoming, state, options)
             nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:
         leaf = _single(group)
@@ -157,13 +175,33 @@ async def _pump(
     state: LinkState,
     options: LinkOptions,
 ) -> None:
-    bound = int(options.audio_buffer_seconds * AUDIO_BYTES_PER_SECOND)
-    async for message in outgoing:
-        dropped = state.enqueue(message, bound)
-        if dropped:
-            await incoming.send(
-                m.Dropped(what="audio (buffer bound while disconnected)", count=dropped)
-            )
+    """Queue outgoing messages while no connection is up (the bound applies); paused by
+    ``_serve`` while it sends. Returns when ``outgoing`` ends."""
+    while True:
+        await state.pump_allowed.wait()
+        if not state.pump_allowed.is_set():
+            continue  # paused again before this task ran: the sender takes the messages
+        state.pump_parked = trio.Event()
+        try:
+            with trio.CancelScope() as state.pump_scope:
+                async for message in outgoing:
+                    await _accept(message, incoming, state, options)
+                return
+        finally:
+            state.pump_parked.set()
+
+
+async def _accept(
+    message: m.InternalMessage,
+    incoming: trio.MemorySendChannel[m.InternalMessage],
+    state: LinkState,
+    options: LinkOptions,
+) -> None:
+    dropped = state.enqueue(message, int(options.audio_buffer_seconds * AUDIO_BYTES_PER_SECOND))
+    if dropped:
+        await incoming.send(
+            m.Dropped(what="audio (buffer bound while disconnected)", count=dropped)
+        )
 
 
 async def _connections(
@@ -171,6 +209,7 @@ async def _connections(
     endpoint: Endpoint,
     setup: wire.Setup,
     transport: Transport,
+    outgoing: trio.MemoryReceiveChannel[m.InternalMessage],
     incoming: trio.MemorySendChannel[m.InternalMessage],
     state: LinkState,
     options: LinkOptions,
@@ -183,7 +222,7 @@ async def _connections(
         delay = 0.0
         try:
             async with transport.connect(endpoint.url, await endpoint.headers()) as conn:
-                await _serve(ctx, conn, endpoint, setup, incoming, state, options)
+                await _serve(ctx, conn, endpoint, setup, outgoing, incoming, state, options)
             return  # _serve returns only when the session is over
         except _Handover:
             reason, failures = "goAway handover", 0
@@ -242,6 +281,7 @@ async def _serve(
     conn: Connection,
     endpoint: Endpoint,
     setup: wire.Setup,
+    outgoing: trio.MemoryReceiveChannel[m.InternalMessage],
     incoming: trio.MemorySendChannel[m.InternalMessage],
     state: LinkState,
     options: LinkOptions,
@@ -275,8 +315,9 @@ async def _serve(
         await incoming.send(m.Reconnected(restored=handle is not None))
     go_away = _GoAway()
     try:
+        await state.pause_pump()
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_send_pending, conn, state)
+            nursery.start_soon(_send_pending, conn, outgoing, incoming, state, options)
             nursery.start_soon(_stop_when_asked, ctx)
             nursery.start_soon(_handover_timer, go_away)
             while True:
@@ -300,6 +341,8 @@ async def _serve(
         if leaf is None:
             raise
         raise leaf from leaf.__cause__  # one error (a close, a send failure): as itself
+    finally:
+        state.resume_pump()
 
 
 async def _receive_one(
@@ -320,8 +363,16 @@ async def _receive_one(
     return messages
 
 
-async def _send_pending(conn: Connection, state: LinkState) -> None:
-    """Send queued messages in order; each leaves the queue only once written."""
+async def _send_pending(
+    conn: Connection,
+    outgoing: trio.MemoryReceiveChannel[m.InternalMessage],
+    incoming: trio.MemorySendChannel[m.InternalMessage],
+    state: LinkState,
+    options: LinkOptions,
+) -> None:
+    """Send queued messages in order, then each new one as it comes; a message leaves
+    the queue only once written (cancelled mid-send, it stays for the next connection)."""
+    ended = False
     while True:
         if state.unsent_frame is not None:
             await conn.send(state.unsent_frame)  # already checked and recorded by the session
@@ -333,8 +384,15 @@ async def _send_pending(conn: Connection, state: LinkState) -> None:
                 _pop(state)
                 continue
             state.unsent_frame = state.session.send(client_message)
+        elif ended:
+            await trio.sleep_forever()
         else:
-            await state.wakeup.wait()
+            try:
+                message = await outgoing.receive()
+            except trio.EndOfChannel:
+                ended = True
+                continue
+            await _accept(message, incoming, state, options)
 
 
 def _pop(state: LinkState) -> None:
