@@ -23,7 +23,9 @@ import numpy as np
 import trio
 from PIL import Image, UnidentifiedImageError
 
+from actors.pacer import paced_sleep_until
 from actors.supervisor import ActorContext
+from actors.wiring import deliver
 from protocol import messages as m
 
 
@@ -116,7 +118,7 @@ async def _paced(
     for first in range(0, total, frame_samples):
         position = first / audio.sample_rate
         if realtime:
-            await trio.sleep_until(start + position)
+            await paced_sleep_until(start + position)
         else:
             await trio.lowlevel.checkpoint()
         yield m.RawAudio(
@@ -250,7 +252,7 @@ async def _paced_frames(
         raise CaptureError(f"{name}: fps must be positive")
     start = trio.current_time()
     for index, array in enumerate(frames):
-        await trio.sleep_until(start + index / fps)
+        await paced_sleep_until(start + index / fps)
         yield _video_frame(array, start + index / fps, name)
 
 
@@ -287,7 +289,7 @@ class ImageFilesSource:
         start = trio.current_time()
         index = 0
         async for array in images():
-            await trio.sleep_until(start + index / self.fps)
+            await paced_sleep_until(start + index / self.fps)
             yield _video_frame(array, start + index / self.fps, self.name)
             index += 1
 
@@ -328,5 +330,5 @@ async def capture(
     async with out:
         ctx.ready()
         async for frame in source.frames():
-            await out.send(frame)
-        await out.send(m.EndOfStream(source=source.name, timestamp=trio.current_time()))
+            await deliver(out, frame)
+        await deliver(out, m.EndOfStream(source=source.name, timestamp=trio.current_time()))

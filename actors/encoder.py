@@ -25,6 +25,7 @@ import trio
 from PIL import Image
 
 from actors.supervisor import ActorContext
+from actors.wiring import deliver, messages
 from protocol import messages as m
 
 TARGET_RATE = 16000
@@ -244,33 +245,33 @@ async def encoder(
     report = reports or out
     async with raw, out, report:
         ctx.ready()
-        async for message in raw:
+        async for message in messages(raw):
             try:
                 if isinstance(message, m.RawAudio):
                     for chunk in audio.feed(message):
                         if seen_video:  # the gate only steers the video rate
                             speech.update(chunk)
-                        await out.send(chunk)
+                        await deliver(out, chunk)
                 elif isinstance(message, m.RawVideo):
                     seen_video = True
                     before = pictures.dropped
                     pictures.offer(message)
                     if pictures.dropped > before:
-                        await report.send(m.Dropped(what="video frame (latest wins)", count=1))
+                        await deliver(report, m.Dropped(what="video frame (latest wins)", count=1))
                 elif isinstance(message, m.EndOfStream):
                     for chunk in audio.end():
-                        await out.send(chunk)
+                        await deliver(out, chunk)
                     if reports is not None and message.source not in video_sources:
                         ended = m.AudioStreamEnded(timestamp=message.timestamp)
-                        await out.send(ended)  # the end of the user's audio
-                        await reports.send(ended)
-                    await report.send(message)
+                        await deliver(out, ended)  # the end of the user's audio
+                        await deliver(reports, ended)
+                    await deliver(report, message)
                 else:
-                    await out.send(message)
+                    await deliver(out, message)
             except EncoderError as exc:
-                await report.send(m.Dropped(what=f"input: {exc}", count=1))
+                await deliver(report, m.Dropped(what=f"input: {exc}", count=1))
             if seen_video:
                 now = trio.current_time()
                 frame = pictures.due(now, speaking=speech.active(now))
                 if frame is not None:
-                    await out.send(frame)
+                    await deliver(out, frame)

@@ -33,6 +33,7 @@ import trio
 from actors.endpoint import Endpoint
 from actors.supervisor import ActorContext, Backoff
 from actors.transport import ConnectFailed, Connection, Transport, TransportClosed
+from actors.wiring import deliver
 from protocol import RemoteProtocolError, wire
 from protocol import messages as m
 from protocol.session import LiveSession, State
@@ -199,8 +200,8 @@ async def _accept(
 ) -> None:
     dropped = state.enqueue(message, int(options.audio_buffer_seconds * AUDIO_BYTES_PER_SECOND))
     if dropped:
-        await incoming.send(
-            m.Dropped(what="audio (buffer bound while disconnected)", count=dropped)
+        await deliver(
+            incoming, m.Dropped(what="audio (buffer bound while disconnected)", count=dropped)
         )
 
 
@@ -217,7 +218,7 @@ async def _connections(
     failures = 0
     if state.session.state is not State.IDLE:  # a previous incarnation crashed mid-connection
         for message in state.session.connection_lost():
-            await incoming.send(message)
+            await deliver(incoming, message)
     while True:
         delay = 0.0
         try:
@@ -250,14 +251,14 @@ async def _connections(
             reason = "no setupComplete in time"
             failures += 1
         for message in state.session.connection_lost():
-            await incoming.send(message)
+            await deliver(incoming, message)
         if failures > options.max_reconnect_attempts:
             raise ReconnectGaveUp(
                 f"gave up after {failures - 1} reconnect attempts; last: {reason}"
             )
         if failures:
             delay = options.backoff.delay(failures, options.random)
-        await incoming.send(m.Reconnecting(reason=reason, attempt=failures, delay=delay))
+        await deliver(incoming, m.Reconnecting(reason=reason, attempt=failures, delay=delay))
         await trio.sleep(delay)
 
 
@@ -307,12 +308,12 @@ async def _serve(
         raise
     state.connections += 1
     if state.connections == 1:
-        await incoming.send(m.Connected(resumed=False))
+        await deliver(incoming, m.Connected(resumed=False))
         ctx.ready()
     else:
         if handle is None:
             await _reseed(conn, state, options)
-        await incoming.send(m.Reconnected(restored=handle is not None))
+        await deliver(incoming, m.Reconnected(restored=handle is not None))
     go_away = _GoAway()
     try:
         await state.pause_pump()
@@ -353,13 +354,13 @@ async def _receive_one(
         messages = state.session.receive_frame(frame)
     except RemoteProtocolError as exc:
         # A frame we cannot read: report and skip it rather than end a working session.
-        await incoming.send(m.Dropped(what=f"server frame ({exc})", count=1))
+        await deliver(incoming, m.Dropped(what=f"server frame ({exc})", count=1))
         return []
     for message in messages:
         if isinstance(message, m.TranscriptFragment) and message.text:
             key = (message.turn_id, message.role)
             state.history[key] = state.history.get(key, "") + message.text
-        await incoming.send(message)
+        await deliver(incoming, message)
     return messages
 
 
@@ -388,7 +389,13 @@ async def _send_pending(
             await trio.sleep_forever()
         else:
             try:
-                message = await outgoing.receive()
+                message = outgoing.receive_nowait()  # no scheduler round trip when queued
+            except trio.WouldBlock:
+                try:
+                    message = await outgoing.receive()
+                except trio.EndOfChannel:
+                    ended = True
+                    continue
             except trio.EndOfChannel:
                 ended = True
                 continue

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import trio
 
 from actors.supervisor import ActorContext
+from actors.wiring import deliver
 from protocol import messages as m
 
 
@@ -70,4 +71,4 @@ async def metrics(
         ctx.ready()
         async for message in inbox:
             for metric in tracker.feed(message, trio.current_time()):
-                await out.send(metric)
+                await deliver(out, metric)

@@ -32,7 +32,7 @@ from actors.tool_executor import ExecutorState, tool_executor
 from actors.tools import ToolSet
 from actors.transcriber import Transcripts
 from actors.transport import Transport, WebSocketTransport
-from actors.wiring import Wiring
+from actors.wiring import Wiring, deliver, messages
 from protocol import messages as m
 from protocol import wire
 
@@ -72,13 +72,13 @@ class Pipeline:
         async def observer(ctx: ActorContext) -> None:
             async with w.receiver("observed") as observed, events.clone() as out:
                 ctx.ready()
-                async for message in observed:
-                    await out.send(message)
+                async for message in messages(observed):
+                    await deliver(out, message)
                     for extra in (
                         *self.transcripts.feed(message),
                         *self._metrics.feed(message, trio.current_time()),
                     ):
-                        await out.send(extra)
+                        await deliver(out, extra)
 
         async def router(ctx: ActorContext) -> None:
             async with (
@@ -94,16 +94,16 @@ class Pipeline:
 
                 async def forward_results() -> None:
                     async for result in results:
-                        await outgoing.send(result)
-                        await observed.send(result)
+                        await deliver(outgoing, result)
+                        await deliver(observed, result)
 
                 nursery.start_soon(forward_results)
-                async for message in incoming:
+                async for message in messages(incoming):
                     if isinstance(message, _TO_TOOLS):
-                        await calls.send(message)
+                        await deliver(calls, message)
                     if isinstance(message, _TO_PLAYOUT):
-                        await audio.send(message)
-                    await observed.send(message)  # the transcriber needs the audio too
+                        await deliver(audio, message)
+                    await deliver(observed, message)  # the transcriber needs the audio too
                 nursery.cancel_scope.cancel()
 
         specs = [

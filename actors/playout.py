@@ -23,7 +23,9 @@ from typing import Protocol
 import trio
 
 from actors.capture import AudioDeviceUnavailable
+from actors.pacer import paced_sleep_until
 from actors.supervisor import ActorContext
+from actors.wiring import deliver, messages
 from protocol import messages as m
 
 OUTPUT_RATE = 24000
@@ -220,11 +222,12 @@ async def playout(
 
         async def receive() -> None:
             nonlocal wakeup, ended
-            async for message in audio:
+            async for message in messages(audio):
                 if isinstance(message, m.ModelAudio):
                     if message.sample_rate != OUTPUT_RATE:
-                        await events.send(
-                            m.Dropped(what=f"model audio at {message.sample_rate} Hz", count=1)
+                        await deliver(
+                            events,
+                            m.Dropped(what=f"model audio at {message.sample_rate} Hz", count=1),
                         )
                         continue
                     buffer.push(message.turn_id, message.data)
@@ -233,10 +236,11 @@ async def playout(
                 elif isinstance(message, m.TurnInterrupted):
                     turn = buffer.flush(message.turn_id)
                     played = turn.played if turn is not None else 0
-                    await events.send(
+                    await deliver(
+                        events,
                         m.PlayoutFinished(
                             turn_id=message.turn_id, samples_played=played, interrupted=True
-                        )
+                        ),
                     )
                 wakeup.set()
                 wakeup = trio.Event()
@@ -253,12 +257,14 @@ async def playout(
                 if options.realtime:
                     # Wait first, take the frame after: an interruption that comes during
                     # the wait flushes the frame before it is taken, not after it is written.
-                    await trio.sleep_until(next_at)
+                    await paced_sleep_until(next_at)
                 item = buffer.next_frame()
                 if buffer.underruns > underruns:
                     underruns = buffer.underruns
                     turn_id = buffer.current_turn or 0
-                    await events.send(m.PlayoutUnderrun(turn_id=turn_id, total_underruns=underruns))
+                    await deliver(
+                        events, m.PlayoutUnderrun(turn_id=turn_id, total_underruns=underruns)
+                    )
                 if item is None:
                     if ended and buffer.current_turn is None:
                         return
@@ -267,12 +273,13 @@ async def playout(
                     continue
                 turn_id, frame = item
                 if frame is None:
-                    await events.send(
+                    await deliver(
+                        events,
                         m.PlayoutFinished(
                             turn_id=turn_id,
                             samples_played=last_progress.pop(turn_id, 0),
                             interrupted=False,
-                        )
+                        ),
                     )
                     continue
                 if options.realtime:
@@ -285,7 +292,7 @@ async def playout(
                 last_progress[turn_id] = played
                 # The first frame of a turn too: time-to-first-audio is measured from it.
                 if previous == 0 or played // progress_samples > previous // progress_samples:
-                    await events.send(m.PlayoutProgress(turn_id=turn_id, samples_played=played))
+                    await deliver(events, m.PlayoutProgress(turn_id=turn_id, samples_played=played))
 
         try:
             async with trio.open_nursery() as nursery:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import trio
 
 from actors.supervisor import ActorContext
+from actors.wiring import deliver
 from protocol import messages as m
 
 _SPACES = re.compile(r"\s+")
@@ -165,4 +166,4 @@ async def transcriber(
         ctx.ready()
         async for message in inbox:
             for event in transcripts.feed(message):
-                await out.send(event)
+                await deliver(out, event)

@@ -155,21 +155,36 @@ def _report(
     }
 
 
+OURS = "ours"
+OURS_TRIO_WEBSOCKET = "ours/trio-websocket"
+SDK = "google-genai"
+CLIENTS = (OURS, OURS_TRIO_WEBSOCKET, SDK)
+
+
+def client_name(native: bool) -> str:
+    return OURS if native else OURS_TRIO_WEBSOCKET
+
+
 # --- our pipeline --------------------------------------------------------------------------
 
 
-def run_ours(url: str, sessions: int, duration: float, emulator_pid: int) -> dict[str, Any]:
+def run_ours(
+    url: str, sessions: int, duration: float, emulator_pid: int, *, native: bool = True
+) -> dict[str, Any]:
     import trio
 
     from actors import endpoint as ep
     from actors.pipeline import Pipeline
     from actors.session import RealtimeModel
     from actors.tools import ToolSet
-    from actors.transport import Connection, Transport, WebSocketTransport
+    from actors.transport import Connection, NativeTransport, Transport, WebSocketTransport
     from actors.wiring import Wiring
     from protocol import messages as m
 
     recorder = Recorder()
+    transport_type: type[NativeTransport | WebSocketTransport] = (
+        NativeTransport if native else WebSocketTransport
+    )
     setup = RealtimeModel(endpoint=url, silence_duration_ms=300).setup(ToolSet())
     frame_count = int((duration + 2 * CYCLE_SECONDS) / FRAME_SECONDS)
 
@@ -201,7 +216,10 @@ def run_ours(url: str, sessions: int, duration: float, emulator_pid: int) -> dic
         """The real connection, timing audio messages as they are written and read."""
 
         def __init__(
-            self, inner: Connection, captured: collections.deque[float], read: collections.deque[float]
+            self,
+            inner: Connection,
+            captured: collections.deque[float],
+            read: collections.deque[float],
         ) -> None:
             self.inner, self.captured, self.read = inner, captured, read
 
@@ -224,7 +242,7 @@ def run_ours(url: str, sessions: int, duration: float, emulator_pid: int) -> dic
     class ProbeTransport:
         captured: collections.deque[float]
         read: collections.deque[float]
-        inner: Transport = field(default_factory=WebSocketTransport)
+        inner: Transport = field(default_factory=lambda: transport_type())
 
         @asynccontextmanager
         async def connect(
@@ -237,7 +255,9 @@ def run_ours(url: str, sessions: int, duration: float, emulator_pid: int) -> dic
         """The playout actor's input channel, timing each audio message's arrival."""
 
         def __init__(
-            self, inner: trio.MemoryReceiveChannel[m.InternalMessage], read: collections.deque[float]
+            self,
+            inner: trio.MemoryReceiveChannel[m.InternalMessage],
+            read: collections.deque[float],
         ) -> None:
             self.inner, self.read = inner, read
 
@@ -247,11 +267,13 @@ def run_ours(url: str, sessions: int, duration: float, emulator_pid: int) -> dic
         async def __aexit__(self, *exc: object) -> None:
             await self.inner.aclose()
 
-        def __aiter__(self) -> ProbeReceiver:
-            return self
+        def receive_nowait(self) -> m.InternalMessage:
+            return self._seen(self.inner.receive_nowait())
 
-        async def __anext__(self) -> m.InternalMessage:
-            message = await self.inner.__anext__()
+        async def receive(self) -> m.InternalMessage:
+            return self._seen(await self.inner.receive())
+
+        def _seen(self, message: m.InternalMessage) -> m.InternalMessage:
             if isinstance(message, m.ModelAudio) and self.read:
                 recorder.delivered(trio.current_time() - self.read.popleft())
             return message
@@ -265,7 +287,9 @@ def run_ours(url: str, sessions: int, duration: float, emulator_pid: int) -> dic
             inner = super().receiver(name)
             if name != "playout":
                 return inner
-            return cast("trio.MemoryReceiveChannel[m.InternalMessage]", ProbeReceiver(inner, self.read))
+            return cast(
+                "trio.MemoryReceiveChannel[m.InternalMessage]", ProbeReceiver(inner, self.read)
+            )
 
     class NullSink:
         async def write(self, pcm: bytes) -> None:
@@ -314,7 +338,7 @@ def run_ours(url: str, sessions: int, duration: float, emulator_pid: int) -> dic
             window.close()
             recorder.measuring = False
             nursery.cancel_scope.cancel()
-        return _report("ours", sessions, recorder, window, rss0)
+        return _report(client_name(native), sessions, recorder, window, rss0)
 
     return trio.run(main)
 
@@ -422,7 +446,7 @@ def run_sdk(url: str, sessions: int, duration: float, emulator_pid: int) -> dict
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        return _report("google-genai", sessions, recorder, window, rss0)
+        return _report(SDK, sessions, recorder, window, rss0)
 
     return asyncio.run(main())
 
@@ -454,7 +478,7 @@ def run(*, quick: bool = False, levels: Sequence[int] | None = None) -> list[dic
     duration = 6.0 if quick else 10.0
     rows = []
     for sessions in chosen:
-        for client in ("ours", "google-genai"):
+        for client in CLIENTS:
             rows.append(run_level(client, sessions, duration))
             print_row(rows[-1])
     return rows
@@ -486,15 +510,19 @@ def print_ratios(rows: list[dict[str, Any]]) -> None:
     for row in rows:
         by_level[row["sessions"]][row["client"]] = row
     for sessions, pair in sorted(by_level.items()):
-        if len(pair) == 2:
-            ours, sdk = pair["ours"], pair["google-genai"]
-            cpu = ours["cpu_us_per_session_second"] / sdk["cpu_us_per_session_second"]
-            print(f"{sessions:>5} sessions: our CPU per session = {cpu:.2f} x google-genai's")
+        if SDK in pair:
+            sdk = pair[SDK]["cpu_us_per_session_second"]
+            ratios = ", ".join(
+                f"{name} {pair[name]['cpu_us_per_session_second'] / sdk:.2f}x"
+                for name in (OURS, OURS_TRIO_WEBSOCKET)
+                if name in pair
+            )
+            print(f"{sessions:>5} sessions: CPU per session against google-genai's: {ratios}")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.session_load")
-    parser.add_argument("--worker", choices=("ours", "google-genai"))
+    parser.add_argument("--worker", choices=CLIENTS)
     parser.add_argument("--url")
     parser.add_argument("--sessions", type=int, default=10)
     parser.add_argument("--duration", type=float, default=10.0)
@@ -502,8 +530,14 @@ def main() -> int:
     parser.add_argument("--levels", type=int, nargs="*")
     args = parser.parse_args()
     if args.worker is not None:
-        runner = run_ours if args.worker == "ours" else run_sdk
-        print(json.dumps(runner(args.url, args.sessions, args.duration, args.emulator_pid)))
+        if args.worker == SDK:
+            result = run_sdk(args.url, args.sessions, args.duration, args.emulator_pid)
+        else:
+            native = args.worker == OURS
+            result = run_ours(
+                args.url, args.sessions, args.duration, args.emulator_pid, native=native
+            )
+        print(json.dumps(result))
         return 0
     print(HEADER)
     rows = run(levels=args.levels)

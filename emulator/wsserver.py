@@ -18,7 +18,7 @@ from typing import Final
 import trio
 
 from emulator.reactor import ReadReactor
-from emulator.wsframes import (
+from protocol.websocket import (
     OP_BINARY,
     OP_PONG,
     Close,

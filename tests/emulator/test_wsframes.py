@@ -11,7 +11,7 @@ import trio_websocket
 from trio.testing import MockClock
 
 from emulator import open_emulator
-from emulator.wsframes import (
+from protocol.websocket import (
     OP_BINARY,
     OP_CLOSE,
     OP_CONTINUATION,

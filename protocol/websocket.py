@@ -1,15 +1,16 @@
-"""RFC 6455 for a server, sans-IO: the opening handshake and the frame codec.
+"""RFC 6455, sans-IO: both opening handshakes and the frame codec, for both ends.
 
-Why not trio-websocket here: measured under the emulator's load (many sessions, one small
+Why not trio-websocket (wsproto) everywhere: measured under load (many sessions, one small
 message every 20 ms each), a bare trio-websocket server costs about 136 µs of CPU per
 received message, wsproto driven from one task about 65 µs, and this codec driven from one
 task about 45 µs, against a 33 µs floor for trio reading the socket at all (see the
-README's performance section). The emulator must serve hundreds of real-time sessions on
-one core, so it speaks the protocol itself. Clients keep using trio-websocket.
+README's performance section). The emulator serves with it (emulator/wsserver.py), and
+the client's ``NativeTransport`` (actors/transport.py) speaks it without a reader task.
 
 ``FrameParser.feed(data)`` returns complete events; protocol violations raise
 ``WebSocketProtocolError`` carrying the close code to send (1002 protocol error, 1007
-invalid UTF-8, 1009 too big).
+invalid UTF-8, 1009 too big). A server's parser (the default) requires masked frames, a
+client's (``masked=False``) refuses them.
 """
 
 from __future__ import annotations
@@ -131,6 +132,67 @@ def accept_response(request: UpgradeRequest) -> bytes:
     )
 
 
+class ClientHandshake:
+    """A client's opening handshake with h11: ``request`` to write, then ``feed`` the
+    server's answer; keeps what follows it. ``key`` is 16 random bytes, base64-encoded."""
+
+    def __init__(
+        self,
+        host: str,
+        resource: str,
+        headers: list[tuple[bytes, bytes]],
+        key: bytes,
+        max_size: int = 65536,
+    ) -> None:
+        self._key = key
+        self._http = h11.Connection(h11.CLIENT, max_incomplete_event_size=max_size)
+        request = h11.Request(
+            method="GET",
+            target=resource.encode(),
+            headers=[
+                (b"Host", host.encode()),
+                (b"Upgrade", b"websocket"),
+                (b"Connection", b"Upgrade"),
+                (b"Sec-WebSocket-Version", b"13"),
+                (b"Sec-WebSocket-Key", key),
+                *headers,
+            ],
+        )
+        self.request: bytes = self._http.send(request) or b""
+
+    def feed(self, data: bytes) -> bool:
+        """Feed bytes (``b""`` at EOF); True once the upgrade is accepted. Raises
+        ``HandshakeError`` (``status`` 0 when the server did not answer with HTTP)."""
+        if data:
+            self._http.receive_data(data)
+        else:
+            self._http.receive_data(b"")
+        try:
+            event = self._http.next_event()
+        except h11.RemoteProtocolError as exc:
+            raise HandshakeError(0, f"bad HTTP response: {exc}") from exc
+        if event is h11.NEED_DATA:
+            if not data:
+                raise HandshakeError(0, "connection closed during the handshake")
+            return False
+        if isinstance(event, h11.InformationalResponse) and event.status_code == 101:
+            found = {name.lower(): value for name, value in event.headers}
+            if found.get(b"upgrade", b"").lower() != b"websocket":
+                raise HandshakeError(101, "the server did not upgrade to websocket")
+            if found.get(b"sec-websocket-accept") != accept_key(self._key):
+                raise HandshakeError(101, "wrong Sec-WebSocket-Accept")
+            return True
+        if isinstance(event, h11.Response | h11.InformationalResponse):
+            raise HandshakeError(event.status_code, f"the server answered HTTP {event.status_code}")
+        raise HandshakeError(0, "connection closed during the handshake")
+
+    @property
+    def trailing_data(self) -> bytes:
+        """Bytes received after the response (the server's first frames, if it was quick)."""
+        data, _closed = self._http.trailing_data
+        return bytes(data)
+
+
 def reject_response(status: int, body: bytes) -> bytes:
     reason = {
         400: b"Bad Request",
@@ -144,21 +206,25 @@ def reject_response(status: int, body: bytes) -> bytes:
     )
 
 
-def encode_frame(opcode: int, payload: bytes) -> bytes:
-    """One final, unmasked frame (servers never mask)."""
+def encode_frame(opcode: int, payload: bytes, mask: bytes | None = None) -> bytes:
+    """One final frame: unmasked as a server writes it, or masked with the 4-byte ``mask``
+    as a client must (a fresh random one per frame: ``os.urandom(4)``)."""
     length = len(payload)
+    bit = 0x80 if mask is not None else 0
     if length < 126:
-        header = bytes((0x80 | opcode, length))
+        header = bytes((0x80 | opcode, bit | length))
     elif length < 65536:
-        header = bytes((0x80 | opcode, 126)) + length.to_bytes(2, "big")
+        header = bytes((0x80 | opcode, bit | 126)) + length.to_bytes(2, "big")
     else:
-        header = bytes((0x80 | opcode, 127)) + length.to_bytes(8, "big")
-    return header + payload
+        header = bytes((0x80 | opcode, bit | 127)) + length.to_bytes(8, "big")
+    if mask is None:
+        return header + payload
+    return header + mask + _unmask(payload, mask)  # masking is the same XOR
 
 
-def encode_close(code: int, reason: str = "") -> bytes:
+def encode_close(code: int, reason: str = "", mask: bytes | None = None) -> bytes:
     payload = code.to_bytes(2, "big") + reason.encode()[:123]
-    return encode_frame(OP_CLOSE, payload)
+    return encode_frame(OP_CLOSE, payload, mask)
 
 
 def _unmask(payload: bytes, mask: bytes) -> bytes:
@@ -171,10 +237,12 @@ def _unmask(payload: bytes, mask: bytes) -> bytes:
 
 
 class FrameParser:
-    """Client frames in, events out. Enforces masking, sizes, fragmentation and UTF-8."""
+    """Frames in, events out. Enforces masking (client frames are masked, server frames
+    never), sizes, fragmentation and UTF-8."""
 
-    def __init__(self, max_message_size: int) -> None:
+    def __init__(self, max_message_size: int, *, masked: bool = True) -> None:
         self.max_message_size = max_message_size
+        self.masked = masked
         self._buffer = bytearray()
         self._fragments: list[bytes] = []
         self._fragment_size = 0
@@ -196,8 +264,11 @@ class FrameParser:
         fin, opcode, length = first & 0x80, first & 0x0F, second & 0x7F
         if first & 0x70:
             raise WebSocketProtocolError(1002, "reserved bits set without an extension")
-        if not second & 0x80:
-            raise WebSocketProtocolError(1002, "client frames must be masked")
+        if bool(second & 0x80) != self.masked:
+            raise WebSocketProtocolError(
+                1002,
+                "client frames must be masked" if self.masked else "server frames are unmasked",
+            )
         offset = 2
         if length == 126:
             if len(buffer) < 4:
@@ -211,10 +282,16 @@ class FrameParser:
             raise WebSocketProtocolError(1002, "control frames are short and not fragmented")
         if length + self._fragment_size > self.max_message_size:
             raise WebSocketProtocolError(1009, f"message larger than {self.max_message_size} bytes")
-        end = offset + 4 + length
-        if len(buffer) < end:
-            return False
-        payload = _unmask(bytes(buffer[offset + 4 : end]), bytes(buffer[offset : offset + 4]))
+        if self.masked:
+            end = offset + 4 + length
+            if len(buffer) < end:
+                return False
+            payload = _unmask(bytes(buffer[offset + 4 : end]), bytes(buffer[offset : offset + 4]))
+        else:
+            end = offset + length
+            if len(buffer) < end:
+                return False
+            payload = bytes(buffer[offset:end])
         del buffer[:end]
         event = self._frame(opcode, bool(fin), payload)
         if event is not None:
