@@ -31,7 +31,7 @@ from actors.supervisor import ActorContext, ChildSpec, Restart, Supervisor
 from actors.tool_executor import ExecutorState, tool_executor
 from actors.tools import ToolSet
 from actors.transcriber import Transcripts
-from actors.transport import Transport, WebSocketTransport
+from actors.transport import NativeTransport, Transport
 from actors.wiring import Wiring, deliver, messages
 from protocol import messages as m
 from protocol import wire
@@ -48,7 +48,7 @@ class Pipeline:
     source: Source | None = None
     video: Source | None = None  # a second source, of frames, beside the audio
     tools: ToolSet = field(default_factory=ToolSet)
-    transport: Transport = field(default_factory=WebSocketTransport)
+    transport: Transport = field(default_factory=NativeTransport)
     link_options: LinkOptions = field(default_factory=LinkOptions)
     playout_options: PlayoutOptions = field(default_factory=PlayoutOptions)
     chunk_ms: int = 20

@@ -32,7 +32,7 @@ from actors.gemini_link import LinkOptions
 from actors.pipeline import Pipeline
 from actors.playout import CollectorSink, PlayoutOptions, Sink
 from actors.tools import Tool, ToolSet
-from actors.transport import Transport, WebSocketTransport
+from actors.transport import NativeTransport, Transport
 from protocol import messages as m
 from protocol import wire
 
@@ -114,7 +114,7 @@ class RealtimeModel:
                 )
             self._endpoint = ep.gemini_api(model or DEFAULT_MODEL, key, api_version=api_version)
         self.instructions = instructions
-        self._transport = transport or WebSocketTransport()
+        self._transport = transport or NativeTransport()
         self._link_options = link_options or LinkOptions()
         self._playout_options = playout_options or PlayoutOptions()
         detection = wire.AutomaticActivityDetection(

@@ -163,17 +163,14 @@ class ClientHandshake:
     def feed(self, data: bytes) -> bool:
         """Feed bytes (``b""`` at EOF); True once the upgrade is accepted. Raises
         ``HandshakeError`` (``status`` 0 when the server did not answer with HTTP)."""
-        if data:
-            self._http.receive_data(data)
-        else:
-            self._http.receive_data(b"")
+        if not data:
+            raise HandshakeError(0, "connection closed during the handshake")
+        self._http.receive_data(data)
         try:
             event = self._http.next_event()
         except h11.RemoteProtocolError as exc:
             raise HandshakeError(0, f"bad HTTP response: {exc}") from exc
         if event is h11.NEED_DATA:
-            if not data:
-                raise HandshakeError(0, "connection closed during the handshake")
             return False
         if isinstance(event, h11.InformationalResponse) and event.status_code == 101:
             found = {name.lower(): value for name, value in event.headers}

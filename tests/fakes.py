@@ -1,8 +1,8 @@
 """Fakes with the same interfaces as what they replace.
 
-``MemoryTransport`` is the link's ``Transport`` without sockets: the production WebSocket
-client (``actors.transport.websocket_over``) over an in-memory stream pair, talking to a
-real emulator's connection handler. Everything above the socket is production code, and
+``MemoryTransport`` is the link's ``Transport`` without sockets: a production WebSocket
+client (``native_over``, the default, or trio-websocket's ``websocket_over``) over an
+in-memory stream pair, talking to a real emulator's connection handler. Everything above the socket is production code, and
 the autojump clock is exact. It records every frame the client sends.
 """
 
@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import trio
 import trio.testing
 
-from actors.transport import Connection, websocket_over
+from actors.transport import Connection, native_over, websocket_over
 from emulator import Emulator
 from protocol import decode_client
 from protocol import wire as w
@@ -46,6 +46,7 @@ class MemoryTransport:
     nursery: trio.Nursery  # runs the emulator's side of each connection
     sent: list[w.ClientMessage] = field(default_factory=list)
     connects: int = 0
+    client: str = "native"  # or "trio-websocket"
 
     @asynccontextmanager
     async def connect(
@@ -57,9 +58,8 @@ class MemoryTransport:
         parts = urlsplit(url)
         resource = parts.path + (f"?{parts.query}" if parts.query else "")
         try:
-            async with websocket_over(
-                client, parts.hostname or "localhost", resource, headers
-            ) as conn:
+            over = native_over if self.client == "native" else websocket_over
+            async with over(client, parts.hostname or "localhost", resource, headers) as conn:
                 yield RecordingConnection(conn, self.sent)
         finally:
             await trio.aclose_forcefully(client)

@@ -1,4 +1,5 @@
-"""The production transport over real loopback sockets (ws and wss), and the endpoints."""
+"""Both transports (native and trio-websocket) over real loopback sockets (ws and wss),
+and the endpoints."""
 
 from __future__ import annotations
 
@@ -10,7 +11,13 @@ import trio
 from actors import endpoint as ep
 from actors.gemini_link import HandshakeRejected, LinkOptions, LinkState, gemini_link
 from actors.supervisor import ActorContext, no_jitter
-from actors.transport import ConnectFailed, Connection, TransportClosed, WebSocketTransport
+from actors.transport import (
+    ConnectFailed,
+    Connection,
+    NativeTransport,
+    TransportClosed,
+    WebSocketTransport,
+)
 from emulator import Behaviour, Reply, Scenario, Turn, open_emulator
 from protocol import encode
 from protocol import messages as m
@@ -22,12 +29,18 @@ SCENARIO = Scenario(
     behaviour=Behaviour(pace="fast", first_audio_delay_ms=0),
 )
 SETUP = w.Setup(model="", output_audio_transcription=w.AudioTranscriptionConfig())
+TRANSPORTS = pytest.mark.parametrize(
+    "transport_type", [NativeTransport, WebSocketTransport], ids=["native", "trio-websocket"]
+)
 
 
-async def test_transport_round_trip_and_close_codes() -> None:
+@TRANSPORTS
+async def test_transport_round_trip_and_close_codes(
+    transport_type: type[NativeTransport | WebSocketTransport],
+) -> None:
     async with open_emulator(scenario=SCENARIO, faults=["close:code=1011,at=mid-reply"]) as emu:
         target = ep.custom(emu.url, MODEL)
-        async with WebSocketTransport().connect(target.url, await target.headers()) as conn:
+        async with transport_type().connect(target.url, await target.headers()) as conn:
             await conn.send(encode(w.Setup(model=target.model)))
             assert "setupComplete" in str(await conn.receive())
             await conn.send(encode(w.RealtimeInput(text="hi")))
@@ -41,10 +54,13 @@ async def _read_until_closed(conn: Connection) -> None:
         await conn.receive()
 
 
-async def test_transport_connect_failures_are_translated() -> None:
+@TRANSPORTS
+async def test_transport_connect_failures_are_translated(
+    transport_type: type[NativeTransport | WebSocketTransport],
+) -> None:
     async with open_emulator() as emu:
         with pytest.raises(ConnectFailed) as info:
-            async with WebSocketTransport().connect(emu.url + "/ws/nothing", []):
+            async with transport_type().connect(emu.url + "/ws/nothing", []):
                 pass
         assert info.value.status == 404
     listener = trio.socket.socket()
@@ -52,14 +68,17 @@ async def test_transport_connect_failures_are_translated() -> None:
     port = listener.getsockname()[1]
     listener.close()  # nothing listens there now
     with pytest.raises(ConnectFailed, match="connecting failed"):
-        async with WebSocketTransport(connect_timeout=5).connect(f"ws://127.0.0.1:{port}/x", []):
+        async with transport_type(connect_timeout=5).connect(f"ws://127.0.0.1:{port}/x", []):
             pass
 
 
+@TRANSPORTS
 @pytest.mark.parametrize("tls", [False, True], ids=["ws", "wss"])
-async def test_the_link_over_real_sockets_survives_a_drop(tls: bool) -> None:
+async def test_the_link_over_real_sockets_survives_a_drop(
+    tls: bool, transport_type: type[NativeTransport | WebSocketTransport]
+) -> None:
     async with open_emulator(scenario=SCENARIO, tls=tls, faults=["drop:at=mid-reply"]) as emu:
-        transport = WebSocketTransport(ssl_context=emu.client_ssl_context)
+        transport = transport_type(ssl_context=emu.client_ssl_context)
         outgoing_send, outgoing_receive = trio.open_memory_channel[m.InternalMessage](math.inf)
         incoming_send, incoming_receive = trio.open_memory_channel[m.InternalMessage](math.inf)
         ctx = ActorContext("link", 1, trio.Event(), lambda: None)
@@ -88,7 +107,10 @@ async def test_the_link_over_real_sockets_survives_a_drop(tls: bool) -> None:
             ctx.stopping.set()
 
 
-async def test_a_wrong_path_over_real_sockets_is_fatal() -> None:
+@TRANSPORTS
+async def test_a_wrong_path_over_real_sockets_is_fatal(
+    transport_type: type[NativeTransport | WebSocketTransport],
+) -> None:
     async with open_emulator() as emu:
         _outgoing_send, outgoing_receive = trio.open_memory_channel[m.InternalMessage](1)
         incoming_send, _incoming_receive = trio.open_memory_channel[m.InternalMessage](10)
@@ -97,7 +119,7 @@ async def test_a_wrong_path_over_real_sockets_is_fatal() -> None:
                 ActorContext("link", 1, trio.Event(), lambda: None),
                 endpoint=ep.custom(emu.url + "/ws/wrong", MODEL),
                 setup=SETUP,
-                transport=WebSocketTransport(),
+                transport=transport_type(),
                 outgoing=outgoing_receive,
                 incoming=incoming_send,
                 state=LinkState(),

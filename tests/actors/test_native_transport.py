@@ -1,0 +1,250 @@
+"""The native RFC 6455 client against a scripted server over an in-memory stream.
+
+The server side is written with the same sans-IO codec's server half, frame by frame, so
+every client behaviour is checked at the byte level: masking, pings, both close
+handshakes, protocol violations, handshake failures and timeouts.
+"""
+
+from __future__ import annotations
+
+import pytest
+import trio
+import trio.testing
+from trio.testing import MockClock
+
+from actors.transport import (
+    CLOSE_TIMEOUT,
+    MAX_MESSAGE_SIZE,
+    ConnectFailed,
+    TransportClosed,
+    native_over,
+)
+from protocol import websocket as rfc6455
+
+HEADERS = [("x-goog-api-key", "test-key")]
+
+
+async def accept(stream: trio.abc.Stream, after: bytes = b"") -> rfc6455.UpgradeRequest:
+    """Read the client's upgrade request and accept it (with ``after`` in the same write)."""
+    reader = rfc6455.HandshakeReader()
+    while (request := reader.feed(bytes(await stream.receive_some(65536)))) is None:
+        pass
+    await stream.send_all(rfc6455.accept_response(request) + after)
+    return request
+
+
+async def read_frames(stream: trio.abc.Stream, count: int) -> list[tuple[int, bytes]]:
+    """``count`` client frames as (first header byte, unmasked payload)."""
+    buffer = b""
+    frames: list[tuple[int, bytes]] = []
+    while len(frames) < count:
+        while True:
+            if len(buffer) >= 2:
+                length, offset = buffer[1] & 0x7F, 2
+                if length == 126:
+                    length, offset = int.from_bytes(buffer[2:4], "big"), 4
+                assert buffer[1] & 0x80, "client frames must be masked"
+                end = offset + 4 + length
+                if len(buffer) >= end:
+                    mask, body = buffer[offset : offset + 4], buffer[offset + 4 : end]
+                    frames.append((buffer[0], bytes(b ^ mask[i % 4] for i, b in enumerate(body))))
+                    buffer = buffer[end:]
+                    break
+            chunk = await stream.receive_some(65536)
+            assert chunk, "the client closed the stream"
+            buffer += chunk
+    return frames
+
+
+async def test_messages_both_ways_headers_and_frames_sent_with_the_handshake(
+    autojump_clock: MockClock,
+) -> None:
+    client, server = trio.testing.memory_stream_pair()
+    first = rfc6455.encode_frame(rfc6455.OP_BINARY, b'{"setupComplete":{}}')
+    async with trio.open_nursery() as nursery:
+        requests: list[rfc6455.UpgradeRequest] = []
+
+        async def serve() -> None:
+            requests.append(await accept(server, after=first))  # a frame right behind it
+            assert await read_frames(server, 1) == [(0x82, b"hello")]
+            text = rfc6455.encode_frame(rfc6455.OP_TEXT, "héllo".encode())
+            await server.send_all(text)
+
+        nursery.start_soon(serve)
+        async with native_over(client, "example.test", "/ws/path?x=1", HEADERS) as conn:
+            assert await conn.receive() == b'{"setupComplete":{}}'
+            await conn.send(b"hello")
+            assert await conn.receive() == "héllo"  # text frames come back as str
+            nursery.cancel_scope.cancel()
+    request = requests[0]
+    assert request.target == "/ws/path?x=1"
+    assert (b"x-goog-api-key", b"test-key") in request.headers
+    assert (b"host", b"example.test") in request.headers
+
+
+async def test_a_fragmented_message_is_reassembled_and_pings_are_answered(
+    autojump_clock: MockClock,
+) -> None:
+    client, server = trio.testing.memory_stream_pair()
+    async with trio.open_nursery() as nursery:
+        pongs: list[tuple[int, bytes]] = []
+        answered = trio.Event()
+
+        async def serve() -> None:
+            await accept(server)
+            ping = rfc6455.encode_frame(rfc6455.OP_PING, b"are you there")
+            part1 = bytes((rfc6455.OP_BINARY, 3)) + b"abc"  # not final
+            part2 = bytes((0x80 | rfc6455.OP_CONTINUATION, 3)) + b"def"
+            await server.send_all(part1 + ping + part2)
+            pongs.extend(await read_frames(server, 1))
+            answered.set()
+
+        nursery.start_soon(serve)
+        async with native_over(client, "h", "/", HEADERS) as conn:
+            assert await conn.receive() == b"abcdef"
+            with trio.fail_after(5):
+                await answered.wait()
+            nursery.cancel_scope.cancel()
+    assert pongs == [(0x80 | rfc6455.OP_PONG, b"are you there")]
+
+
+async def test_the_servers_close_ends_the_connection_with_its_code_and_is_answered() -> None:
+    client, server = trio.testing.memory_stream_pair()
+    echoed: list[tuple[int, bytes]] = []
+    async with trio.open_nursery() as nursery:
+
+        async def serve() -> None:
+            await accept(server)
+            await server.send_all(rfc6455.encode_close(1011, "internal error"))
+            echoed.extend(await read_frames(server, 1))
+            await server.aclose()
+
+        nursery.start_soon(serve)
+        async with native_over(client, "h", "/", HEADERS) as conn:
+            with pytest.raises(TransportClosed) as info:
+                await conn.receive()
+            assert (info.value.code, info.value.reason) == (1011, "internal error")
+            with pytest.raises(TransportClosed):  # and it stays ended
+                await conn.send(b"late")
+    assert echoed == [(0x80 | rfc6455.OP_CLOSE, (1011).to_bytes(2, "big"))]
+
+
+async def test_a_dropped_stream_is_1006() -> None:
+    client, server = trio.testing.memory_stream_pair()
+    async with trio.open_nursery() as nursery:
+
+        async def serve() -> None:
+            await accept(server)
+            await server.aclose()
+
+        nursery.start_soon(serve)
+        async with native_over(client, "h", "/", HEADERS) as conn:
+            with pytest.raises(TransportClosed) as info:
+                await conn.receive()
+            assert info.value.code == 1006
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        (bytes((0x82, 0x80 | 2)) + b"\x01\x02\x03\x04" + b"xx", 1002),  # masked by a server
+        (bytes((0xC2, 1)) + b"x", 1002),  # a reserved bit without an extension
+        (bytes((0x81, 2)) + b"\xff\xfe", 1007),  # text that is not UTF-8
+        (bytes((0x82, 127)) + (MAX_MESSAGE_SIZE + 1).to_bytes(8, "big"), 1009),
+    ],
+    ids=["masked", "reserved-bit", "bad-utf8", "too-big"],
+)
+async def test_a_protocol_violation_closes_with_its_code(frame: bytes, code: int) -> None:
+    client, server = trio.testing.memory_stream_pair()
+    sent: list[tuple[int, bytes]] = []
+    async with trio.open_nursery() as nursery:
+
+        async def serve() -> None:
+            await accept(server)
+            await server.send_all(frame)
+            sent.extend(await read_frames(server, 1))
+
+        nursery.start_soon(serve)
+        async with native_over(client, "h", "/", HEADERS) as conn:
+            with pytest.raises(TransportClosed) as info:
+                await conn.receive()
+            assert info.value.code == code
+            assert "the server broke the protocol" in info.value.reason
+    assert sent[0][0] == 0x80 | rfc6455.OP_CLOSE
+    assert int.from_bytes(sent[0][1][:2], "big") == code
+
+
+async def test_aclose_sends_a_close_and_waits_for_the_answer() -> None:
+    client, server = trio.testing.memory_stream_pair()
+    async with trio.open_nursery() as nursery:
+        got: list[tuple[int, bytes]] = []
+
+        async def serve() -> None:
+            await accept(server)
+            got.extend(await read_frames(server, 1))
+            await server.send_all(rfc6455.encode_frame(rfc6455.OP_BINARY, b"in flight"))
+            await server.send_all(rfc6455.encode_close(1000))
+
+        nursery.start_soon(serve)
+        async with native_over(client, "h", "/", HEADERS) as conn:
+            await conn.aclose(1000, "bye")
+    assert got == [(0x80 | rfc6455.OP_CLOSE, (1000).to_bytes(2, "big") + b"bye")]
+
+
+async def test_aclose_is_bounded_when_the_server_never_answers(autojump_clock: MockClock) -> None:
+    client, server = trio.testing.memory_stream_pair()
+    async with trio.open_nursery() as nursery:
+
+        async def serve() -> None:
+            await accept(server)
+            await trio.sleep_forever()
+
+        nursery.start_soon(serve)
+        start = trio.current_time()
+        async with native_over(client, "h", "/", HEADERS) as conn:
+            await conn.aclose()
+        assert trio.current_time() - start == pytest.approx(CLOSE_TIMEOUT)
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize(
+    ("answer", "status", "message"),
+    [
+        (b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n", 403, "refused the handshake"),
+        (
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Accept: wrong\r\n\r\n",
+            None,
+            "wrong Sec-WebSocket-Accept",
+        ),
+        (b"SSH-2.0-OpenSSH_9.6\r\n\r\n", None, "bad HTTP response"),
+        (b"", None, "closed during the handshake"),
+    ],
+    ids=["403", "wrong-accept", "not-http", "closed"],
+)
+async def test_handshake_failures_are_connect_failed(
+    answer: bytes, status: int | None, message: str
+) -> None:
+    client, server = trio.testing.memory_stream_pair()
+    async with trio.open_nursery() as nursery:
+
+        async def serve() -> None:
+            reader = rfc6455.HandshakeReader()
+            while reader.feed(bytes(await server.receive_some(65536))) is None:
+                pass
+            if answer:
+                await server.send_all(answer)
+            await server.aclose()
+
+        nursery.start_soon(serve)
+        with pytest.raises(ConnectFailed, match=message) as info:
+            async with native_over(client, "h", "/", HEADERS):
+                pass
+        assert info.value.status == status
+
+
+async def test_a_handshake_with_no_answer_times_out(autojump_clock: MockClock) -> None:
+    client, _server = trio.testing.memory_stream_pair()
+    with pytest.raises(ConnectFailed, match="timed out"):
+        async with native_over(client, "h", "/", HEADERS, handshake_timeout=3):
+            pass
