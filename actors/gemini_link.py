@@ -165,8 +165,8 @@ async def gemini_link(
             nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:
         leaf = _single(group)
-        if isinstance(leaf, LinkError):
-            raise leaf from leaf.__cause__  # the documented error, not trio's group
+        if isinstance(leaf, Exception):  # one error (a LinkError, or a crash): as itself
+            raise leaf from leaf.__cause__
         raise
 
 

@@ -80,7 +80,9 @@ async def tool_executor(
                 elif isinstance(message, m.ToolCallsCancelled):
                     for call_id in message.call_ids:
                         _cancel(state, call_id, "cancelled")
-                elif isinstance(message, m.TurnInterrupted):
+                elif isinstance(message, m.TurnInterrupted) and not message.connection_lost:
+                    # A lost connection is not the user: running calls finish, and their
+                    # results go out once the session is resumed.
                     for running in list(state.running.values()):
                         blocking = running.tool is None or running.tool.behavior == "BLOCKING"
                         if running.call.turn_id == message.turn_id and blocking:

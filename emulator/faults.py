@@ -134,8 +134,10 @@ class FaultPlan:
         return hits
 
     def active(self, kind: FaultKind, *, connection: int) -> Fault | None:
-        """A standing fault (``slow``, ``unknown``) that applies to this connection."""
+        """A standing fault (``slow``, ``unknown``) that applies to this connection; it
+        counts as fired once it has applied."""
         for fault in self.faults:
             if fault.kind == kind and (fault.connection is None or fault.connection == connection):
+                fault.fired = fault.fired or 1
                 return fault
         return None

@@ -154,9 +154,10 @@ class GenerationCompleted(Message, frozen=True, tag="turn.generation_complete"):
 
 
 class TurnInterrupted(Message, frozen=True, tag="turn.interrupted"):
-    """The user barged in: stop playing ``turn_id`` now."""
+    """The user barged in (or the connection was lost): stop playing ``turn_id`` now."""
 
     turn_id: int
+    connection_lost: bool = False  # not the user: its tool calls still get their results
 
 
 class TurnCompleted(Message, frozen=True, tag="turn.complete"):

@@ -123,6 +123,7 @@ class LiveSession:
     messages_sent: int = 0
     _turn: _Turn | None = None
     _last_turn_id: int = 0
+    _awaiting_reply: bool = False  # a user turn was sent, and nothing of its reply came yet
     _answered: set[str] = field(default_factory=set)
     _cancelled: set[str] = field(default_factory=set)
 
@@ -168,6 +169,8 @@ class LiveSession:
                     self._answered.add(response.id)
         self.state = next_state
         self.messages_sent += 1
+        if _asks_for_reply(message):
+            self._awaiting_reply = True
         return frame
 
     def _check_tool_response(self, message: wire.ToolResponse) -> None:
@@ -202,9 +205,19 @@ class LiveSession:
         if self._turn is not None:
             turn_id = self._turn.turn_id
             if self.state is not S.INTERRUPTED:
-                out.append(m.TurnInterrupted(turn_id=turn_id))
+                out.append(m.TurnInterrupted(turn_id=turn_id, connection_lost=True))
             out.append(m.TurnCompleted(turn_id=turn_id, interrupted=True, reason="CONNECTION_LOST"))
             self._turn = None
+        elif self._awaiting_reply and not self.pending_calls:
+            # A question went out and nothing of its reply came back: it is lost with the
+            # connection as surely as a reply cut short, and the application must know.
+            self._last_turn_id += 1
+            out.append(
+                m.TurnCompleted(
+                    turn_id=self._last_turn_id, interrupted=True, reason="CONNECTION_LOST"
+                )
+            )
+        self._awaiting_reply = False
         self.state = State.IDLE
         self.go_away_time_left = None
         self.resumable = self.resumable and self.resumption_handle is not None
@@ -272,6 +285,7 @@ class LiveSession:
         if was is S.INTERRUPTED:
             self.stale_messages_dropped += 1
             return None
+        self._awaiting_reply = False
         if self._turn is None:
             self._last_turn_id += 1
             self._turn = _Turn(self._last_turn_id)
@@ -414,3 +428,10 @@ def _sample_rate(mime_type: str, *, default: int) -> int:
         if key == "rate" and value.isdigit():
             return int(value)
     return default
+
+
+def _asks_for_reply(message: wire.ClientMessage) -> bool:
+    """A typed user turn: the server owes a reply (spoken turns are the server's to detect)."""
+    if isinstance(message, wire.ClientContent):
+        return bool(message.turn_complete)
+    return isinstance(message, wire.RealtimeInput) and message.text is not None

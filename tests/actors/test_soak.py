@@ -14,6 +14,7 @@ from actors.events import ResponseContent
 from actors.playout import CollectorSink
 from actors.session import RealtimeModel
 from actors.tools import tool
+from benchmarks.soak import SoakConfig, run_soak
 from emulator import Behaviour, Reply, Scenario, ToolCallSpec, Turn, open_emulator
 from protocol import messages as m
 from protocol import wire as w
@@ -122,3 +123,27 @@ async def test_sessions_survive_their_faults_with_every_invariant_kept(
     assert violations == []
     assert recoveries >= len(FAULTS) - 2  # every fault that cuts a connection was recovered
     assert sum(runs.values()) == total_calls  # every call ran, and none twice
+
+
+async def test_the_random_soak_in_short_keeps_every_invariant(autojump_clock: MockClock) -> None:
+    # `make soak` in miniature: random server faults, tool timeouts and actor crashes
+    # (the sink failing, the link crashing) over the in-memory transport.
+    config = SoakConfig(
+        seconds=25,
+        concurrency=4,
+        turns=2,
+        fault_interval=0.6,
+        crash_probability=0.6,
+        tool_timeout_probability=0.2,
+        seed=7,
+        check_process=False,
+    )
+    report = await run_soak(config, transport_for=MemoryTransport)
+    assert report.violations == []
+    assert report.sessions >= 4
+    assert report.turns == report.sessions * config.turns
+    assert report.reconnects > 0
+    assert report.actor_restarts > 0
+    assert report.faults_fired["tool timeout"] > 0
+    assert report.recovered == report.sessions_hit > 0
+    assert report.tasks[1] <= report.tasks[0]  # nothing left running

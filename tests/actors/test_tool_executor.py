@@ -204,6 +204,18 @@ async def test_interruption_cancels_blocking_calls_of_the_turn_only(
     )
 
 
+async def test_a_lost_connection_does_not_cancel_calls(autojump_clock: MockClock) -> None:
+    # Found by the soak: the cut turn's running call was answered "the user interrupted"
+    # though nobody did; it must finish, its result going out after the resume.
+    async with executor() as h:
+        await h.calls.send(call("blocking", "slow", turn_id=1, seconds=1.5))
+        await trio.sleep(0.5)
+        await h.calls.send(m.TurnInterrupted(turn_id=1, connection_lost=True))
+        result = await h.result()
+    assert (result.call_id, result.output, result.error) == ("blocking", "done", None)
+    assert trio.current_time() == pytest.approx(1.5)
+
+
 async def test_a_restarted_executor_answers_what_the_crashed_one_left_once(
     autojump_clock: MockClock,
 ) -> None:

@@ -412,7 +412,7 @@ def test_connection_lost_mid_turn_closes_the_turn_and_keeps_what_outlives_it() -
     session.receive_frame(frame(goAway={"timeLeft": "1s"}))
     out = session.connection_lost()
     assert out == [
-        m.TurnInterrupted(turn_id=1),
+        m.TurnInterrupted(turn_id=1, connection_lost=True),
         m.TurnCompleted(turn_id=1, interrupted=True, reason="CONNECTION_LOST"),
     ]
     assert state(session) is State.IDLE
@@ -429,6 +429,48 @@ def test_connection_lost_mid_turn_closes_the_turn_and_keeps_what_outlives_it() -
 
 def test_connection_lost_between_turns_emits_nothing() -> None:
     assert ready().connection_lost() == []
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        w.ClientContent(
+            turns=[w.Content(role="user", parts=[w.Part(text="hi")])], turn_complete=True
+        ),
+        w.RealtimeInput(text="hi"),
+    ],
+    ids=["clientContent", "realtimeInput.text"],
+)
+def test_a_question_lost_before_any_reply_is_reported_lost(question: w.ClientMessage) -> None:
+    # Found by the soak: a link crash right after a typed question left the application
+    # waiting forever for a reply the old connection took with it.
+    session = ready()
+    session.send(question)
+    assert session.connection_lost() == [
+        m.TurnCompleted(turn_id=1, interrupted=True, reason="CONNECTION_LOST")
+    ]
+    assert session.connection_lost() == []  # reported once
+    session.send(w.Setup(model="m"))
+    session.receive_frame(frame(setupComplete={}))
+    session.send(question)  # asked again: its reply is the next turn
+    out = session.receive_frame(content(modelTurn={"parts": [{"text": "hello"}]}))
+    assert out[0] == m.TurnStarted(turn_id=2)
+    assert session.connection_lost()[-1] == m.TurnCompleted(
+        turn_id=2, interrupted=True, reason="CONNECTION_LOST"
+    )
+
+
+def test_a_question_already_answered_or_context_without_a_turn_is_not_reported() -> None:
+    session = ready()
+    session.send(w.ClientContent(turns=[w.Content(role="user", parts=[w.Part(text="x")])]))
+    session.send(w.RealtimeInput(audio=w.Blob(mime_type="audio/pcm;rate=16000", data=b"\0\0")))
+    assert session.connection_lost() == []  # context and audio do not ask for a reply
+    session.send(w.Setup(model="m"))
+    session.receive_frame(frame(setupComplete={}))
+    session.send(w.RealtimeInput(text="hi"))
+    session.receive_frame(content(modelTurn={"parts": [{"text": "hello"}]}))
+    session.receive_frame(content(turnComplete=True))
+    assert session.connection_lost() == []  # answered
 
 
 def test_the_table_is_what_the_tests_above_walk() -> None:
