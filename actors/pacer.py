@@ -73,12 +73,12 @@ def shared_pacer() -> Pacer:
     try:
         return _SHARED.get()
     except LookupError:
-        pacer = Pacer()
+        pacer = Pacer(quantum=0.001)  # a 20 ms frame may start at most 1 ms late
         _SHARED.set(pacer)
         trio.lowlevel.spawn_system_task(pacer.run, name="shared pacer")
         return pacer
 
 
 async def paced_sleep_until(deadline: float) -> None:
-    """``trio.sleep_until`` through this run's shared pacer (at most 2 ms late)."""
+    """``trio.sleep_until`` through this run's shared pacer (at most 1 ms late)."""
     await shared_pacer().sleep_until(deadline)

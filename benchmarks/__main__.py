@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import barge_in, codec, emulator_load
+from benchmarks import barge_in, codec, emulator_load, plot, session_load
 
 RESULTS = Path(__file__).with_name("results.json")
 
@@ -36,6 +36,13 @@ def main() -> int:
     load_results = emulator_load.run(quick=args.quick)
     emulator_load.print_table(load_results)
     results["emulator_load"] = load_results
+    print()
+    print("== session load: N real-time sessions on one core, ours vs google-genai ==")
+    print(session_load.HEADER)
+    sessions = session_load.run(quick=args.quick)
+    session_load.print_ratios(sessions)
+    results["session_load"] = sessions
+    print(f"plot: {plot.draw(sessions)}")
     results["environment"] = {
         "python": sys.version.split()[0],
         "machine": platform.machine(),
