@@ -76,13 +76,16 @@ class Recorder:
     """What one worker measures, across its sessions, while ``measuring`` is set."""
 
     measuring: bool = False
+    sending: bool = True  # every session streams until the window has closed
     send_latency: array[float] = field(default_factory=lambda: array("d"))
     receive_latency: array[float] = field(default_factory=lambda: array("d"))
     audio_messages_read: int = 0
     audio_messages_delivered: int = 0
     turns_completed: int = 0
     playout_underruns: int = 0
-    sessions_failed: int = 0
+    sessions_failed: int = 0  # never connected
+    sessions_lost: int = 0  # ended with an error after connecting
+    reconnects: int = 0  # while measuring (ours reconnects; the minimal SDK client cannot)
 
     def sent(self, latency: float) -> None:
         if self.measuring:
@@ -140,10 +143,13 @@ def _report(
         "sessions": sessions,
         "window_seconds": round(seconds, 2),
         "sessions_failed": recorder.sessions_failed,
+        "sessions_lost": recorder.sessions_lost,
+        "reconnects": recorder.reconnects,
         "core_share": round(cpu / seconds, 3),
         "cpu_us_per_session_second": round(cpu / seconds / sessions * 1e6, 1),
         "rss_kib_per_session": round((window.rss1 - rss0) / 1024 / sessions, 1),
         "frames_sent": len(send),
+        "frames_expected": int(sessions * seconds / FRAME_SECONDS),
         "frames_late_share": round(late / max(1, len(send)), 5),
         "send_latency_ms": _percentiles(send),
         "receive_latency_ms": _percentiles(recorder.receive_latency),
@@ -187,7 +193,6 @@ def run_ours(
         NativeTransport if native else WebSocketTransport
     )
     setup = RealtimeModel(endpoint=url, silence_duration_ms=300).setup(ToolSet())
-    frame_count = int((duration + 2 * CYCLE_SECONDS) / FRAME_SECONDS)
 
     class MemorySource:
         """Capture from memory: the cycle's frames, each yielded at its due time."""
@@ -200,7 +205,8 @@ def run_ours(
 
         async def frames(self) -> AsyncIterator[m.RawAudio]:
             start = trio.current_time()
-            for index in range(frame_count):
+            index = 0
+            while recorder.sending:
                 due = start + index * FRAME_SECONDS
                 await paced_sleep_until(due)  # as the library's own sources pace
                 self.captured.append(due)
@@ -212,6 +218,7 @@ def run_ours(
                     timestamp=due,
                     source=self.name,
                 )
+                index += 1
 
     class ProbeConnection:
         """The real connection, timing audio messages as they are written and read."""
@@ -320,10 +327,12 @@ def run_ours(
                 return
             task_status.started()
             async for event in events_receive:  # as an application would
-                if isinstance(event, m.TurnCompleted):
+                if isinstance(event, m.TurnCompleted) and recorder.measuring:
                     recorder.turns_completed += 1
                 elif isinstance(event, m.PlayoutUnderrun) and recorder.measuring:
                     recorder.playout_underruns += 1
+                elif isinstance(event, m.Reconnecting) and recorder.measuring:
+                    recorder.reconnects += 1
 
     async def main() -> dict[str, Any]:
         window = Window(emulator_pid)
@@ -337,7 +346,7 @@ def run_ours(
             window.open()
             await trio.sleep(duration)
             window.close()
-            recorder.measuring = False
+            recorder.measuring = recorder.sending = False
             nursery.cancel_scope.cancel()
         return _report(client_name(native), sessions, recorder, window, rss0)
 
@@ -352,7 +361,6 @@ def run_sdk(url: str, sessions: int, duration: float, emulator_pid: int) -> dict
     from google.genai import types
 
     recorder = Recorder()
-    frame_count = int((duration + 2 * CYCLE_SECONDS) / FRAME_SECONDS)
     base = url.split("/ws/", 1)[0]
     client = genai.Client(
         api_key="load-test",
@@ -399,12 +407,14 @@ def run_sdk(url: str, sessions: int, duration: float, emulator_pid: int) -> dict
 
         async def send() -> None:
             start = loop.time()
-            for i in range(frame_count):
+            i = 0
+            while recorder.sending:
                 due = start + i * FRAME_SECONDS
                 await asyncio.sleep(max(0.0, due - loop.time()))
                 blob = types.Blob(data=frame_at(i, offset), mime_type="audio/pcm;rate=16000")
                 await live.send_realtime_input(audio=blob)
                 recorder.sent(loop.time() - due)
+                i += 1
 
         async def receive() -> None:
             while True:
@@ -417,13 +427,15 @@ def run_sdk(url: str, sessions: int, duration: float, emulator_pid: int) -> dict
                             if part.inline_data is not None and part.inline_data.data:
                                 null_sink(part.inline_data.data)
                                 recorder.delivered(loop.time() - read.popleft())
-                    if content.turn_complete:
+                    if content.turn_complete and recorder.measuring:
                         recorder.turns_completed += 1
 
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(send())
                 group.create_task(receive())
+        except Exception:  # a closed connection (keepalive timeout, server close...)
+            recorder.sessions_lost += 1
         finally:
             await connection.__aexit__(None, None, None)
 
@@ -434,16 +446,18 @@ def run_sdk(url: str, sessions: int, duration: float, emulator_pid: int) -> dict
         window = Window(emulator_pid)
         rss0 = rss_bytes(os.getpid())
         tasks = []
-        for index in range(sessions):
-            connected = asyncio.Event()
-            tasks.append(asyncio.create_task(session(index, connected)))
+        events = []
+        for index in range(sessions):  # all connect at once, as ours do
+            events.append(asyncio.Event())
+            tasks.append(asyncio.create_task(session(index, events[-1])))
+        for connected in events:
             await connected.wait()
         await asyncio.sleep(CYCLE_SECONDS)
         recorder.measuring = True
         window.open()
         await asyncio.sleep(duration)
         window.close()
-        recorder.measuring = False
+        recorder.measuring = recorder.sending = False
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -493,8 +507,8 @@ def run(*, quick: bool = False, levels: Sequence[int] | None = None) -> list[dic
 
 HEADER = (
     f"{'client':>13} {'sessions':>8} {'core %':>7} {'µs CPU/sess-s':>14} {'KiB/sess':>9}"
-    f" {'late':>7} {'send p50/p99 ms':>16} {'recv p50/p99 ms':>16} {'turns':>6}"
-    f" {'failed':>6} {'emu core %':>10}"
+    f" {'sent':>6} {'late':>7} {'send p50/p99 ms':>16} {'recv p50/p99 ms':>16} {'turns':>6}"
+    f" {'lost':>5} {'emu core %':>10}"
 )
 
 
@@ -503,9 +517,10 @@ def print_row(row: dict[str, Any]) -> None:
     print(
         f"{row['client']:>13} {row['sessions']:>8} {100 * row['core_share']:>6.1f}%"
         f" {row['cpu_us_per_session_second']:>14.1f} {row['rss_kib_per_session']:>9.1f}"
+        f" {100 * row['frames_sent'] / max(1, row['frames_expected']):>5.0f}%"
         f" {100 * row['frames_late_share']:>6.2f}%"
         f" {send['p50']:>7.2f}/{send['p99']:>7.2f} {receive['p50']:>7.2f}/{receive['p99']:>7.2f}"
-        f" {row['turns_completed']:>6} {row['sessions_failed']:>6}"
+        f" {row['turns_completed']:>6} {row['sessions_failed'] + row['sessions_lost']:>5}"
         f" {100 * row['emulator_core_share']:>9.1f}%",
         flush=True,
     )
