@@ -192,9 +192,10 @@ class Supervisor:
             error = None
         ready()  # an actor that ended without saying so must not hold up the others
         if error is not None:
+            cause = _root_cause(error)
             await self._events.send(
                 m.ActorCrashed(
-                    actor=child.spec.name, error_type=type(error).__name__, error=str(error)
+                    actor=child.spec.name, error_type=type(cause).__name__, error=str(cause)
                 )
             )
         return error
@@ -282,3 +283,11 @@ def _only(
 def no_jitter() -> float:
     """A random source for ``Backoff`` that gives the middle of the range: no jitter."""
     return 0.5
+
+
+def _root_cause(error: BaseException) -> BaseException:
+    """The one error inside nested exception groups (an actor's own nursery wraps what
+    crashed it), so a crash is reported as ``OSError: ...``, not as a group."""
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    return error

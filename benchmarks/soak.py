@@ -93,6 +93,7 @@ class SoakReport:
     actor_restarts: int = 0
     sessions_hit: int = 0  # sessions that met at least one fault or crash
     recovered: int = 0  # of those, sessions that still kept every invariant
+    crashes: Counter[str] = field(default_factory=Counter)  # actor: error, injected or not
     violations: list[str] = field(default_factory=list)
     rss_mib: list[float] = field(default_factory=list)
     tasks: tuple[int, int] = (0, 0)  # before, after
@@ -303,6 +304,9 @@ async def one_session(
     report.audio_chunks += len(wire.audio)
     report.reconnects += reconnects
     report.actor_restarts += restarts
+    for event in seen:
+        if isinstance(event, m.ActorCrashed):
+            report.crashes[f"{event.actor}: {event.error_type}: {event.error[:70]}"] += 1
     if hit or reconnects or restarts:
         report.sessions_hit += 1
         report.recovered += not problems
@@ -437,6 +441,9 @@ def print_report(report: SoakReport) -> None:
     print(f"reconnects          {report.reconnects}")
     print(f"actor restarts      {report.actor_restarts}")
     print(f"sessions hit        {report.sessions_hit}, recovered {report.recovered}")
+    print("actor crashes")
+    for crash, count in report.crashes.most_common():
+        print(f"  {count:>5}  {crash}")
     print(f"tasks before/after  {report.tasks[0]}/{report.tasks[1]}")
     if report.sockets != (0, 0):
         print(f"sockets before/after {report.sockets[0]}/{report.sockets[1]}")
@@ -482,6 +489,7 @@ def main() -> int:
     summary = asdict(report)
     summary["faults_injected"] = dict(report.faults_injected)  # asdict garbles Counters
     summary["faults_fired"] = dict(report.faults_fired)
+    summary["crashes"] = dict(report.crashes)
     summary["violations"] = report.violations[:50]
     summary["config"] = asdict(config)
     summary["command"] = "make soak"

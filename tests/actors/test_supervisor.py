@@ -114,6 +114,29 @@ async def test_one_for_one_restarts_only_the_failed_child_with_capped_backoff(
     )
 
 
+async def test_a_crash_inside_an_actors_own_nursery_is_reported_as_itself(
+    autojump_clock: MockClock,
+) -> None:
+    # Found by the soak: a failing sink was reported as "ExceptionGroup: Exceptions from
+    # Trio nursery", which says nothing.
+    async def actor(ctx: ActorContext) -> None:
+        ctx.ready()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio.sleep_forever)
+            raise OSError("the audio device went away")
+
+    recorder = Recorder()
+    supervisor = Supervisor([ChildSpec("playout", actor, Restart.TEMPORARY)], events=recorder.send)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(supervisor.run)
+        await trio.sleep(1)
+        supervisor.stop()
+    crashes = [e for _, e in recorder.drain() if isinstance(e, m.ActorCrashed)]
+    assert crashes == [
+        m.ActorCrashed(actor="playout", error_type="OSError", error="the audio device went away")
+    ]
+
+
 async def test_jitter_comes_from_the_injected_random_source(autojump_clock: MockClock) -> None:
     recorder = Recorder()
     draws = iter([1.0, 0.0])
