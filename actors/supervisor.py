@@ -195,7 +195,7 @@ class Supervisor:
             cause = _root_cause(error)
             await self._events.send(
                 m.ActorCrashed(
-                    actor=child.spec.name, error_type=type(cause).__name__, error=str(cause)
+                    actor=child.spec.name, error_type=type(cause).__name__, error=_describe(cause)
                 )
             )
         return error
@@ -291,3 +291,18 @@ def _root_cause(error: BaseException) -> BaseException:
     while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
         error = error.exceptions[0]
     return error
+
+
+def _describe(error: BaseException) -> str:
+    """The message, or for a group every leaf error with its type."""
+    if not isinstance(error, BaseExceptionGroup):
+        return str(error)
+    leaves: list[BaseException] = []
+    pending: list[BaseException] = [error]
+    while pending:
+        current = pending.pop()
+        if isinstance(current, BaseExceptionGroup):
+            pending.extend(reversed(current.exceptions))
+        else:
+            leaves.append(current)
+    return "; ".join(f"{type(leaf).__name__}: {leaf}" for leaf in leaves)

@@ -23,6 +23,7 @@ from actors.gemini_link import (
     gemini_link,
 )
 from actors.supervisor import ActorContext, Backoff, no_jitter
+from actors.transport import TransportClosed
 from emulator import Behaviour, Emulator, Reply, Scenario, ToolCallSpec, Turn, open_emulator
 from protocol import messages as m
 from protocol import wire as w
@@ -394,3 +395,71 @@ async def test_audio_within_the_bound_is_all_delivered_in_order(autojump_clock: 
     audio = [int.from_bytes(x.audio.data[:2], "little") for x in sent if x.audio and x.audio.data]
     assert audio == list(range(50))  # nothing lost, nothing reordered
     assert sent[-1] == w.RealtimeInput(audio_stream_end=True)  # and control after it, in order
+
+
+@dataclass
+class ClosingTwice:
+    """A transport whose first connection ends with one close seen by both the receiver
+    and a sender blocked in a write; later connections stay up."""
+
+    connects: int = 0
+    closed: trio.Event = field(default_factory=trio.Event)
+    writing: trio.Event = field(default_factory=trio.Event)
+
+    @asynccontextmanager
+    async def connect(self, url: str, headers: object) -> AsyncIterator[ClosingTwice]:
+        self.connects += 1
+        self._setup_sent = False
+        yield self
+
+    async def send(self, frame: bytes) -> None:
+        if b'"setup"' in frame[:10] or self.connects > 1:
+            return
+        self.writing.set()
+        await self.closed.wait()  # a write stuck behind a full socket buffer
+        raise TransportClosed(1011, "injected fault")
+
+    async def receive(self) -> bytes | str:
+        if not self._setup_sent:
+            self._setup_sent = True
+            return b'{"setupComplete":{}}'
+        if self.connects > 1:
+            await trio.sleep_forever()
+        await self.closed.wait()
+        raise TransportClosed(1011, "injected fault")
+
+    async def aclose(self, code: int = 1000, reason: str = "") -> None:
+        pass
+
+
+async def test_one_close_seen_by_receiver_and_sender_at_once_reconnects(
+    autojump_clock: MockClock,
+) -> None:
+    # Found by the soak: the two TransportClosed came out as a group and crashed the link.
+    transport = ClosingTwice()
+    outgoing_send, outgoing_receive = trio.open_memory_channel[m.InternalMessage](math.inf)
+    incoming_send, incoming_receive = trio.open_memory_channel[m.InternalMessage](math.inf)
+    ctx = ActorContext("link", 1, trio.Event(), lambda: None)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(
+            lambda: gemini_link(
+                ctx,
+                endpoint=ep.custom("ws://127.0.0.1:9/", MODEL),
+                setup=SETUP,
+                transport=transport,
+                outgoing=outgoing_receive,
+                incoming=incoming_send,
+                state=LinkState(),
+                options=OPTIONS,
+            )
+        )
+        await outgoing_send.send(m.TextInput(text="hello"))
+        await transport.writing.wait()
+        transport.closed.set()
+        seen: list[m.InternalMessage] = []
+        with trio.fail_after(10):
+            while not isinstance(message := await incoming_receive.receive(), m.Reconnected):
+                seen.append(message)
+        ctx.stopping.set()
+    assert m.Reconnecting(reason="closed with 1011 injected fault", attempt=1, delay=0.25) in seen
+    assert transport.connects == 2
