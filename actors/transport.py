@@ -107,13 +107,10 @@ def _closed(exc: trio_websocket.ConnectionClosed) -> TransportClosed:
 
 
 @dataclass(frozen=True)
-class WebSocketTransport:
-    """Production transport: trio-websocket with its limits set explicitly.
-
-    It opens the TCP (and TLS) stream itself and hands it to trio-websocket, so the socket
-    is closed on every way out: trio-websocket's own dialling leaks it when the server
-    refuses the handshake or closes first.
-    """
+class _StreamTransport:
+    """Opens the TCP (and TLS) stream itself and runs a WebSocket client over it, so the
+    socket is closed on every way out (trio-websocket's own dialling leaks it when the
+    server refuses the handshake or closes first)."""
 
     ssl_context: ssl.SSLContext | None = None
     connect_timeout: float = CONNECT_TIMEOUT
@@ -128,33 +125,34 @@ class WebSocketTransport:
                 host,
                 resource,
             ),
-            websocket_over(stream, host, resource, headers, self.connect_timeout) as conn,
+            self._client(stream, host, resource, headers) as conn,
         ):
             yield conn
+
+    def _client(
+        self, stream: trio.abc.Stream, host: str, resource: str, headers: Sequence[tuple[str, str]]
+    ) -> AbstractAsyncContextManager[Connection]:
+        raise NotImplementedError
 
 
 @dataclass(frozen=True)
-class NativeTransport:
-    """Default transport: our own RFC 6455 client over a trio TCP (and TLS) stream.
+class WebSocketTransport(_StreamTransport):
+    """trio-websocket (wsproto) with its limits set explicitly."""
 
-    Like ``WebSocketTransport`` it owns the stream and closes it on every way out."""
+    def _client(
+        self, stream: trio.abc.Stream, host: str, resource: str, headers: Sequence[tuple[str, str]]
+    ) -> AbstractAsyncContextManager[Connection]:
+        return websocket_over(stream, host, resource, headers, self.connect_timeout)
 
-    ssl_context: ssl.SSLContext | None = None
-    connect_timeout: float = CONNECT_TIMEOUT
 
-    @asynccontextmanager
-    async def connect(
-        self, url: str, headers: Sequence[tuple[str, str]]
-    ) -> AsyncIterator[Connection]:
-        async with (
-            _open_stream(url, self.ssl_context, self.connect_timeout) as (
-                stream,
-                host,
-                resource,
-            ),
-            native_over(stream, host, resource, headers, self.connect_timeout) as conn,
-        ):
-            yield conn
+@dataclass(frozen=True)
+class NativeTransport(_StreamTransport):
+    """Default transport: our own RFC 6455 client (no reader task) over the stream."""
+
+    def _client(
+        self, stream: trio.abc.Stream, host: str, resource: str, headers: Sequence[tuple[str, str]]
+    ) -> AbstractAsyncContextManager[Connection]:
+        return native_over(stream, host, resource, headers, self.connect_timeout)
 
 
 @asynccontextmanager
