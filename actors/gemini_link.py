@@ -11,7 +11,9 @@ its own events (``Connected``, ``Reconnecting``, ``Reconnected``, ``Dropped``).
 - Retryable ends (1000 while the session is wanted, 1001, 1006, 1011-1014, network
   errors, no setupComplete in time) reconnect after a capped, jittered backoff. Fatal ones
   raise a ``LinkError`` subclass naming the likely cause (1007, 1008, a refused key or
-  handshake); so does giving up after ``max_reconnect_attempts`` failures in a row.
+  handshake); so does giving up after ``max_reconnect_attempts`` failures in a row (a
+  connection that completed a turn or stayed up ``healthy_after`` seconds starts the
+  count again).
 - On ``goAway`` the link hands over at the next turn boundary, or on its own timer just
   before the deadline if none comes (the server may go silent); it closes the old socket
   before resuming.
@@ -77,6 +79,9 @@ class LinkOptions:
     setup_timeout: float = 30.0
     handover_margin: float = 1.0  # how long before the goAway deadline the link moves anyway
     history_turns: int = 50  # re-seeded turns when a session cannot be resumed
+    # A connection that completed a turn or stayed up this long was healthy: the next
+    # failure counts as the first in a row, not one more.
+    healthy_after: float = 30.0
     random: Callable[[], float] = _random.random
 
 
@@ -97,6 +102,7 @@ class LinkState:
     history: dict[tuple[int, str], str] = field(default_factory=dict)
     connections: int = 0
     audio_dropped: int = 0
+    healthy: bool = False  # the current connection completed a turn
     # The pump takes outgoing messages only while no connection is up; the sender takes
     # them itself while one is (one task hop fewer per audio chunk).
     pump_allowed: trio.Event = field(default_factory=_set_event)
@@ -221,6 +227,7 @@ async def _connections(
             await deliver(incoming, message)
     while True:
         delay = 0.0
+        started, state.healthy = trio.current_time(), False
         try:
             async with transport.connect(endpoint.url, await endpoint.headers()) as conn:
                 await _serve(ctx, conn, endpoint, setup, outgoing, incoming, state, options)
@@ -234,6 +241,11 @@ async def _connections(
         except TransportClosed as exc:
             _raise_if_fatal(exc)
             reason = f"closed with {exc.code} {exc.reason}".strip()
+            # Failures in a row: a session that ran for hours must not give up on its
+            # ninth drop (the soak's fault storms made a link give up, which showed that
+            # the count was never reset).
+            if state.healthy or trio.current_time() - started >= options.healthy_after:
+                failures = 0
             failures += 1
         except ConnectFailed as exc:
             if exc.status in (401, 403):
@@ -362,6 +374,8 @@ async def _receive_one(
         await deliver(incoming, m.Dropped(what=f"server frame ({exc})", count=1))
         return []
     for message in messages:
+        if isinstance(message, m.TurnCompleted) and not message.interrupted:
+            state.healthy = True
         if isinstance(message, m.TranscriptFragment) and message.text:
             key = (message.turn_id, message.role)
             state.history[key] = state.history.get(key, "") + message.text

@@ -322,6 +322,22 @@ async def test_fatal_ends_raise_typed_errors(
         nursery.cancel_scope.cancel()
 
 
+async def test_failures_in_a_row_start_again_after_a_healthy_connection(
+    autojump_clock: MockClock,
+) -> None:
+    # Every connection completes a turn and is then closed: more closes than
+    # max_reconnect_attempts, but never two failures in a row, so the link never gives up.
+    options = LinkOptions(max_reconnect_attempts=1, random=no_jitter)
+    faults = ("close:code=1011,at=turn-end,repeat=true",)
+    async with running_link(faults=faults, options=options) as link:
+        for text, answer in (("One?", "First"), ("Two?", "Second"), ("Three?", "Third")):
+            turn = await link.say(text)
+            assert agent_text(turn) == f"{answer} answer."
+            await link.until(lambda x: isinstance(x, m.Reconnected))
+    attempts = [x.attempt for x in link.seen if isinstance(x, m.Reconnecting)]
+    assert attempts == [1, 1, 1]
+
+
 async def test_reconnecting_gives_up_after_too_many_failures(autojump_clock: MockClock) -> None:
     options = LinkOptions(max_reconnect_attempts=2, random=no_jitter)
     faults = ("close:code=1011,after=2,repeat=true",)
