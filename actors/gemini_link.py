@@ -35,7 +35,7 @@ import trio
 from actors.endpoint import Endpoint
 from actors.supervisor import ActorContext, Backoff
 from actors.transport import ConnectFailed, Connection, Transport, TransportClosed
-from actors.wiring import deliver
+from actors.wiring import deliver, take
 from protocol import RemoteProtocolError, wire
 from protocol import messages as m
 from protocol.session import LiveSession, State
@@ -408,13 +408,7 @@ async def _send_pending(
             await trio.sleep_forever()
         else:
             try:
-                message = outgoing.receive_nowait()  # no scheduler round trip when queued
-            except trio.WouldBlock:
-                try:
-                    message = await outgoing.receive()
-                except trio.EndOfChannel:
-                    ended = True
-                    continue
+                message = await take(outgoing)
             except trio.EndOfChannel:
                 ended = True
                 continue

@@ -7,9 +7,9 @@
                      router ─calls─► tool-executor ─results─► router ─► outgoing (to the link)
                         │  └─playout─► playout ─► sink
                         ▼               │
-                     observer ◄─────────┘  (transcriber + metrics) ─► the application's events
+                    transcriber ◄───────┘  (+ metrics) ─► the application's events
 
-The supervisor starts them in this order: observer, playout, tool-executor, router, link
+The supervisor starts them in this order: transcriber, playout, tool-executor, router, link
 (ready once setupComplete arrived), encoder, capture, so no audio is captured before the
 session can take it. The application gets every internal message on ``events`` (model
 audio included), plus transcripts and metrics, and can push input with ``send``.
@@ -30,7 +30,7 @@ from actors.playout import PlayoutOptions, Sink, playout
 from actors.supervisor import ActorContext, ChildSpec, Restart, Supervisor
 from actors.tool_executor import ExecutorState, tool_executor
 from actors.tools import ToolSet
-from actors.transcriber import Transcripts
+from actors.transcriber import Transcripts, transcriber
 from actors.transport import NativeTransport, Transport
 from actors.wiring import Wiring, deliver, messages
 from protocol import messages as m
@@ -69,17 +69,6 @@ class Pipeline:
     def children(self, events: trio.MemorySendChannel[m.InternalMessage]) -> list[ChildSpec]:
         w = self.wiring
 
-        async def observer(ctx: ActorContext) -> None:
-            async with w.receiver("observed") as observed, events.clone() as out:
-                ctx.ready()
-                async for message in messages(observed):
-                    await deliver(out, message)
-                    for extra in (
-                        *self.transcripts.feed(message),
-                        *self._metrics.feed(message, trio.current_time()),
-                    ):
-                        await deliver(out, extra)
-
         async def router(ctx: ActorContext) -> None:
             async with (
                 w.receiver("incoming") as incoming,
@@ -107,7 +96,17 @@ class Pipeline:
                 nursery.cancel_scope.cancel()
 
         specs = [
-            ChildSpec("observer", observer),
+            ChildSpec(
+                "transcriber",  # and metrics; forwards everything it sees as the events
+                lambda ctx: transcriber(
+                    ctx,
+                    inbox=w.receiver("observed"),
+                    out=events.clone(),
+                    transcripts=self.transcripts,
+                    metrics=self._metrics,
+                    forward=True,
+                ),
+            ),
             ChildSpec(
                 "playout",
                 lambda ctx: playout(

@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 
 import trio
 
+from actors.metrics import Metrics
 from actors.supervisor import ActorContext
-from actors.wiring import deliver
+from actors.wiring import deliver, messages
 from protocol import messages as m
 
 _SPACES = re.compile(r"\s+")
@@ -159,11 +160,21 @@ async def transcriber(
     inbox: trio.MemoryReceiveChannel[m.InternalMessage],
     out: trio.MemorySendChannel[m.InternalMessage],
     transcripts: Transcripts,
+    metrics: Metrics | None = None,
+    forward: bool = False,
 ) -> None:
     """Feed ``inbox`` to ``transcripts`` (which outlives restarts) and send its events to
-    ``out`` until ``inbox`` ends. Closes both endpoints."""
+    ``out`` until ``inbox`` ends. Closes both endpoints.
+
+    With ``metrics``, its ``MetricRecorded`` go to ``out`` too; with ``forward``, every
+    inbox message goes to ``out`` before what it caused (the pipeline's event stream)."""
     async with inbox, out:
         ctx.ready()
-        async for message in inbox:
+        async for message in messages(inbox):
+            if forward:
+                await deliver(out, message)
             for event in transcripts.feed(message):
                 await deliver(out, event)
+            if metrics is not None:
+                for metric in metrics.feed(message, trio.current_time()):
+                    await deliver(out, metric)

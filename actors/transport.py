@@ -201,6 +201,7 @@ class NativeConnection:
         self._buffered = buffered
         self._writing = False  # a write is in progress (a pong or close may queue behind it)
         self._written = trio.Event()
+        self._queued_writes = 0
         self._ended: TransportClosed | None = None
         self._close_sent = False
 
@@ -261,7 +262,11 @@ class NativeConnection:
         # A flag, not a trio.Lock: acquiring a free Lock still costs a scheduler round
         # trip, and a write almost never finds another in progress.
         while self._writing:
-            await self._written.wait()
+            self._queued_writes += 1
+            try:
+                await self._written.wait()
+            finally:
+                self._queued_writes -= 1
         self._writing = True
         try:
             await self._stream.send_all(data)
@@ -270,7 +275,7 @@ class NativeConnection:
             raise TransportClosed(1006, f"sending failed: {type(exc).__name__}") from exc
         finally:
             self._writing = False
-            if self._written.statistics().tasks_waiting:
+            if self._queued_writes:  # rare; nothing to allocate on every write otherwise
                 self._written.set()
                 self._written = trio.Event()
 

@@ -85,12 +85,15 @@ class messages(Generic[T]):  # used like a function: ``async for x in messages(c
 
     async def __anext__(self) -> T:
         try:
-            return self._channel.receive_nowait()
-        except trio.WouldBlock:
-            pass
+            return await take(self._channel)
         except trio.EndOfChannel:
             raise StopAsyncIteration from None
-        try:
-            return await self._channel.receive()
-        except trio.EndOfChannel:
-            raise StopAsyncIteration from None
+
+
+async def take(channel: trio.MemoryReceiveChannel[T]) -> T:
+    """``receive``, without its scheduler round trip when a message is already queued.
+    Raises ``trio.EndOfChannel`` like ``receive`` (not a checkpoint when one is queued)."""
+    try:
+        return channel.receive_nowait()
+    except trio.WouldBlock:
+        return await channel.receive()

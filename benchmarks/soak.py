@@ -50,7 +50,7 @@ from actors.tools import tool
 from actors.transport import Connection, NativeTransport, Transport
 from benchmarks.harness import rss_bytes
 from emulator import Behaviour, Emulator, Reply, Scenario, ToolCallSpec, Turn, open_emulator
-from emulator.faults import parse_fault
+from emulator.faults import Fault, parse_fault
 from protocol import decode_client
 from protocol import messages as m
 from protocol import wire as w
@@ -176,7 +176,9 @@ class FlakySink:
 # --- one session ---------------------------------------------------------------------------
 
 
-def scenario(turns: int) -> Scenario:
+def scenario(turns: int, speed: float = 2.0) -> Scenario:
+    """Typed questions, each answered after a ``lookup`` tool call, with room for
+    ``turns`` asked three times over."""
     return Scenario(
         turns=tuple(
             Turn(
@@ -188,7 +190,7 @@ def scenario(turns: int) -> Scenario:
             )
             for i in range(turns * 3)  # room for turns asked again
         ),
-        behaviour=Behaviour(pace="realtime", speed=2.0, first_audio_delay_ms=100),
+        behaviour=Behaviour(pace="realtime", speed=speed, first_audio_delay_ms=100),
     )
 
 
@@ -356,6 +358,8 @@ async def run_soak(
     ):
         transport = transport_for(emu, background) if transport_for else NativeTransport()
 
+        injected: list[tuple[str, Fault]] = []
+
         async def inject() -> None:
             while True:
                 await trio.sleep(rng.expovariate(1 / config.fault_interval))
@@ -363,7 +367,9 @@ async def run_soak(
                 spec = SERVER_FAULTS[kind]
                 if kind == "slow replies":
                     spec += f",connection={emu.connections + 1}"
-                emu.faults.faults.append(parse_fault(spec))
+                fault = parse_fault(spec)
+                emu.faults.faults.append(fault)
+                injected.append((kind, fault))
                 report.faults_injected[kind] += 1
 
         await trio.lowlevel.checkpoint()
@@ -392,10 +398,9 @@ async def run_soak(
             await emu.wait_until_idle()
         if idle.cancelled_caught:
             report.violations.append(f"{emu.active_connections} connections left open")
-        for fault in emu.faults.faults:
+        for kind, fault in injected:
             if fault.fired:
-                name = next(k for k, v in SERVER_FAULTS.items() if v.startswith(_spec_head(fault)))
-                report.faults_fired[name] += 1
+                report.faults_fired[kind] += 1
     await trio.lowlevel.checkpoint()
     gc.collect()
     report.tasks = (tasks_before, count_tasks())
@@ -412,14 +417,6 @@ async def run_soak(
             report.violations.append(f"memory grew {growth:.1f} MiB after warming up")
     report.wall_seconds = round(time.monotonic() - started, 1)
     return report
-
-
-def _spec_head(fault: Any) -> str:
-    if fault.kind == "close":
-        return f"close:code={fault.code},at={fault.at}"
-    if fault.kind in ("drop", "malformed"):
-        return f"{fault.kind}:at={fault.at}"
-    return f"{fault.kind}:"
 
 
 def _memory_growth(samples: list[float]) -> float | None:

@@ -14,8 +14,8 @@ from actors.events import ResponseContent
 from actors.playout import CollectorSink
 from actors.session import RealtimeModel
 from actors.tools import tool
-from benchmarks.soak import SoakConfig, run_soak
-from emulator import Behaviour, Reply, Scenario, ToolCallSpec, Turn, open_emulator
+from benchmarks.soak import SoakConfig, run_soak, scenario
+from emulator import open_emulator
 from protocol import messages as m
 from protocol import wire as w
 from tests.fakes import MemoryTransport
@@ -39,22 +39,6 @@ async def lookup(key: str) -> str:
     return f"value of {key}"
 
 
-def scenario() -> Scenario:
-    turns = tuple(
-        Turn(
-            user=f"question {i}",
-            replies=(
-                Reply(tool_calls=(ToolCallSpec(name="lookup", args={"key": f"k{i}"}),)),
-                Reply(say=f"Answer number {i}."),
-            ),
-        )
-        for i in range(TURNS * len(FAULTS))
-    )
-    return Scenario(
-        turns=turns, behaviour=Behaviour(pace="realtime", speed=4.0, first_audio_delay_ms=50)
-    )
-
-
 async def test_sessions_survive_their_faults_with_every_invariant_kept(
     autojump_clock: MockClock,
 ) -> None:
@@ -65,7 +49,7 @@ async def test_sessions_survive_their_faults_with_every_invariant_kept(
     recoveries = 0
     total_calls = 0
     async with (
-        open_emulator(scenario=scenario(), faults=specs) as emu,
+        open_emulator(scenario=scenario(TURNS * len(FAULTS), speed=4.0), faults=specs) as emu,
         trio.open_nursery() as nursery,
     ):
 
