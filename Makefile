@@ -1,15 +1,26 @@
 # Every target installs what it needs on first use: nothing is installed by hand.
+# .venv is built from uv.lock (exact versions with hashes) by uv, itself pinned with
+# hashes in tools/uv-requirements.txt and installed into .tools/ by pip.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+# uv must never download a Python: the venv uses $(PYTHON).
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: run test lint bench soak format clean
+.PHONY: run test lint lint-newest bench soak format lock lock-upgrade lock-check lock-tools clean
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+$(UV): tools/uv-requirements.txt
+	test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r tools/uv-requirements.txt
+	touch $(UV)
+
+# --frozen: install exactly what uv.lock says (never re-resolve); sync removes anything else.
+$(STAMP): $(UV) pyproject.toml uv.lock
+	$(UV) sync --quiet --frozen --all-extras --python $(PYTHON)
 	touch $(STAMP)
 
 run: $(STAMP)
@@ -23,6 +34,17 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# The same checks on the newest mypy and ruff the index serves (not the lock's), in a
+# throwaway venv: the pins must not hide real errors.
+lint-newest: $(UV)
+	rm -rf .venv-newest
+	$(UV) venv --quiet --python $(PYTHON) .venv-newest
+	VIRTUAL_ENV=.venv-newest $(UV) pip install --quiet --upgrade -e '.[dev]' mypy ruff
+	.venv-newest/bin/ruff --version && .venv-newest/bin/mypy --version
+	.venv-newest/bin/ruff check .
+	.venv-newest/bin/ruff format --check .
+	.venv-newest/bin/mypy
+
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks $(ARGS)
 
@@ -33,5 +55,23 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# After editing pyproject.toml's dependencies: re-resolve, keeping every other pin.
+lock: $(UV)
+	$(UV) lock
+
+# Move every pin to the newest version pyproject.toml allows.
+lock-upgrade: $(UV)
+	$(UV) lock --upgrade
+
+# One line and a non-zero status when pyproject.toml and uv.lock disagree (CI runs it).
+lock-check: $(UV)
+	@$(UV) lock --check --quiet 2>/dev/null || { echo "uv.lock does not match pyproject.toml: run 'make lock' and commit uv.lock" >&2; exit 1; }
+
+# Re-pin uv itself (the version in tools/uv-requirements.txt, with every wheel's hash).
+lock-tools: $(UV)
+	echo "uv==$$($(UV) --version | cut -d' ' -f2)" > $(TOOLS)/uv.in
+	{ sed -n '1,2p' tools/uv-requirements.txt; $(UV) pip compile --quiet --generate-hashes --no-header $(TOOLS)/uv.in; } > $(TOOLS)/uv.txt
+	mv $(TOOLS)/uv.txt tools/uv-requirements.txt
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) $(TOOLS) .venv-newest .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -187,7 +187,7 @@ class MicrophoneSource:
 
     async def frames(self) -> AsyncIterator[m.RawAudio]:
         try:
-            import sounddevice  # type: ignore[import-not-found,unused-ignore]
+            import sounddevice
         except (ImportError, OSError) as exc:
             raise AudioDeviceUnavailable(
                 "the microphone needs sounddevice and PortAudio: pip install sounddevice "

@@ -88,7 +88,7 @@ class SpeakerSink:
 
     def __init__(self) -> None:
         try:
-            import sounddevice  # type: ignore[import-not-found,unused-ignore]
+            import sounddevice
         except (ImportError, OSError) as exc:
             raise AudioDeviceUnavailable(
                 "the speaker needs sounddevice and PortAudio: pip install sounddevice "

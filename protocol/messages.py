@@ -8,7 +8,7 @@ are seconds on trio's clock (``trio.current_time()``), supplied by the sender.
 
 from __future__ import annotations
 
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 import msgspec
 
@@ -371,7 +371,9 @@ InternalMessage = (
 )
 
 _message_encoder = msgspec.msgpack.Encoder()
-_message_decoder = msgspec.msgpack.Decoder(InternalMessage)
+_message_decoder: msgspec.msgpack.Decoder[InternalMessage] = msgspec.msgpack.Decoder(
+    InternalMessage
+)
 
 
 def encode_message(message: InternalMessage) -> bytes:
@@ -382,6 +384,6 @@ def encode_message(message: InternalMessage) -> bytes:
 def decode_message(data: bytes) -> InternalMessage:
     """Inverse of ``encode_message``; raises ``RemoteProtocolError`` on bad input."""
     try:
-        return cast(InternalMessage, _message_decoder.decode(data))
+        return _message_decoder.decode(data)
     except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise RemoteProtocolError(f"invalid internal message: {exc}") from exc
