@@ -1,25 +1,92 @@
-"""The actors of gemini-live-trio, their supervisor and the wiring of their channels."""
+"""gemini-live-trio's public API: a Gemini Live session as supervised Trio actors.
 
-from actors.supervisor import (
-    ActorContext,
-    Backoff,
-    ChildSpec,
-    Intensity,
-    Restart,
-    Strategy,
-    Supervisor,
-    SupervisorGaveUp,
+The facade is ``RealtimeModel`` / ``RealtimeSession`` (``actors.realtime``); audio and
+video come from a ``Source`` (``actors.capture``) and model audio goes to a ``Sink``
+(``actors.playout``); tools are plain functions decorated with ``@tool``. The network seam
+is ``actors.transport`` (the WebSocket clients) and ``actors.endpoint`` (where to connect,
+with which credentials). The actors themselves (capture, encoder, gemini_link,
+tool_executor, transcriber, playout) are one module each and are wired in
+``actors.pipeline``; the runtime they run on (supervisor, wiring, clock, messages) is the
+``runtime`` package.
+"""
+
+from actors.capture import (
+    ArraySource,
+    AudioDeviceUnavailable,
+    CallableSource,
+    CaptureError,
+    FrameSource,
+    ImageFilesSource,
+    MicrophoneSource,
+    Source,
+    WavSource,
 )
-from actors.wiring import Wiring
+from actors.encoder import EncoderError
+from actors.endpoint import Endpoint, MissingCredentials
+from actors.events import ResponseContent, event_name
+from actors.gemini_link import (
+    CredentialsRefused,
+    HandshakeRejected,
+    InvalidRequest,
+    LinkError,
+    LinkOptions,
+    ModelNotSupported,
+    ReconnectGaveUp,
+)
+from actors.pipeline import Pipeline
+from actors.playout import CollectorSink, PlayoutOptions, Sink, SpeakerSink, WavSink
+from actors.realtime import Capabilities, EncodeOptions, RealtimeModel, RealtimeSession
+from actors.tools import Tool, ToolArgumentsError, ToolDefinitionError, ToolSet, tool
+from actors.transport import (
+    ConnectFailed,
+    NativeTransport,
+    Transport,
+    TransportClosed,
+    TransportError,
+    WebSocketTransport,
+)
 
 __all__ = [
-    "ActorContext",
-    "Backoff",
-    "ChildSpec",
-    "Intensity",
-    "Restart",
-    "Strategy",
-    "Supervisor",
-    "SupervisorGaveUp",
-    "Wiring",
+    "ArraySource",
+    "AudioDeviceUnavailable",
+    "CallableSource",
+    "Capabilities",
+    "CaptureError",
+    "CollectorSink",
+    "ConnectFailed",
+    "CredentialsRefused",
+    "EncodeOptions",
+    "EncoderError",
+    "Endpoint",
+    "FrameSource",
+    "HandshakeRejected",
+    "ImageFilesSource",
+    "InvalidRequest",
+    "LinkError",
+    "LinkOptions",
+    "MicrophoneSource",
+    "MissingCredentials",
+    "ModelNotSupported",
+    "NativeTransport",
+    "Pipeline",
+    "PlayoutOptions",
+    "RealtimeModel",
+    "RealtimeSession",
+    "ReconnectGaveUp",
+    "ResponseContent",
+    "Sink",
+    "Source",
+    "SpeakerSink",
+    "Tool",
+    "ToolArgumentsError",
+    "ToolDefinitionError",
+    "ToolSet",
+    "Transport",
+    "TransportClosed",
+    "TransportError",
+    "WavSink",
+    "WavSource",
+    "WebSocketTransport",
+    "event_name",
+    "tool",
 ]

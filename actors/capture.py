@@ -23,10 +23,10 @@ import numpy as np
 import trio
 from PIL import Image, UnidentifiedImageError
 
-from actors.pacer import paced_sleep_until
-from actors.supervisor import ActorContext
-from actors.wiring import deliver
-from protocol import messages as m
+from runtime import messages as m
+from runtime.clock import paced_sleep_until
+from runtime.supervisor import ActorContext
+from runtime.wiring import deliver
 
 
 class CaptureError(ValueError):

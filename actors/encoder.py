@@ -24,9 +24,9 @@ import soxr
 import trio
 from PIL import Image
 
-from actors.supervisor import ActorContext
-from actors.wiring import deliver, messages
-from protocol import messages as m
+from runtime import messages as m
+from runtime.supervisor import ActorContext
+from runtime.wiring import deliver, messages
 
 TARGET_RATE = 16000
 _DTYPES = {"s16": ("<i2", 32768.0), "s32": ("<i4", 2147483648.0), "f32": ("<f4", 1.0)}

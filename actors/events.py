@@ -14,7 +14,7 @@ from typing import Any, Literal
 import msgspec
 import trio
 
-from protocol import messages as m
+from runtime import messages as m
 
 
 @dataclass

@@ -33,12 +33,12 @@ import msgspec
 import trio
 
 from actors.endpoint import Endpoint
-from actors.supervisor import ActorContext, Backoff
 from actors.transport import ConnectFailed, Connection, Transport, TransportClosed
-from actors.wiring import deliver, take
 from protocol import RemoteProtocolError, wire
-from protocol import messages as m
 from protocol.session import LiveSession, State
+from runtime import messages as m
+from runtime.supervisor import ActorContext, Backoff
+from runtime.wiring import deliver, take
 
 AUDIO_MIME = "audio/pcm;rate=16000"
 AUDIO_BYTES_PER_SECOND = 32000
@@ -365,7 +365,7 @@ async def _serve(
 
 async def _receive_one(
     conn: Connection, incoming: trio.MemorySendChannel[m.InternalMessage], state: LinkState
-) -> list[m.InternalMessage]:
+) -> list[m.SessionEvent]:
     frame = await conn.receive()
     try:
         messages = state.session.receive_frame(frame)

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 
 import trio
 
-from actors.supervisor import ActorContext
-from actors.wiring import deliver
-from protocol import messages as m
+from runtime import messages as m
+from runtime.supervisor import ActorContext
+from runtime.wiring import deliver
 
 
 @dataclass

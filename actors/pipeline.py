@@ -27,14 +27,14 @@ from actors.endpoint import Endpoint
 from actors.gemini_link import LinkOptions, LinkState, gemini_link
 from actors.metrics import Metrics
 from actors.playout import PlayoutOptions, Sink, playout
-from actors.supervisor import ActorContext, ChildSpec, Restart, Supervisor
 from actors.tool_executor import ExecutorState, tool_executor
 from actors.tools import ToolSet
 from actors.transcriber import Transcripts, transcriber
 from actors.transport import NativeTransport, Transport
-from actors.wiring import Wiring, deliver, messages
-from protocol import messages as m
 from protocol import wire
+from runtime import messages as m
+from runtime.supervisor import ActorContext, ChildSpec, Restart, Supervisor
+from runtime.wiring import Wiring, deliver, messages
 
 _TO_PLAYOUT = (m.ModelAudio, m.TurnInterrupted, m.GenerationCompleted, m.TurnCompleted)
 _TO_TOOLS = (m.ToolCallRequested, m.ToolCallsCancelled, m.TurnInterrupted)

@@ -23,10 +23,10 @@ from typing import Protocol
 import trio
 
 from actors.capture import AudioDeviceUnavailable
-from actors.pacer import paced_sleep_until
-from actors.supervisor import ActorContext
-from actors.wiring import deliver, messages
-from protocol import messages as m
+from runtime import messages as m
+from runtime.clock import paced_sleep_until
+from runtime.supervisor import ActorContext
+from runtime.wiring import deliver, messages
 
 OUTPUT_RATE = 24000
 

@@ -26,9 +26,9 @@ from typing import Any
 import msgspec
 import trio
 
-from actors.supervisor import ActorContext
 from actors.tools import Tool, ToolArgumentsError, ToolSet
-from protocol import messages as m
+from runtime import messages as m
+from runtime.supervisor import ActorContext
 
 
 @dataclass

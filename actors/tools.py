@@ -26,9 +26,9 @@ from typing import Any, Literal, get_type_hints, overload
 import msgspec
 
 from protocol import wire
+from protocol.wire import Scheduling
 
 Behavior = Literal["BLOCKING", "NON_BLOCKING"]
-Scheduling = Literal["SILENT", "WHEN_IDLE", "INTERRUPT"]
 
 
 class ToolDefinitionError(TypeError):

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 import trio
 
 from actors.metrics import Metrics
-from actors.supervisor import ActorContext
-from actors.wiring import deliver, messages
-from protocol import messages as m
+from runtime import messages as m
+from runtime.supervisor import ActorContext
+from runtime.wiring import deliver, messages
 
 _SPACES = re.compile(r"\s+")
 _GLUED = re.compile(r"([.!?,;:])(?=[^\W\d_])")  # "Hi.How" -> "Hi. How"

@@ -18,10 +18,10 @@ from typing import Any
 import trio
 
 from actors.playout import CollectorSink, PlayoutOptions, playout
-from actors.supervisor import ActorContext
-from protocol import messages as m
 from protocol import wire
 from protocol.session import LiveSession
+from runtime import messages as m
+from runtime.supervisor import ActorContext
 
 INTERRUPTED = b'{"serverContent": {"interrupted": true}}'
 

@@ -180,13 +180,13 @@ def run_ours(
     import trio
 
     from actors import endpoint as ep
-    from actors.pacer import paced_sleep_until
     from actors.pipeline import Pipeline
-    from actors.session import RealtimeModel
+    from actors.realtime import RealtimeModel
     from actors.tools import ToolSet
     from actors.transport import Connection, NativeTransport, Transport, WebSocketTransport
-    from actors.wiring import Wiring
-    from protocol import messages as m
+    from runtime import messages as m
+    from runtime.clock import paced_sleep_until
+    from runtime.wiring import Wiring
 
     recorder = Recorder()
     transport_type: type[NativeTransport | WebSocketTransport] = (

@@ -44,16 +44,16 @@ import trio
 import trio.lowlevel
 
 from actors.events import ResponseContent
-from actors.pacer import shared_pacer
-from actors.session import RealtimeModel
+from actors.realtime import RealtimeModel
 from actors.tools import tool
 from actors.transport import Connection, NativeTransport, Transport
 from benchmarks.harness import rss_bytes
 from emulator import Behaviour, Emulator, Reply, Scenario, ToolCallSpec, Turn, open_emulator
 from emulator.faults import Fault, parse_fault
 from protocol import decode_client
-from protocol import messages as m
 from protocol import wire as w
+from runtime import messages as m
+from runtime.clock import shared_pacer
 
 AUDIO_PREFIX = b'{"realtimeInput":{"audio"'
 TOOL_PREFIX = b'{"toolResponse"'

@@ -24,11 +24,11 @@ from urllib.parse import parse_qs, urlsplit
 import trio
 
 from emulator.faults import Fault, FaultPlan, parse_fault
-from emulator.pacer import Pacer
 from emulator.reactor import ReadReactor
 from emulator.scenario import Scenario
 from emulator.stats import EmulatorStats
 from emulator.wsserver import accept, accept_upgrade, reject
+from runtime.clock import Pacer
 
 log = logging.getLogger("emulator")
 

@@ -18,15 +18,15 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 
-from actors import ChildSpec
 from actors import endpoint as ep
 from actors.capture import WavSource
 from actors.pipeline import Pipeline
 from actors.playout import CollectorSink
-from actors.supervisor import ActorContext, Supervisor
 from emulator import Behaviour, Reply, Scenario, Turn, open_emulator
-from protocol import messages as m
 from protocol import wire
+from runtime import ChildSpec
+from runtime import messages as m
+from runtime.supervisor import ActorContext, Supervisor
 
 QUESTION = Path(__file__).resolve().parent / "assets" / "question.wav"
 

@@ -39,7 +39,6 @@ from actors.events import event_record  # noqa: E402
 from actors.gemini_link import LinkError  # noqa: E402
 from actors.pipeline import Pipeline  # noqa: E402
 from actors.playout import PlayoutOptions, SpeakerSink, WavSink  # noqa: E402
-from actors.supervisor import SupervisorGaveUp  # noqa: E402
 from actors.tools import ToolSet, tool  # noqa: E402
 from emulator import (  # noqa: E402
     Behaviour,
@@ -50,8 +49,9 @@ from emulator import (  # noqa: E402
     load_scenario,
     open_emulator,
 )
-from protocol import messages as m  # noqa: E402
 from protocol import wire  # noqa: E402
+from runtime import messages as m  # noqa: E402
+from runtime.supervisor import SupervisorGaveUp  # noqa: E402
 
 MODEL = "gemini-2.5-flash-native-audio-preview-12-2025"
 DEMO = Scenario(

@@ -23,7 +23,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Final
 
-from protocol import messages as m
+from protocol import events as m
 from protocol import wire
 from protocol.errors import LocalProtocolError, RemoteProtocolError
 
@@ -195,13 +195,13 @@ class LiveSession:
                 problem = "is unknown"
             raise LocalProtocolError(f"tool call {call_id!r} {problem}", field=where)
 
-    def connection_lost(self) -> list[m.InternalMessage]:
+    def connection_lost(self) -> list[m.SessionEvent]:
         """The connection ended: close any open turn and get ready for the next connection.
 
         Pending tool calls, the resumption handle and usage are kept. Returns the messages
         that end the turn that was cut short, if any.
         """
-        out: list[m.InternalMessage] = []
+        out: list[m.SessionEvent] = []
         if self._turn is not None:
             turn_id = self._turn.turn_id
             if self.state is not S.INTERRUPTED:
@@ -225,17 +225,17 @@ class LiveSession:
 
     # --- incoming -------------------------------------------------------------------
 
-    def receive_frame(self, frame: bytes | str) -> list[m.InternalMessage]:
+    def receive_frame(self, frame: bytes | str) -> list[m.SessionEvent]:
         """Decode a server frame and apply it; see ``receive``."""
         return self.receive(wire.decode_server(frame))
 
-    def receive(self, message: wire.ServerMessage) -> list[m.InternalMessage]:
+    def receive(self, message: wire.ServerMessage) -> list[m.SessionEvent]:
         """Apply one server message and return the internal messages it means, in order.
 
         Raises ``RemoteProtocolError`` for a sequence the server must not produce: anything
         before ``setupComplete`` or a second one, a tool call reusing a pending id.
         """
-        out: list[m.InternalMessage] = []
+        out: list[m.SessionEvent] = []
         if message.setup_complete is not None:
             self._step(E.SETUP_COMPLETE, "setupComplete")
             self.session_id = message.setup_complete.session_id
@@ -278,7 +278,7 @@ class LiveSession:
             return False
         raise RemoteProtocolError(f"unexpected {what} in state {self.state.value}", field=what)
 
-    def _open_turn_for_content(self, what: str, out: list[m.InternalMessage]) -> int | None:
+    def _open_turn_for_content(self, what: str, out: list[m.SessionEvent]) -> int | None:
         """Step on content; the turn it belongs to, or None when it is stale."""
         was = self.state
         self._step(E.CONTENT, what)
@@ -292,7 +292,7 @@ class LiveSession:
             out.append(m.TurnStarted(turn_id=self._turn.turn_id))
         return self._turn.turn_id
 
-    def _on_server_content(self, content: wire.ServerContent, out: list[m.InternalMessage]) -> None:
+    def _on_server_content(self, content: wire.ServerContent, out: list[m.SessionEvent]) -> None:
         if content.input_transcription is not None:
             self._step(E.INFO, "inputTranscription")
             text = content.input_transcription.text or ""
@@ -338,9 +338,7 @@ class LiveSession:
                 )
                 self._turn = None
 
-    def _emit_parts(
-        self, turn_id: int, parts: list[wire.Part], out: list[m.InternalMessage]
-    ) -> None:
+    def _emit_parts(self, turn_id: int, parts: list[wire.Part], out: list[m.SessionEvent]) -> None:
         assert self._turn is not None
         for part in parts:
             blob = part.inline_data
@@ -358,7 +356,7 @@ class LiveSession:
             if part.text:
                 out.append(m.ModelText(turn_id=turn_id, text=part.text, thought=bool(part.thought)))
 
-    def _on_interrupted(self, out: list[m.InternalMessage]) -> None:
+    def _on_interrupted(self, out: list[m.SessionEvent]) -> None:
         was = self.state
         if self._step(E.INTERRUPTED, "interrupted"):
             if was is not S.INTERRUPTED and self._turn is not None:
@@ -367,7 +365,7 @@ class LiveSession:
             # Barge-in after the last turn completed on the wire: its audio may still play.
             out.append(m.TurnInterrupted(turn_id=self._last_turn_id))
 
-    def _on_tool_call(self, tool_call: wire.ToolCall, out: list[m.InternalMessage]) -> None:
+    def _on_tool_call(self, tool_call: wire.ToolCall, out: list[m.SessionEvent]) -> None:
         calls = tool_call.function_calls or []
         if not calls:
             return
@@ -388,7 +386,7 @@ class LiveSession:
             )
 
     def _on_cancellation(
-        self, cancellation: wire.ToolCallCancellation, out: list[m.InternalMessage]
+        self, cancellation: wire.ToolCallCancellation, out: list[m.SessionEvent]
     ) -> None:
         cancelled = tuple(i for i in cancellation.ids or () if self.pending_calls.pop(i, None))
         self._cancelled.update(cancelled)
@@ -396,14 +394,14 @@ class LiveSession:
             out.append(m.ToolCallsCancelled(call_ids=cancelled))
 
     def _on_resumption(
-        self, update: wire.SessionResumptionUpdate, out: list[m.InternalMessage]
+        self, update: wire.SessionResumptionUpdate, out: list[m.SessionEvent]
     ) -> None:
         self.resumable = bool(update.resumable)
         if update.resumable and update.new_handle:
             self.resumption_handle = update.new_handle
         out.append(m.ResumptionUpdated(handle=self.resumption_handle, resumable=self.resumable))
 
-    def _on_usage(self, usage: wire.UsageMetadata, out: list[m.InternalMessage]) -> None:
+    def _on_usage(self, usage: wire.UsageMetadata, out: list[m.SessionEvent]) -> None:
         report = m.UsageReported(
             turn_id=self.current_turn_id
             if self.current_turn_id is not None

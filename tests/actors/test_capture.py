@@ -26,8 +26,8 @@ from actors.capture import (
     read_wav,
 )
 from actors.encoder import encoder
-from actors.supervisor import ActorContext
-from protocol import messages as m
+from runtime import messages as m
+from runtime.supervisor import ActorContext
 
 
 def write_wav(path: Path, samples: np.ndarray, rate: int, kind: str) -> Path:

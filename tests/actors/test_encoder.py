@@ -12,8 +12,8 @@ from PIL import Image
 from trio.testing import MockClock
 
 from actors.encoder import AudioEncoder, EncoderError, VideoEncoder, encoder
-from actors.supervisor import ActorContext
-from protocol import messages as m
+from runtime import messages as m
+from runtime.supervisor import ActorContext
 
 
 def sine(rate: int, seconds: float, freq: float, amplitude: float, channels: int = 1) -> np.ndarray:

@@ -22,11 +22,11 @@ from actors.gemini_link import (
     ReconnectGaveUp,
     gemini_link,
 )
-from actors.supervisor import ActorContext, Backoff, no_jitter
 from actors.transport import TransportClosed
 from emulator import Behaviour, Emulator, Reply, Scenario, ToolCallSpec, Turn, open_emulator
-from protocol import messages as m
 from protocol import wire as w
+from runtime import messages as m
+from runtime.supervisor import ActorContext, Backoff, no_jitter
 from tests.fakes import MemoryTransport
 
 MODEL = "gemini-2.5-flash-native-audio-preview-12-2025"

@@ -10,8 +10,8 @@ from trio.testing import MockClock
 
 from actors.metrics import Metrics, metrics
 from actors.playout import CollectorSink, PlayoutOptions, playout
-from actors.supervisor import ActorContext
-from protocol import messages as m
+from runtime import messages as m
+from runtime.supervisor import ActorContext
 
 
 def test_tokens_per_turn_and_per_session() -> None:

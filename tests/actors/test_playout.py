@@ -15,8 +15,8 @@ import trio
 from trio.testing import MockClock
 
 from actors.playout import CollectorSink, JitterBuffer, PlayoutOptions, WavSink, playout
-from actors.supervisor import ActorContext
-from protocol import messages as m
+from runtime import messages as m
+from runtime.supervisor import ActorContext
 
 FRAME = 960  # bytes in 20 ms at 24 kHz
 

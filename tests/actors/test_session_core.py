@@ -9,15 +9,15 @@ from collections import Counter
 import trio
 from trio.testing import MockClock
 
-from actors import ChildSpec, Supervisor, Wiring
 from actors import endpoint as ep
 from actors.gemini_link import LinkOptions, LinkState, gemini_link
-from actors.supervisor import ActorContext, Backoff, no_jitter
 from actors.tool_executor import ExecutorState, tool_executor
 from actors.tools import ToolSet, tool
 from emulator import Behaviour, Reply, Scenario, ToolCallSpec, Turn, open_emulator
-from protocol import messages as m
 from protocol import wire as w
+from runtime import ChildSpec, Supervisor, Wiring
+from runtime import messages as m
+from runtime.supervisor import ActorContext, Backoff, no_jitter
 from tests.fakes import MemoryTransport
 
 runs: Counter[str] = Counter()

@@ -12,12 +12,12 @@ from trio.testing import MockClock
 
 from actors.events import ResponseContent
 from actors.playout import CollectorSink
-from actors.session import RealtimeModel
+from actors.realtime import RealtimeModel
 from actors.tools import tool
 from benchmarks.soak import SoakConfig, run_soak, scenario
 from emulator import open_emulator
-from protocol import messages as m
 from protocol import wire as w
+from runtime import messages as m
 from tests.fakes import MemoryTransport
 
 TURNS = 4

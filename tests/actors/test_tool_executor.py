@@ -13,10 +13,10 @@ import pytest
 import trio
 from trio.testing import MockClock
 
-from actors.supervisor import ActorContext
 from actors.tool_executor import ExecutorState, tool_executor
 from actors.tools import Tool, ToolDefinitionError, ToolSet, tool
-from protocol import messages as m
+from runtime import messages as m
+from runtime.supervisor import ActorContext
 
 runs: list[str] = []
 

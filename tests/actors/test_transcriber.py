@@ -8,9 +8,9 @@ import pytest
 import trio
 from trio.testing import MockClock
 
-from actors.supervisor import ActorContext
 from actors.transcriber import Transcripts, assemble, transcriber
-from protocol import messages as m
+from runtime import messages as m
+from runtime.supervisor import ActorContext
 
 
 def user(turn: int, text: str, finished: bool = False) -> m.TranscriptFragment:

@@ -10,7 +10,6 @@ import trio
 
 from actors import endpoint as ep
 from actors.gemini_link import HandshakeRejected, LinkOptions, LinkState, gemini_link
-from actors.supervisor import ActorContext, no_jitter
 from actors.transport import (
     ConnectFailed,
     Connection,
@@ -20,8 +19,9 @@ from actors.transport import (
 )
 from emulator import Behaviour, Reply, Scenario, Turn, open_emulator
 from protocol import encode
-from protocol import messages as m
 from protocol import wire as w
+from runtime import messages as m
+from runtime.supervisor import ActorContext, no_jitter
 
 MODEL = "gemini-2.5-flash-native-audio-preview-12-2025"
 SCENARIO = Scenario(

@@ -7,7 +7,7 @@ import json
 import msgspec
 
 from benchmarks import codec
-from protocol import messages as m
+from runtime import messages as m
 
 
 def test_both_receive_paths_read_the_same_audio() -> None:

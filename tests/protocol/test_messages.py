@@ -7,7 +7,7 @@ from typing import get_args
 import pytest
 
 from protocol import RemoteProtocolError
-from protocol import messages as m
+from runtime import messages as m
 
 STABLE_TAGS = {
     "RawAudio": "audio.raw",

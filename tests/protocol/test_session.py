@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from protocol import LocalProtocolError, RemoteProtocolError
-from protocol import messages as m
 from protocol import wire as w
 from protocol.session import _TOLERATED, _TRANSITIONS, LiveSession, State
+from runtime import messages as m
 
 AUDIO_PART = {"inlineData": {"mimeType": "audio/pcm;rate=24000", "data": "AAAAAAAA"}}  # 3 samples
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import trio
 
-from protocol import messages as m
+from runtime import messages as m
 
 
 class Restart(enum.Enum):

@@ -1,9 +1,12 @@
-"""The internal messages actors exchange over memory channels.
+"""The messages actors exchange over memory channels.
 
 Every message is a frozen msgspec Struct with an explicit, stable tag (the ``type`` field
 when serialised), so a stream of them can be logged, replayed or sent across a process
 boundary with ``encode_message``/``decode_message``. Bytes travel, not numpy arrays. Times
 are seconds on trio's clock (``trio.current_time()``), supplied by the sender.
+
+The session's own events (``protocol.events``: turns, model audio, transcripts, tool calls)
+are re-exported here, so one namespace names everything that travels on a channel.
 """
 
 from __future__ import annotations
@@ -13,15 +16,82 @@ from typing import Any, Literal
 import msgspec
 
 from protocol.errors import RemoteProtocolError
+from protocol.events import (
+    GenerationCompleted,
+    GoAwayReceived,
+    Message,
+    ModelAudio,
+    ModelText,
+    ResumptionUpdated,
+    Role,
+    SessionEvent,
+    SessionReady,
+    ToolCallRequested,
+    ToolCallsCancelled,
+    TranscriptFragment,
+    TurnCompleted,
+    TurnInterrupted,
+    TurnStarted,
+    UsageReported,
+    VoiceActivityDetected,
+)
+from protocol.wire import Scheduling
+
+__all__ = [
+    "ActivityEnded",
+    "ActivityStarted",
+    "ActorCrashed",
+    "ActorGaveUp",
+    "ActorRestarting",
+    "ActorStarted",
+    "AudioChunk",
+    "AudioStreamEnded",
+    "ChatTurn",
+    "Connected",
+    "Dropped",
+    "EndOfStream",
+    "GenerationCompleted",
+    "GoAwayReceived",
+    "InstructionsUpdated",
+    "InternalMessage",
+    "Message",
+    "MetricRecorded",
+    "ModelAudio",
+    "ModelText",
+    "PixelFormat",
+    "PlayoutFinished",
+    "PlayoutProgress",
+    "PlayoutUnderrun",
+    "RawAudio",
+    "RawVideo",
+    "Reconnected",
+    "Reconnecting",
+    "ResponseRequested",
+    "ResumptionUpdated",
+    "Role",
+    "SampleFormat",
+    "Scheduling",
+    "SessionEvent",
+    "SessionReady",
+    "TextInput",
+    "ToolCallRequested",
+    "ToolCallsCancelled",
+    "ToolResult",
+    "TranscriptCompleted",
+    "TranscriptFragment",
+    "TranscriptUpdated",
+    "TurnCompleted",
+    "TurnInterrupted",
+    "TurnStarted",
+    "UsageReported",
+    "VideoFrame",
+    "VoiceActivityDetected",
+    "decode_message",
+    "encode_message",
+]
 
 SampleFormat = Literal["s16", "s32", "f32"]
 PixelFormat = Literal["rgb24", "rgba", "gray"]
-Role = Literal["user", "agent"]
-Scheduling = Literal["SILENT", "WHEN_IDLE", "INTERRUPT"]
-
-
-class Message(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
-    """Base of every internal message."""
 
 
 # --- media in: capture -> encoder -> gemini-link ----------------------------------------
@@ -124,55 +194,6 @@ class InstructionsUpdated(Message, frozen=True, tag="input.instructions"):
 # --- model output: gemini-link -> playout, transcriber, application ----------------------
 
 
-class SessionReady(Message, frozen=True, tag="session.ready"):
-    """setupComplete arrived: the connection accepts input."""
-
-    session_id: str | None = None
-
-
-class TurnStarted(Message, frozen=True, tag="turn.started"):
-    turn_id: int
-
-
-class ModelAudio(Message, frozen=True, tag="model.audio"):
-    """Model speech: mono PCM16 at ``sample_rate`` (24 kHz), ``offset`` samples into the turn."""
-
-    turn_id: int
-    data: bytes
-    offset: int
-    sample_rate: int = 24000
-
-
-class ModelText(Message, frozen=True, tag="model.text"):
-    turn_id: int
-    text: str
-    thought: bool = False
-
-
-class GenerationCompleted(Message, frozen=True, tag="turn.generation_complete"):
-    turn_id: int
-
-
-class TurnInterrupted(Message, frozen=True, tag="turn.interrupted"):
-    """The user barged in (or the connection was lost): stop playing ``turn_id`` now."""
-
-    turn_id: int
-    connection_lost: bool = False  # not the user: its tool calls still get their results
-
-
-class TurnCompleted(Message, frozen=True, tag="turn.complete"):
-    turn_id: int
-    interrupted: bool = False
-    reason: str | None = None
-
-
-class TranscriptFragment(Message, frozen=True, tag="transcript.fragment"):
-    role: Role
-    turn_id: int
-    text: str
-    finished: bool = False
-
-
 class TranscriptUpdated(Message, frozen=True, tag="transcript.interim"):
     """The transcript of one side of a turn so far (interim)."""
 
@@ -200,22 +221,7 @@ class TranscriptCompleted(Message, frozen=True, tag="transcript.completed"):
         return "agent_speech_transcription_completed"
 
 
-class VoiceActivityDetected(Message, frozen=True, tag="voice_activity"):
-    kind: Literal["start", "end"]
-
-
 # --- tools: gemini-link <-> tool-executor -------------------------------------------------
-
-
-class ToolCallRequested(Message, frozen=True, tag="tool.call"):
-    call_id: str
-    name: str
-    args: dict[str, Any]
-    turn_id: int
-
-
-class ToolCallsCancelled(Message, frozen=True, tag="tool.cancelled"):
-    call_ids: tuple[str, ...]
 
 
 class ToolResult(Message, frozen=True, tag="tool.result"):
@@ -230,24 +236,6 @@ class ToolResult(Message, frozen=True, tag="tool.result"):
 
 
 # --- session state: gemini-link -> application -------------------------------------------
-
-
-class ResumptionUpdated(Message, frozen=True, tag="session.resumption"):
-    handle: str | None
-    resumable: bool
-
-
-class GoAwayReceived(Message, frozen=True, tag="session.go_away"):
-    time_left: float
-
-
-class UsageReported(Message, frozen=True, tag="usage"):
-    turn_id: int | None
-    prompt_tokens: int = 0
-    response_tokens: int = 0
-    total_tokens: int = 0
-    thoughts_tokens: int = 0
-    cached_tokens: int = 0
 
 
 class Connected(Message, frozen=True, tag="link.connected"):

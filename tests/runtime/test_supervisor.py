@@ -6,7 +6,7 @@ import pytest
 import trio
 from trio.testing import MockClock
 
-from actors import (
+from runtime import (
     ActorContext,
     Backoff,
     ChildSpec,
@@ -17,8 +17,8 @@ from actors import (
     SupervisorGaveUp,
     Wiring,
 )
-from actors.supervisor import Actor, no_jitter
-from protocol import messages as m
+from runtime import messages as m
+from runtime.supervisor import Actor, no_jitter
 
 NO_JITTER = Backoff(initial=0.1, maximum=1.0, multiplier=2.0, jitter=0.2)
 

@@ -33,8 +33,8 @@ from actors.pipeline import Pipeline
 from actors.playout import CollectorSink, PlayoutOptions, Sink
 from actors.tools import Tool, ToolSet
 from actors.transport import NativeTransport, Transport
-from protocol import messages as m
 from protocol import wire
+from runtime import messages as m
 
 DEFAULT_MODEL = "gemini-2.5-flash-native-audio-preview-12-2025"
 DEFAULT_VERTEX_MODEL = "gemini-live-2.5-flash-native-audio"

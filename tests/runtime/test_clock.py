@@ -6,7 +6,7 @@ import pytest
 import trio
 from trio.testing import MockClock
 
-from emulator.pacer import Pacer
+from runtime.clock import Pacer
 
 
 async def test_sleepers_wake_no_earlier_and_at_most_one_quantum_late(

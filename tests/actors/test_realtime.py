@@ -13,11 +13,11 @@ from trio.testing import MockClock
 
 from actors.events import Event, ResponseContent, event_name
 from actors.playout import CollectorSink
-from actors.session import RealtimeModel, RealtimeSession
+from actors.realtime import RealtimeModel, RealtimeSession
 from actors.tools import tool
 from emulator import Behaviour, Reply, Scenario, ToolCallSpec, Turn, open_emulator
-from protocol import messages as m
 from protocol import wire as w
+from runtime import messages as m
 from tests.fakes import MemoryTransport
 
 
@@ -259,7 +259,7 @@ async def test_response_content_added_carries_the_replys_text_and_audio_streams(
 
 
 async def test_push_video_with_encode_options_sends_at_once(autojump_clock: MockClock) -> None:
-    from actors.session import EncodeOptions
+    from actors.realtime import EncodeOptions
 
     async with session(CollectorSink()) as (live, transport):
         live.push_video(

@@ -1,0 +1,119 @@
+"""What the sans-IO session state machine (``protocol.session``) reports: the events of one
+Gemini Live session, decoded from the server's frames.
+
+Every event is a frozen msgspec Struct with an explicit, stable tag (the ``type`` field when
+serialised). The actor runtime (``runtime.messages``) builds its vocabulary on the same base,
+so these travel on the actors' channels unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+Role = Literal["user", "agent"]
+
+
+class Message(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    """Base of every message: session events here, actor messages in ``runtime.messages``."""
+
+
+class SessionReady(Message, frozen=True, tag="session.ready"):
+    """setupComplete arrived: the connection accepts input."""
+
+    session_id: str | None = None
+
+
+class TurnStarted(Message, frozen=True, tag="turn.started"):
+    turn_id: int
+
+
+class ModelAudio(Message, frozen=True, tag="model.audio"):
+    """Model speech: mono PCM16 at ``sample_rate`` (24 kHz), ``offset`` samples into the turn."""
+
+    turn_id: int
+    data: bytes
+    offset: int
+    sample_rate: int = 24000
+
+
+class ModelText(Message, frozen=True, tag="model.text"):
+    turn_id: int
+    text: str
+    thought: bool = False
+
+
+class GenerationCompleted(Message, frozen=True, tag="turn.generation_complete"):
+    turn_id: int
+
+
+class TurnInterrupted(Message, frozen=True, tag="turn.interrupted"):
+    """The user barged in (or the connection was lost): stop playing ``turn_id`` now."""
+
+    turn_id: int
+    connection_lost: bool = False  # not the user: its tool calls still get their results
+
+
+class TurnCompleted(Message, frozen=True, tag="turn.complete"):
+    turn_id: int
+    interrupted: bool = False
+    reason: str | None = None
+
+
+class TranscriptFragment(Message, frozen=True, tag="transcript.fragment"):
+    role: Role
+    turn_id: int
+    text: str
+    finished: bool = False
+
+
+class VoiceActivityDetected(Message, frozen=True, tag="voice_activity"):
+    kind: Literal["start", "end"]
+
+
+class ToolCallRequested(Message, frozen=True, tag="tool.call"):
+    call_id: str
+    name: str
+    args: dict[str, Any]
+    turn_id: int
+
+
+class ToolCallsCancelled(Message, frozen=True, tag="tool.cancelled"):
+    call_ids: tuple[str, ...]
+
+
+class ResumptionUpdated(Message, frozen=True, tag="session.resumption"):
+    handle: str | None
+    resumable: bool
+
+
+class GoAwayReceived(Message, frozen=True, tag="session.go_away"):
+    time_left: float
+
+
+class UsageReported(Message, frozen=True, tag="usage"):
+    turn_id: int | None
+    prompt_tokens: int = 0
+    response_tokens: int = 0
+    total_tokens: int = 0
+    thoughts_tokens: int = 0
+    cached_tokens: int = 0
+
+
+SessionEvent = (
+    SessionReady
+    | TurnStarted
+    | ModelAudio
+    | ModelText
+    | GenerationCompleted
+    | TurnInterrupted
+    | TurnCompleted
+    | TranscriptFragment
+    | VoiceActivityDetected
+    | ToolCallRequested
+    | ToolCallsCancelled
+    | ResumptionUpdated
+    | GoAwayReceived
+    | UsageReported
+)

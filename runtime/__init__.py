@@ -1,0 +1,36 @@
+"""The actor runtime that the client's actors and the emulator both build on: the supervisor
+(ordered start-up, restarts, escalation), the wiring that owns the channels, the shared clock
+that paces real-time work, and the messages actors exchange. Imports ``protocol``, never
+``actors`` or ``emulator``.
+
+The channel helpers (``deliver``, ``messages``, ``take``) are in ``runtime.wiring``; the
+message types in ``runtime.messages``.
+"""
+
+from runtime.clock import Pacer, paced_sleep_until, shared_pacer
+from runtime.supervisor import (
+    ActorContext,
+    Backoff,
+    ChildSpec,
+    Intensity,
+    Restart,
+    Strategy,
+    Supervisor,
+    SupervisorGaveUp,
+)
+from runtime.wiring import Wiring
+
+__all__ = [
+    "ActorContext",
+    "Backoff",
+    "ChildSpec",
+    "Intensity",
+    "Pacer",
+    "Restart",
+    "Strategy",
+    "Supervisor",
+    "SupervisorGaveUp",
+    "Wiring",
+    "paced_sleep_until",
+    "shared_pacer",
+]
