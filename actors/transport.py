@@ -53,8 +53,22 @@ class ConnectFailed(TransportError):
 
 
 class TransportClosed(TransportError):
+    """The connection ended: the peer's close code and reason (1006 when it just dropped)."""
+
     def __init__(self, code: int, reason: str) -> None:
         super().__init__(f"connection closed: {code} {reason}".rstrip())
+        self.code = code
+        self.reason = reason
+
+
+class PeerProtocolViolation(TransportClosed):
+    """The peer broke the WebSocket protocol (invalid UTF-8, a bad close frame, an
+    oversized or malformed frame...), so *we* closed the connection with ``code``
+    (1002, 1007 or 1009). The server's fault, not a rejection of what we sent: retry it
+    like a server error, never treat ``code`` as the server's verdict."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        TransportError.__init__(self, f"the server broke the WebSocket protocol: {reason}")
         self.code = code
         self.reason = reason
 
