@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-MODES = ("conversation", "barge-in", "goaway", "greeting")
+MODES = ("conversation", "barge-in", "goaway", "greeting", "slow-tool")
 
 # What the simulated user says. Word lengths and pauses are speech-like: a short pause
 # between words and a longer one between the two phrases (0.25 s, well inside one
@@ -38,6 +38,7 @@ THANKS = ("thank you", "that is all")
 BARGE_IN = ("stop please",)
 TOOL_NAME = "get_weather"
 TOOL_RESULT = {"city": "Paris", "temperature_c": 21, "sky": "sunny"}
+SLOW_TOOL_S = 2.0  # how long the tool takes in mode slow-tool (real seconds)
 
 
 class DriverError(Exception):
@@ -152,6 +153,9 @@ class EventLog:
     def tool_result(self, call_id: str, output: Any) -> None:
         self.summary["tool_results"].append({"id": call_id, "output": output})
         self.emit("tool_result_sent", id=call_id, output=output)
+
+    def reply_started(self) -> None:
+        self.emit("audio_start")
 
     def reply_audio(self, nbytes: int, chunks: int) -> None:
         self.summary["replies_audio_bytes"].append(nbytes)

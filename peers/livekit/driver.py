@@ -17,7 +17,8 @@ JSON lines (see ``peers/driverlib.py``).
 Modes: ``conversation`` (question -> tool call -> answer; thanks -> answer), ``barge-in``
 (the user speaks over the answer), ``goaway`` (as conversation; the server sends goAway
 after the first answer and the plugin resumes on a new connection), ``greeting``
-(``generate_reply`` first, as agents greet, then the question).
+(``generate_reply`` first, as agents greet, then the question), ``slow-tool`` (as
+conversation, the tool taking 2 s).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from driverlib import (
     BARGE_IN,
     QUESTION,
+    SLOW_TOOL_S,
     THANKS,
     TOOL_NAME,
     TOOL_RESULT,
@@ -195,6 +197,7 @@ class Driver:
                 if not reply.audio_bytes:
                     self.replies.append(reply)
                     self.reply_started.put_nowait(reply)
+                    self.log.reply_started()
                     reply.first_audio.set()
                 reply.audio_bytes += frame.data.nbytes
                 reply.chunks += 1
@@ -218,6 +221,8 @@ class Driver:
         self.log.tool_call(call.call_id, call.name, args)
         if call.name != TOOL_NAME:
             self.log.error(f"unexpected tool {call.name}")
+        if self.mode == "slow-tool":
+            await asyncio.sleep(SLOW_TOOL_S)
         output = self.llm.FunctionCallOutput(
             call_id=call.call_id, name=call.name, output=json.dumps(TOOL_RESULT), is_error=False
         )

@@ -20,7 +20,7 @@ Modes: ``conversation`` (question -> tool call -> answer; thanks -> answer), ``b
 (the user speaks over the answer), ``goaway`` (as conversation; the server sends goAway
 after the first answer, then closes: Pipecat reconnects with its resumption handle),
 ``greeting`` (the context holds a user message, so the service asks for a reply first,
-as Pipecat bots greet).
+as Pipecat bots greet), ``slow-tool`` (as conversation, the tool taking 2 s).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from driverlib import (
     BARGE_IN,
     QUESTION,
+    SLOW_TOOL_S,
     THANKS,
     TOOL_NAME,
     TOOL_RESULT,
@@ -105,6 +106,9 @@ async def conversation(spec: RunSpec, log: EventLog, speed: float) -> str | None
         async def _handle_server_message(self, message: Any) -> None:
             if message.go_away is not None:  # Pipecat itself ignores goAway
                 log.emit("go_away", time_left=message.go_away.time_left)
+            status = getattr(message.server_content, "interaction_status", None)
+            if status is not None:  # what 3.8+ thinking models' turns hinge on
+                log.emit("interaction_status", value=str(getattr(status, "value", status)))
             await super()._handle_server_message(message)
 
     class UserSide(FrameProcessor):
@@ -140,6 +144,7 @@ async def conversation(spec: RunSpec, log: EventLog, speed: float) -> str | None
                 if not reply.audio_bytes:
                     replies.append(reply)
                     reply_started.put_nowait(reply)
+                    log.reply_started()
                     reply.first_audio.set()
                 reply.audio_bytes += len(frame.audio)
                 reply.chunks += 1
@@ -160,6 +165,8 @@ async def conversation(spec: RunSpec, log: EventLog, speed: float) -> str | None
         log.tool_call(params.tool_call_id, params.function_name, dict(params.arguments))
         if params.function_name != TOOL_NAME:
             log.error(f"unexpected tool {params.function_name}")
+        if spec.mode == "slow-tool":
+            await asyncio.sleep(SLOW_TOOL_S)
         await params.result_callback(dict(TOOL_RESULT))
         log.tool_result(params.tool_call_id, TOOL_RESULT)
 
