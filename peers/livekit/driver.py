@@ -160,6 +160,8 @@ class Driver:
                 await self._wait(self.reconnected.wait(), "no reconnection after goAway")
             self.mic.say(speech(THANKS, self.rate))
             await self._next_reply_done("the answer to the thanks")
+        if self.mode != "barge-in" and self.log.summary["interrupted"]:
+            raise DriverError("an answer was interrupted though nobody spoke over it")
         if len(self.log.summary["tool_results"]) != 1:
             raise DriverError(f"{len(self.log.summary['tool_results'])} tool results sent, not 1")
         return None

@@ -103,6 +103,15 @@ async def conversation(spec: RunSpec, log: EventLog, speed: float) -> str | None
                 reconnected.set()
             await super()._handle_session_ready(session)
 
+        async def _connection_task_handler(self, config: Any) -> None:
+            try:
+                await super()._connection_task_handler(config=config)
+            except Exception as exc:  # Pipecat only logs it: the session is gone
+                log.error(f"{type(exc).__name__}: {exc}")
+                if not fatal.done():
+                    fatal.set_result(f"the connection failed: {exc}")
+                raise
+
         async def _handle_server_message(self, message: Any) -> None:
             if message.go_away is not None:  # Pipecat itself ignores goAway
                 log.emit("go_away", time_left=message.go_away.time_left)
@@ -254,6 +263,8 @@ async def conversation(spec: RunSpec, log: EventLog, speed: float) -> str | None
                 await next_reply_done("the answer to the thanks")
         finally:
             mic_task.cancel()
+        if spec.mode != "barge-in" and log.summary["interrupted"]:
+            raise DriverError("an answer was interrupted though nobody spoke over it")
         results = len(log.summary["tool_results"])
         if results != 1:
             raise DriverError(f"{results} tool results sent, not 1")

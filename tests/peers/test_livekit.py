@@ -15,6 +15,7 @@ from __future__ import annotations
 import pytest
 
 from tests.peers.harness import (
+    BARGE_IN,
     CONVERSATION,
     GO_AWAY,
     GREETING,
@@ -32,12 +33,11 @@ from tests.peers.harness import (
     assert_resumed,
     run_peer,
 )
-from tests.peers.harness import BARGE_IN as BARGE_IN_SCENARIO
 
 CASES = [
     Case("conversation-16k", "conversation", MODEL_25, 16000, CONVERSATION),
     Case("conversation-48k", "conversation", MODEL_25, 48000, CONVERSATION),
-    Case("barge-in", "barge-in", MODEL_25, 16000, BARGE_IN_SCENARIO),
+    Case("barge-in", "barge-in", MODEL_25, 16000, BARGE_IN),
     Case("goaway", "goaway", MODEL_25, 16000, CONVERSATION, (GO_AWAY,)),
     Case("conversation-3.1", "conversation", MODEL_31, 16000, CONVERSATION),
     Case("conversation-3.8", "conversation", MODEL_38, 16000, allowing(CONVERSATION, MODEL_38)),
