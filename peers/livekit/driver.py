@@ -30,6 +30,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from google.genai import types
+from livekit import rtc
+from livekit.agents import llm
+from livekit.plugins.google.realtime import RealtimeModel
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from driverlib import (
@@ -79,11 +84,6 @@ class Driver:
         self.tasks: set[asyncio.Task[Any]] = set()
 
     async def main(self, base_url: str, ca_file: str) -> str | None:
-        from google.genai import types
-        from livekit import rtc
-        from livekit.agents import llm
-        from livekit.plugins.google.realtime import RealtimeModel
-
         @llm.function_tool
         async def get_weather(city: str) -> dict[str, Any]:
             """The current weather in a city."""
@@ -103,7 +103,6 @@ class Driver:
         session = model.session()
         await session.update_tools([get_weather])
         self.session = session
-        self.llm = llm
         session.on("generation_created", self._on_generation)
         session.on("input_audio_transcription_completed", self._on_user_transcript)
         session.on("input_speech_started", self._on_speech_started)
@@ -225,7 +224,7 @@ class Driver:
             self.log.error(f"unexpected tool {call.name}")
         if self.mode == "slow-tool":
             await asyncio.sleep(SLOW_TOOL_S)
-        output = self.llm.FunctionCallOutput(
+        output = llm.FunctionCallOutput(
             call_id=call.call_id, name=call.name, output=json.dumps(TOOL_RESULT), is_error=False
         )
         chat_ctx = self.session.chat_ctx.copy()

@@ -31,6 +31,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from google.genai.types import HttpOptions
+from pipecat.adapters.llm.schemas.function_schema import FunctionSchema
+from pipecat.adapters.llm.schemas.tools_schema import ToolsSchema
+from pipecat.frames.frames import (
+    ErrorFrame,
+    Frame,
+    InputAudioRawFrame,
+    InterruptionFrame,
+    LLMContextFrame,
+    TranscriptionFrame,
+    TTSAudioRawFrame,
+    TTSStartedFrame,
+    TTSStoppedFrame,
+    TTSTextFrame,
+)
+from pipecat.pipeline.pipeline import Pipeline
+from pipecat.pipeline.worker import PipelineParams, PipelineWorker
+from pipecat.processors.aggregators.llm_context import LLMContext
+from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+from pipecat.services.google.gemini_live.llm import GeminiLiveLLMService
+from pipecat.services.llm_service import FunctionCallParams
+from pipecat.workers.runner import WorkerRunner
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from driverlib import (
@@ -66,29 +89,6 @@ class Reply:
 
 
 async def conversation(spec: RunSpec, log: EventLog, speed: float) -> str | None:
-    from google.genai.types import HttpOptions
-    from pipecat.adapters.llm.schemas.function_schema import FunctionSchema
-    from pipecat.adapters.llm.schemas.tools_schema import ToolsSchema
-    from pipecat.frames.frames import (
-        ErrorFrame,
-        Frame,
-        InputAudioRawFrame,
-        InterruptionFrame,
-        LLMContextFrame,
-        TranscriptionFrame,
-        TTSAudioRawFrame,
-        TTSStartedFrame,
-        TTSStoppedFrame,
-        TTSTextFrame,
-    )
-    from pipecat.pipeline.pipeline import Pipeline
-    from pipecat.pipeline.worker import PipelineParams, PipelineWorker
-    from pipecat.processors.aggregators.llm_context import LLMContext
-    from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
-    from pipecat.services.google.gemini_live.llm import GeminiLiveLLMService
-    from pipecat.services.llm_service import FunctionCallParams
-    from pipecat.workers.runner import WorkerRunner
-
     replies: list[Reply] = []
     reply_started: asyncio.Queue[Reply] = asyncio.Queue()
     fatal: asyncio.Future[str] = asyncio.get_running_loop().create_future()
