@@ -11,7 +11,12 @@ UV := $(TOOLS)/bin/uv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: run test lint lint-newest bench soak format lock lock-upgrade lock-check lock-tools clean
+# LiveKit's and Pipecat's Gemini Live clients, test peers of the emulator (tests/peers/):
+# each in its own venv from its own lock (they pin google-genai majors of their own).
+PEERS := livekit pipecat
+PEER_STAMPS := $(foreach peer,$(PEERS),peers/$(peer)/.venv/.installed-stamp)
+
+.PHONY: run test lint lint-newest bench soak format lock lock-upgrade lock-check lock-tools clean peers
 
 $(UV): tools/uv-requirements.txt
 	test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
@@ -23,10 +28,17 @@ $(STAMP): $(UV) pyproject.toml uv.lock
 	$(UV) sync --quiet --frozen --all-extras --python $(PYTHON)
 	touch $(STAMP)
 
+# uv resolves a relative UV_PROJECT_ENVIRONMENT against the project, hence $(CURDIR).
+peers/%/.venv/.installed-stamp: $(UV) peers/%/pyproject.toml peers/%/uv.lock
+	UV_PROJECT_ENVIRONMENT=$(CURDIR)/peers/$*/.venv $(UV) sync --quiet --frozen --project peers/$* --python $(PYTHON)
+	touch $@
+
+peers: $(PEER_STAMPS)
+
 run: $(STAMP)
 	$(BIN)/python examples/supervisor.py $(ARGS)
 
-test: $(STAMP)
+test: $(STAMP) $(PEER_STAMPS)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP)
@@ -58,14 +70,17 @@ format: $(STAMP)
 # After editing pyproject.toml's dependencies: re-resolve, keeping every other pin.
 lock: $(UV)
 	$(UV) lock
+	for peer in $(PEERS); do $(UV) lock --project peers/$$peer || exit 1; done
 
 # Move every pin to the newest version pyproject.toml allows.
 lock-upgrade: $(UV)
 	$(UV) lock --upgrade
+	for peer in $(PEERS); do $(UV) lock --upgrade --project peers/$$peer || exit 1; done
 
 # One line and a non-zero status when pyproject.toml and uv.lock disagree (CI runs it).
 lock-check: $(UV)
 	@$(UV) lock --check --quiet 2>/dev/null || { echo "uv.lock does not match pyproject.toml: run 'make lock' and commit uv.lock" >&2; exit 1; }
+	@for peer in $(PEERS); do $(UV) lock --check --quiet --project peers/$$peer 2>/dev/null || { echo "peers/$$peer/uv.lock does not match its pyproject.toml: run 'make lock' and commit it" >&2; exit 1; }; done
 
 # Re-pin uv itself (the version in tools/uv-requirements.txt, with every wheel's hash).
 lock-tools: $(UV)
@@ -74,4 +89,4 @@ lock-tools: $(UV)
 	mv $(TOOLS)/uv.txt tools/uv-requirements.txt
 
 clean:
-	rm -rf $(VENV) $(TOOLS) .venv-newest .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) $(TOOLS) .venv-newest $(foreach peer,$(PEERS),peers/$(peer)/.venv) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
