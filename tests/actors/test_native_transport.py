@@ -16,6 +16,7 @@ from actors.transport import (
     CLOSE_TIMEOUT,
     MAX_MESSAGE_SIZE,
     ConnectFailed,
+    PeerProtocolViolation,
     TransportClosed,
     native_over,
 )
@@ -151,8 +152,11 @@ async def test_a_dropped_stream_is_1006() -> None:
         (bytes((0xC2, 1)) + b"x", 1002),  # a reserved bit without an extension
         (bytes((0x81, 2)) + b"\xff\xfe", 1007),  # text that is not UTF-8
         (bytes((0x82, 127)) + (MAX_MESSAGE_SIZE + 1).to_bytes(8, "big"), 1009),
+        (bytes((0x82, 127)) + (1 << 62).to_bytes(8, "big"), 1009),
+        (bytes((0x88, 1)) + b"\x03", 1002),  # a 1-byte close
+        (bytes((0x88, 2)) + (1004).to_bytes(2, "big"), 1002),  # a reserved close code
     ],
-    ids=["masked", "reserved-bit", "bad-utf8", "too-big"],
+    ids=["masked", "reserved-bit", "bad-utf8", "too-big", "2^62", "one-byte-close", "close-1004"],
 )
 async def test_a_protocol_violation_closes_with_its_code(frame: bytes, code: int) -> None:
     client, server = trio.testing.memory_stream_pair()
@@ -166,10 +170,12 @@ async def test_a_protocol_violation_closes_with_its_code(frame: bytes, code: int
 
         nursery.start_soon(serve)
         async with native_over(client, "h", "/", HEADERS) as conn:
-            with pytest.raises(TransportClosed) as info:
+            with pytest.raises(PeerProtocolViolation) as info:
                 await conn.receive()
             assert info.value.code == code
-            assert "the server broke the protocol" in info.value.reason
+            assert "the server broke the WebSocket protocol" in str(info.value)
+            with pytest.raises(PeerProtocolViolation):  # and so does sending, after
+                await conn.send(b"late")
     assert sent[0][0] == 0x80 | rfc6455.OP_CLOSE
     assert int.from_bytes(sent[0][1][:2], "big") == code
 
