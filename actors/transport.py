@@ -269,7 +269,8 @@ async def _open_stream(
     url: str, ssl_context: ssl.SSLContext | None, connect_timeout: float
 ) -> AsyncIterator[tuple[trio.abc.Stream, str, str]]:
     """A TCP (for wss://, TLS) stream to ``url``'s host, with the host and the resource to
-    ask for; network failures before or after become ``ConnectFailed``; always closed."""
+    ask for; always closed. Network failures while connecting, and a broken stream that
+    escapes the block, become ``ConnectFailed``; the block's own timeouts stay themselves."""
     parts = urlsplit(url)
     secure = parts.scheme == "wss"
     host = parts.hostname or "localhost"
@@ -278,16 +279,21 @@ async def _open_stream(
     stream: trio.abc.Stream | None = None
     failure: ConnectFailed | None = None
     try:
-        with trio.fail_after(connect_timeout):
-            stream = await trio.open_tcp_stream(host, port)
-            if secure:
-                context = ssl_context or ssl.create_default_context()
-                stream = trio.SSLStream(
-                    stream, context, server_hostname=host, https_compatible=True
-                )
-                await stream.do_handshake()
-        yield stream, host, resource
-    except (OSError, trio.TooSlowError, trio.BrokenResourceError) as exc:
+        try:
+            with trio.fail_after(connect_timeout):
+                stream = await trio.open_tcp_stream(host, port)
+                if secure:
+                    context = ssl_context or ssl.create_default_context()
+                    stream = trio.SSLStream(
+                        stream, context, server_hostname=host, https_compatible=True
+                    )
+                    await stream.do_handshake()
+        except trio.TooSlowError as exc:
+            failure = _connect_failed(Redactor.for_request(url, []), "TooSlowError", cause=exc)
+        if failure is None:
+            assert stream is not None
+            yield stream, host, resource
+    except (OSError, trio.BrokenResourceError) as exc:
         failure = _connect_failed(
             Redactor.for_request(url, []), f"{type(exc).__name__}: {exc}", cause=exc
         )
