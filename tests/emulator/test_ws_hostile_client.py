@@ -281,9 +281,9 @@ async def test_partial_frames_past_the_limit_are_refused_on_their_header(reactor
     announcing more than the limit is refused before its payload is read."""
     async with connections(20, reactor=reactor) as pairs:
         with trio.fail_after(20):
-            for ws, client in pairs:
+            for _ws, client in pairs:
                 await client.send(announce(15_000_000) + b"a" * 65536)
-            for ws, client in pairs:
+            for ws, _client in pairs:
                 with pytest.raises(ConnectionClosed) as info:
                     await ws.receive()
                 assert info.value.code == 1009
@@ -305,8 +305,7 @@ async def test_partial_frames_at_the_limit_hold_what_arrived_and_no_more(reactor
                     nursery.start_soon(serve, ws)
                     await client.send(announce(limit) + b"a" * (limit - 1))
                 for ws, _client in pairs:
-                    while ws.buffered_bytes < limit - 1:
-                        await trio.sleep(0.01)
+                    await held_at_least(ws, limit - 1)
                 held = [ws.buffered_bytes for ws, _client in pairs]
                 assert held == [limit - 1] * count
                 assert sum(held) <= count * (limit + limits.READ_SIZE)
@@ -318,6 +317,12 @@ async def test_partial_frames_at_the_limit_hold_what_arrived_and_no_more(reactor
             with pytest.raises(ConnectionClosed) as info:
                 await ws.receive()
             assert info.value.code == 1009
+
+
+async def held_at_least(ws: ServerWebSocket, size: int) -> None:
+    """Wait (polling: the server has no event for it) until ``ws`` holds ``size`` bytes."""
+    while ws.buffered_bytes < size:  # noqa: ASYNC110
+        await trio.sleep(0.01)
 
 
 @MODES
