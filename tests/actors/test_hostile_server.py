@@ -254,7 +254,9 @@ async def test_a_handshake_answer_that_never_ends_times_out(
 
 
 @pytest.mark.parametrize("extra", [0, 1], ids=["at-the-limit", "one-past"])
-async def test_handshake_answer_size_at_the_limit_and_one_past(extra: int) -> None:
+async def test_handshake_answer_size_at_the_limit_and_one_past(
+    extra: int, virtual_clock: MockClock
+) -> None:
     async def script(stream: trio.SocketStream) -> None:
         reader = rfc6455.HandshakeReader()
         while (request := reader.feed(bytes(await stream.receive_some(65536)))) is None:
@@ -316,7 +318,8 @@ async def test_a_key_http_cannot_carry_is_refused_without_showing_it(
     suffix: str, transport_type: type[NativeTransport | WebSocketTransport]
 ) -> None:
     async def script(stream: trio.SocketStream) -> None:
-        await trio.sleep_forever()
+        await stream.receive_some(65536)
+        await stream.send_all(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
 
     async with hostile_server(script, upgrade=False) as url:
         for headers, target in (
