@@ -47,6 +47,7 @@ __all__ = [
 ]
 
 _READING = (ConnectionState.OPEN, ConnectionState.LOCAL_CLOSING)
+_LOCAL_CLOSING = ConnectionState.LOCAL_CLOSING
 _STREAM_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError)
 
 
@@ -120,17 +121,23 @@ class ServerWebSocket:
             return  # bytes read before an abort() took effect
         if not data:
             self._input_ended = True
-        closing = self._ws.state is ConnectionState.LOCAL_CLOSING
+        closing = self._ws.state is _LOCAL_CLOSING
+        news = not data  # something for the async side: the fast path wakes no task
         for event in self._ws.receive_data(data):
-            if type(event) is not Message or closing:
-                continue  # control frames changed the state; we closed: data is moot
+            if type(event) is not Message:
+                news = True  # a pong owed, or the state changed
+                continue
+            if closing:
+                continue  # we closed: data still in flight is moot
             handler = self.fast_handler
             if not self._messages and handler is not None and handler(event.data):
                 continue
             self._messages.append(event.data)
             self._queued_bytes += sys.getsizeof(event.data)
-        self._wake()
-        self._watch()
+            news = True
+        if news:
+            self._wake()
+            self._watch()
 
     def _watch(self) -> None:
         """Keep the reactor watching the socket exactly while we want its input."""

@@ -491,7 +491,8 @@ class WebSocket:
             return []
         if self._stream_ended:
             raise LocalProtocolError("data fed after the end of the stream")
-        if self.state not in _READS_FRAMES:
+        state = self.state
+        if state is not _OPEN and state is not _LOCAL:  # _READS_FRAMES, without hashing
             return []
         events = self._parser.feed(data)
         for event in events:
