@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import enum
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -435,8 +434,9 @@ _TRANSITIONS: Final[dict[tuple[ConnectionState, _Input], ConnectionState]] = {
     (_REMOTE, _Input.STREAM_ENDED): _CLOSED,
     (_CLOSED, _Input.STREAM_ENDED): _CLOSED,
 }
-_SENDS_DATA: Final = frozenset({_OPEN})  # messages and pongs
-_READS_FRAMES: Final = frozenset({_OPEN, _LOCAL})  # data in flight when we closed still comes
+# Besides the moves: messages and pongs are sent only in OPEN; frames are read in OPEN and
+# LOCAL_CLOSING (data in flight when we closed still comes). Checked by identity in the
+# per-message paths below.
 
 
 class WebSocket:
@@ -454,7 +454,6 @@ class WebSocket:
         *,
         max_message_size: int | None = None,
         max_fragments: int = limits.MAX_FRAGMENTS,
-        mask: Callable[[], bytes] | None = None,
     ) -> None:
         self.role = role
         client = role is Role.CLIENT
@@ -463,7 +462,7 @@ class WebSocket:
                 limits.MAX_SERVER_MESSAGE_BYTES if client else limits.MAX_CLIENT_MESSAGE_BYTES
             )
         self._parser = FrameParser(max_message_size, masked=not client, max_fragments=max_fragments)
-        self._new_mask = (mask or _random_mask) if client else None
+        self._masked = client
         self.state = ConnectionState.OPEN
         self.close_code: int | None = None
         self.close_reason = ""
@@ -492,7 +491,7 @@ class WebSocket:
         if self._stream_ended:
             raise LocalProtocolError("data fed after the end of the stream")
         state = self.state
-        if state is not _OPEN and state is not _LOCAL:  # _READS_FRAMES, without hashing
+        if state is not _OPEN and state is not _LOCAL:
             return []
         events = self._parser.feed(data)
         for event in events:
@@ -569,8 +568,7 @@ class WebSocket:
             self.close_code, self.close_reason = code, reason
 
     def _frame(self, opcode: int, payload: bytes) -> bytes:
-        new_mask = self._new_mask
-        return encode_frame(opcode, payload, new_mask() if new_mask is not None else None)
+        return encode_frame(opcode, payload, os.urandom(4) if self._masked else None)
 
 
 def _close_payload(code: int, reason: str) -> bytes:
@@ -578,7 +576,3 @@ def _close_payload(code: int, reason: str) -> bytes:
     if len(encoded) > _MAX_REASON_BYTES:
         encoded = encoded[:_MAX_REASON_BYTES].decode("utf-8", "ignore").encode()
     return code.to_bytes(2, "big") + encoded
-
-
-def _random_mask() -> bytes:
-    return os.urandom(4)

@@ -150,6 +150,25 @@ async def test_a_server_that_breaks_the_protocol_is_reported_as_such(
                 assert (type(error), error.code) == (TransportClosed, 1006)
 
 
+@TRANSPORTS
+async def test_a_message_over_the_limit_is_a_violation(
+    transport_type: type[NativeTransport | WebSocketTransport],
+) -> None:
+    size = limits.MAX_SERVER_MESSAGE_BYTES + 1
+
+    async def script(stream: trio.SocketStream) -> None:
+        await stream.send_all(rfc6455.encode_frame(rfc6455.OP_BINARY, b"m" * size))
+        with trio.move_on_after(5):
+            await stream.receive_some(65536)
+
+    async with hostile_server(script) as url:
+        async with transport_type(connect_timeout=5).connect(url, []) as conn:
+            with trio.fail_after(20):
+                error = await receive_until_closed(conn)
+    assert isinstance(error, PeerProtocolViolation)
+    assert error.code == 1009
+
+
 @pytest.mark.parametrize("case", list(VIOLATIONS))
 async def test_the_native_client_closes_with_the_code_it_reports(case: str) -> None:
     frame, code = VIOLATIONS[case]
