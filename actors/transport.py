@@ -362,6 +362,8 @@ class NativeConnection:
                     data = bytes(await self._stream.receive_some(limits.READ_SIZE))
                 except _STREAM_ERRORS:
                     data = b""
+                if self._ended is not None:
+                    continue  # a write failed meanwhile: the connection is over
             if not data:
                 self._lost()
                 continue

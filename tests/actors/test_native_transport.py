@@ -254,3 +254,50 @@ async def test_a_handshake_with_no_answer_times_out(autojump_clock: MockClock) -
     with pytest.raises(ConnectFailed, match="timed out"):
         async with native_over(client, "h", "/", HEADERS, handshake_timeout=3):
             pass
+
+
+class SendFails(trio.abc.Stream):
+    """A stream whose sending side breaks on demand while its receiving side still works."""
+
+    def __init__(self, inner: trio.abc.Stream) -> None:
+        self.inner = inner
+        self.broken = False
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        if self.broken:
+            raise trio.BrokenResourceError("reset")
+        await self.inner.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.inner.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        return await self.inner.receive_some(max_bytes)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_a_failed_send_ends_the_connection_for_a_receiver_already_reading() -> None:
+    """Found by the soak: a send failing while ``receive`` waited for data, which then
+    arrived, fed the codec after the end of its stream (a LocalProtocolError)."""
+    client, server = trio.testing.memory_stream_pair()
+    flaky = SendFails(client)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(accept, server)
+        async with native_over(flaky, "h", "/", HEADERS) as conn:
+            errors: list[TransportClosed] = []
+
+            async def read() -> None:
+                with pytest.raises(TransportClosed) as info:
+                    await conn.receive()
+                errors.append(info.value)
+
+            nursery.start_soon(read)
+            await trio.testing.wait_all_tasks_blocked()
+            flaky.broken = True
+            with pytest.raises(TransportClosed, match="sending failed"):
+                await conn.send(b"x")
+            await server.send_all(rfc6455.encode_frame(rfc6455.OP_BINARY, b"late"))
+            await trio.testing.wait_all_tasks_blocked()
+            assert [e.code for e in errors] == [1006]
