@@ -362,7 +362,7 @@ class NativeConnection:
                     data = bytes(await self._stream.receive_some(limits.READ_SIZE))
                 except _STREAM_ERRORS:
                     data = b""
-                if self._ended is not None:
+                if self._over():
                     continue  # a write failed meanwhile: the connection is over
             if not data:
                 self._lost()
@@ -382,6 +382,9 @@ class NativeConnection:
                 except TransportClosed:
                     break
         self._end(TransportClosed(code, reason))
+
+    def _over(self) -> bool:
+        return self._ended is not None
 
     def _ending(self) -> TransportClosed:
         """A fresh copy of how the connection ended, of the same type."""
