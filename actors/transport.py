@@ -24,22 +24,24 @@ from __future__ import annotations
 import base64
 import collections
 import os
+import re
 import ssl
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from dataclasses import dataclass
 from typing import Protocol
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import trio
 import trio_websocket
 
+from protocol import limits
 from protocol import websocket as rfc6455
 
-MAX_MESSAGE_SIZE = 16 << 20
+MAX_MESSAGE_SIZE = limits.MAX_SERVER_MESSAGE_BYTES
 QUEUE_SIZE = 1024  # large: trio-websocket's aclose() stalls while its queue is full
 CONNECT_TIMEOUT = 20.0
-CLOSE_TIMEOUT = 5.0
+CLOSE_TIMEOUT = limits.CLIENT_CLOSE_TIMEOUT
 
 
 class TransportError(Exception):
@@ -73,6 +75,81 @@ class PeerProtocolViolation(TransportClosed):
         self.reason = reason
 
 
+# --- secrets -------------------------------------------------------------------------------
+
+_SECRET_HEADERS = frozenset(
+    {"x-goog-api-key", "authorization", "proxy-authorization", "cookie", "x-api-key"}
+)
+_SECRET_QUERY_KEYS = frozenset({"key", "access_token"})
+_SECRET_QUERY = re.compile(r"(?i)\b(key|access_token)=[^&#\s'\"]+")
+# What a repr may escape or quote around a value: a secret is removed piece by piece.
+_REPR_BREAKS = re.compile(r"[\x00-\x20\x7f\\'\"]+")
+_MIN_SECRET_PIECE = 4  # shorter pieces would blank ordinary words, and reveal little
+
+
+@dataclass(frozen=True)
+class Redactor:
+    """Blanks secrets out of texts that may quote a request: the credential headers'
+    values and ``key=``/``access_token=`` query values (also in the forms a repr gives
+    them, e.g. ``b'key\\n'`` in h11's messages)."""
+
+    secrets: tuple[str, ...] = ()
+
+    @classmethod
+    def for_request(cls, target: str, headers: Sequence[tuple[str, str]]) -> Redactor:
+        values = [value for name, value in headers if name.lower() in _SECRET_HEADERS]
+        query = urlsplit(target).query
+        values += [
+            v
+            for k, v in parse_qsl(query, keep_blank_values=True)
+            if k.lower() in _SECRET_QUERY_KEYS
+        ]
+        pieces: set[str] = set()
+        for value in values:
+            parts = [p for p in _REPR_BREAKS.split(value) if p]
+            if len(parts) > 1 and parts[0].lower() in ("bearer", "basic"):
+                parts = parts[1:]  # an Authorization scheme is no secret
+            pieces.update(p for p in parts if len(p) >= _MIN_SECRET_PIECE)
+        return cls(tuple(sorted(pieces, key=len, reverse=True)))
+
+    def __call__(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "<redacted>")
+        return _SECRET_QUERY.sub(r"\1=<redacted>", text)
+
+    def is_clean(self, error: BaseException) -> bool:
+        """Whether no text in ``error``'s chain (message, repr, causes) holds a secret."""
+        seen: set[int] = set()
+        pending: list[BaseException | None] = [error]
+        while pending:
+            current = pending.pop()
+            if current is None or id(current) in seen:
+                continue
+            seen.add(id(current))
+            for text in (str(current), repr(current)):
+                if self(text) != text:
+                    return False
+            pending += [current.__cause__, current.__context__]
+            if isinstance(current, BaseExceptionGroup):
+                pending += current.exceptions
+        return True
+
+
+_NO_SECRETS = Redactor()
+
+
+def _connect_failed(
+    redact: Redactor, reason: str, status: int | None = None, cause: BaseException | None = None
+) -> ConnectFailed:
+    """A ``ConnectFailed`` with its text redacted; ``cause`` is attached only if nothing
+    in it quotes a secret. Raise it outside any ``except`` block, so that no exception
+    context (which a traceback would print) can carry one either."""
+    error = ConnectFailed(redact(reason), status)
+    if cause is not None and redact.is_clean(cause):
+        error.__cause__ = cause
+    return error
+
+
 class Connection(Protocol):
     async def send(self, frame: bytes) -> None:
         """Send one message; raises ``TransportClosed`` if the connection has ended."""
@@ -93,31 +170,46 @@ class Transport(Protocol):
 class WebSocketConnection:
     """A ``Connection`` over a trio-websocket client."""
 
-    def __init__(self, ws: trio_websocket.WebSocketConnection) -> None:
+    def __init__(self, ws: trio_websocket.WebSocketConnection, redact: Redactor = _NO_SECRETS):
         self._ws = ws
+        self._redact = redact
+        self._closing = False
 
     async def send(self, frame: bytes) -> None:
         try:
             await self._ws.send_message(frame)
         except trio_websocket.ConnectionClosed as exc:
-            raise _closed(exc) from exc
+            raise self._closed(exc) from exc
 
     async def receive(self) -> bytes | str:
         try:
             return await self._ws.get_message()
         except trio_websocket.ConnectionClosed as exc:
-            raise _closed(exc) from exc
+            raise self._closed(exc) from exc
 
     async def aclose(self, code: int = 1000, reason: str = "") -> None:
+        self._closing = True
         with trio.move_on_after(CLOSE_TIMEOUT):
             await self._ws.aclose(code, reason or None)
 
+    def _closed(self, exc: trio_websocket.ConnectionClosed) -> TransportClosed:
+        reason = exc.reason
+        if reason is None:
+            return TransportClosed(1006, "")
+        text = self._redact(reason.reason or "")
+        if reason.code != 1006 and not self._closing and _closed_by_us(self._ws):
+            return PeerProtocolViolation(reason.code, text)
+        return TransportClosed(reason.code, text)
 
-def _closed(exc: trio_websocket.ConnectionClosed) -> TransportClosed:
-    reason = exc.reason
-    if reason is None:
-        return TransportClosed(1006, "")
-    return TransportClosed(reason.code, reason.reason or "")
+
+def _closed_by_us(ws: trio_websocket.WebSocketConnection) -> bool:
+    """Whether trio-websocket ended the connection itself (wsproto found the server's
+    frames invalid, or a message too big), which it reports just like the server's close.
+    Only wsproto's state tells them apart: the server's close leaves it REMOTE_CLOSING or
+    CLOSED, a parse failure OPEN (trio-websocket sends no close then), its own 1009
+    LOCAL_CLOSING. Private, so tests/actors/test_hostile_server.py pins it."""
+    state = ws._wsproto.state
+    return state.name in ("OPEN", "LOCAL_CLOSING")
 
 
 @dataclass(frozen=True)
@@ -133,6 +225,9 @@ class _StreamTransport:
     async def connect(
         self, url: str, headers: Sequence[tuple[str, str]]
     ) -> AsyncIterator[Connection]:
+        """Raises ``ConnectFailed`` (its text never quotes a credential) or, for a header
+        value HTTP cannot carry (a key ending in a newline...), ``LocalProtocolError``
+        naming the header but not its value."""
         async with (
             _open_stream(url, self.ssl_context, self.connect_timeout) as (
                 stream,
@@ -174,103 +269,139 @@ async def _open_stream(
     url: str, ssl_context: ssl.SSLContext | None, connect_timeout: float
 ) -> AsyncIterator[tuple[trio.abc.Stream, str, str]]:
     """A TCP (for wss://, TLS) stream to ``url``'s host, with the host and the resource to
-    ask for; network failures before or after become ``ConnectFailed``; always closed."""
+    ask for; always closed. Network failures while connecting, and a broken stream that
+    escapes the block, become ``ConnectFailed``; the block's own timeouts stay themselves."""
     parts = urlsplit(url)
     secure = parts.scheme == "wss"
     host = parts.hostname or "localhost"
     port = parts.port or (443 if secure else 80)
     resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     stream: trio.abc.Stream | None = None
+    failure: ConnectFailed | None = None
     try:
-        with trio.fail_after(connect_timeout):
-            stream = await trio.open_tcp_stream(host, port)
-            if secure:
-                context = ssl_context or ssl.create_default_context()
-                stream = trio.SSLStream(
-                    stream, context, server_hostname=host, https_compatible=True
-                )
-                await stream.do_handshake()
-        yield stream, host, resource
-    except (OSError, trio.TooSlowError, trio.BrokenResourceError) as exc:
-        raise ConnectFailed(f"{type(exc).__name__}: {exc}") from exc
+        try:
+            with trio.fail_after(connect_timeout):
+                stream = await trio.open_tcp_stream(host, port)
+                if secure:
+                    context = ssl_context or ssl.create_default_context()
+                    stream = trio.SSLStream(
+                        stream, context, server_hostname=host, https_compatible=True
+                    )
+                    await stream.do_handshake()
+        except trio.TooSlowError as exc:
+            failure = _connect_failed(Redactor.for_request(url, []), "TooSlowError", cause=exc)
+        if failure is None:
+            assert stream is not None
+            yield stream, host, resource
+    except (OSError, trio.BrokenResourceError) as exc:
+        failure = _connect_failed(
+            Redactor.for_request(url, []), f"{type(exc).__name__}: {exc}", cause=exc
+        )
     finally:
         if stream is not None:
             await trio.aclose_forcefully(stream)
+    if failure is not None:
+        raise failure
 
 
 _STREAM_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
+_OPEN, _LOCAL_CLOSING, _REMOTE_CLOSING, _CLOSED = rfc6455.ConnectionState
 
 
 class NativeConnection:
-    """A ``Connection`` speaking RFC 6455 over a trio stream it does not own.
+    """A ``Connection`` speaking RFC 6455 over a trio stream it does not own, through the
+    sans-IO ``protocol.websocket.WebSocket`` (its states, limits and closing handshake).
 
     ``receive`` answers pings and the server's close itself. ``send`` may run beside
     ``receive`` (they share only a lock around writes); ``aclose`` must not run beside
-    ``receive``."""
+    ``receive``. When the server breaks the protocol, we close with 1002/1007/1009 and
+    ``receive``/``send`` raise ``PeerProtocolViolation``."""
 
-    def __init__(self, stream: trio.abc.Stream, buffered: bytes = b"") -> None:
+    def __init__(
+        self, stream: trio.abc.Stream, buffered: bytes = b"", redact: Redactor = _NO_SECRETS
+    ) -> None:
         self._stream = stream
-        self._parser = rfc6455.FrameParser(MAX_MESSAGE_SIZE, masked=False)
+        self._ws = rfc6455.WebSocket(rfc6455.Role.CLIENT, max_message_size=MAX_MESSAGE_SIZE)
         self._events: collections.deque[rfc6455.Event] = collections.deque()
         self._buffered = buffered
+        self._redact = redact
         self._writing = False  # a write is in progress (a pong or close may queue behind it)
         self._written = trio.Event()
         self._queued_writes = 0
         self._ended: TransportClosed | None = None
-        self._close_sent = False
 
     async def send(self, frame: bytes) -> None:
         if self._ended is not None:
-            raise TransportClosed(self._ended.code, self._ended.reason)
-        await self._write(rfc6455.encode_frame(rfc6455.OP_BINARY, frame, os.urandom(4)))
+            raise self._ending()
+        try:
+            data = self._ws.send_message(frame)
+        except rfc6455.ConnectionClosed as exc:  # closing began (aclose)
+            raise TransportClosed(exc.code, self._redact(exc.reason)) from None
+        await self._write(data)
 
     async def receive(self) -> bytes | str:
+        """Wait for the next message. Raises ``TransportClosed`` with the server's close
+        code (answered), 1006 when the stream ended, or ``PeerProtocolViolation``."""
         while True:
             while self._events:
                 event = self._events.popleft()
-                if isinstance(event, rfc6455.Message):
+                if type(event) is rfc6455.Message:
                     return event.data
-                if isinstance(event, rfc6455.Ping):
-                    pong = rfc6455.encode_frame(rfc6455.OP_PONG, event.payload, os.urandom(4))
-                    await self._write(pong)
-                else:  # the server's close: answer it, and the connection has ended
-                    await self._send_close(event.code if event.code != 1005 else 1000, "")
-                    self._end(event.code, event.reason)
+                await self._write_owed()  # a pong, or our close after a violation
+                if isinstance(event, rfc6455.Close):
+                    if self._ws.state is _REMOTE_CLOSING:
+                        await self._write_quietly(self._ws.close())  # echoes its code
+                    self._end(TransportClosed(event.code, self._redact(event.reason)))
+                elif isinstance(event, rfc6455.ProtocolViolation):
+                    self._end(PeerProtocolViolation(event.code, event.reason))
             if self._ended is not None:
-                raise TransportClosed(self._ended.code, self._ended.reason)
+                raise self._ending()
             data, self._buffered = self._buffered, b""
             if not data:
                 try:
-                    data = bytes(await self._stream.receive_some(65536))
+                    data = bytes(await self._stream.receive_some(limits.READ_SIZE))
                 except _STREAM_ERRORS:
                     data = b""
+                if self._over():
+                    continue  # a write failed meanwhile: the connection is over
             if not data:
-                self._end(1006, "")
+                self._lost()
                 continue
-            try:
-                self._events.extend(self._parser.feed(data))
-            except rfc6455.WebSocketProtocolError as exc:
-                await self._send_close(exc.code, exc.reason)
-                self._end(exc.code, f"the server broke the protocol: {exc.reason}")
+            self._events.extend(self._ws.receive_data(data))
 
     async def aclose(self, code: int = 1000, reason: str = "") -> None:
-        """Send a close (once) and wait, bounded, for the server's; the caller then closes
-        the stream."""
+        """Send a close (once) and wait, at most ``CLOSE_TIMEOUT``, for the server's; the
+        caller then closes the stream. Idempotent. Raises ``LocalProtocolError`` for a
+        code that may not be sent (1005, 1006, 1015...)."""
         with trio.move_on_after(CLOSE_TIMEOUT):
-            await self._send_close(code, reason)
+            if self._ended is None and self._ws.state in (_OPEN, _REMOTE_CLOSING):
+                await self._write_quietly(self._ws.close(code, reason))
             while self._ended is None:
                 try:
                     await self.receive()
                 except TransportClosed:
                     break
-        self._end(code, reason)
+        self._end(TransportClosed(code, reason))
 
-    async def _send_close(self, code: int, reason: str) -> None:
-        if self._close_sent:
-            return
-        self._close_sent = True
+    def _over(self) -> bool:
+        return self._ended is not None
+
+    def _ending(self) -> TransportClosed:
+        """A fresh copy of how the connection ended, of the same type."""
+        ended = self._ended
+        assert ended is not None
+        error = type(ended)(ended.code, ended.reason)
+        error.__cause__ = self._ws.failure
+        return error
+
+    async def _write_owed(self) -> None:
+        owed = self._ws.data_to_send()
+        if owed:
+            await self._write_quietly(owed)
+
+    async def _write_quietly(self, data: bytes) -> None:
         with suppress(TransportClosed):
-            await self._write(rfc6455.encode_close(code, reason, os.urandom(4)))
+            await self._write(data)
 
     async def _write(self, data: bytes) -> None:
         # A flag, not a trio.Lock: acquiring a free Lock still costs a scheduler round
@@ -285,7 +416,7 @@ class NativeConnection:
         try:
             await self._stream.send_all(data)
         except _STREAM_ERRORS as exc:
-            self._end(1006, "")
+            self._lost()
             raise TransportClosed(1006, f"sending failed: {type(exc).__name__}") from exc
         finally:
             self._writing = False
@@ -293,9 +424,13 @@ class NativeConnection:
                 self._written.set()
                 self._written = trio.Event()
 
-    def _end(self, code: int, reason: str) -> None:
+    def _lost(self) -> None:
+        self._ws.receive_data(b"")
+        self._end(TransportClosed(1006, ""))
+
+    def _end(self, error: TransportClosed) -> None:
         if self._ended is None:
-            self._ended = TransportClosed(code, reason)
+            self._ended = error
 
 
 @asynccontextmanager
@@ -309,36 +444,51 @@ async def native_over(
     """Our RFC 6455 client over an already open stream (TCP, TLS, or in memory).
 
     Raises ``ConnectFailed`` if the handshake fails (with the HTTP status when the server
-    answered one). Closes the WebSocket (not the stream: that is the caller's) on the way
-    out, bounded by ``CLOSE_TIMEOUT``."""
+    answered one; its text never quotes a credential), ``LocalProtocolError`` if a header
+    cannot be sent (naming it, never its value). Closes the WebSocket (not the stream:
+    that is the caller's) on the way out, bounded by ``CLOSE_TIMEOUT``."""
+    redact = Redactor.for_request(resource, headers)
     key = base64.b64encode(os.urandom(16))
     extra = [(name.encode(), value.encode()) for name, value in headers]
     handshake = rfc6455.ClientHandshake(host, resource, extra, key)
-    try:
-        with trio.fail_after(handshake_timeout):
-            await stream.send_all(handshake.request)
-            while True:
-                try:
-                    data = bytes(await stream.receive_some(65536))
-                except _STREAM_ERRORS:
-                    data = b""
-                if handshake.feed(data):
-                    break
-    except rfc6455.HandshakeError as exc:
-        status = exc.status if exc.status >= 200 and exc.status != 101 else None
-        if status is not None:
-            raise ConnectFailed("the server refused the handshake", status) from exc
-        raise ConnectFailed(f"handshake failed: {exc}") from exc
-    except trio.TooSlowError as exc:
-        raise ConnectFailed("the handshake timed out") from exc
-    except _STREAM_ERRORS as exc:
-        raise ConnectFailed(f"handshake failed: {type(exc).__name__}: {exc}") from exc
-    conn = NativeConnection(stream, handshake.trailing_data)
+    failure = await _client_handshake(stream, handshake, handshake_timeout, redact)
+    if failure is not None:
+        raise failure
+    conn = NativeConnection(stream, handshake.trailing_data, redact)
     try:
         yield conn
     finally:
         with trio.CancelScope(shield=True):
             await conn.aclose()
+
+
+async def _client_handshake(
+    stream: trio.abc.Stream,
+    handshake: rfc6455.ClientHandshake,
+    handshake_timeout: float,
+    redact: Redactor,
+) -> ConnectFailed | None:
+    """Write the upgrade request and read the answer (at most ``MAX_HANDSHAKE_BYTES``)
+    within ``handshake_timeout``. Returns the failure instead of raising it (see
+    ``_connect_failed``)."""
+    try:
+        with trio.fail_after(handshake_timeout):
+            await stream.send_all(handshake.request)
+            while True:
+                try:
+                    data = bytes(await stream.receive_some(limits.READ_SIZE))
+                except _STREAM_ERRORS:
+                    data = b""
+                if handshake.feed(data):
+                    return None
+    except rfc6455.HandshakeError as exc:
+        if exc.status >= 200 and exc.status != 101:
+            return _connect_failed(redact, "the server refused the handshake", exc.status, exc)
+        return _connect_failed(redact, f"handshake failed: {exc}", cause=exc)
+    except trio.TooSlowError as exc:
+        return _connect_failed(redact, "the handshake timed out", cause=exc)
+    except _STREAM_ERRORS as exc:
+        return _connect_failed(redact, f"handshake failed: {type(exc).__name__}: {exc}", cause=exc)
 
 
 @asynccontextmanager
@@ -351,22 +501,29 @@ async def websocket_over(
 ) -> AsyncIterator[WebSocketConnection]:
     """A trio-websocket client over an already open stream (TCP, TLS, or in memory).
 
-    Raises ``ConnectFailed`` if the handshake fails; errors raised by the caller's block
-    come out as themselves, not wrapped in exception groups. Closes the WebSocket (not the
+    Raises ``ConnectFailed`` if the handshake fails (its text never quotes a credential),
+    ``LocalProtocolError`` if a header cannot be sent (checked before trio-websocket sees
+    it: h11's own message would quote the value); errors raised by the caller's block come
+    out as themselves, not wrapped in exception groups. Closes the WebSocket (not the
     stream: that is the caller's) on the way out.
     """
+    redact = Redactor.for_request(resource, headers)
     extra = [(name.encode(), value.encode()) for name, value in headers]
+    rfc6455.check_request(resource, extra)
     try:
         async with trio.open_nursery() as nursery:
+            failure: ConnectFailed | None = None
             try:
                 with trio.fail_after(handshake_timeout):
                     ws, scope = await nursery.start(_client, stream, host, resource, extra)
             except BaseExceptionGroup as group:
-                raise _handshake_failure(group) from None
+                failure = _handshake_failure(group, redact)
             except trio.TooSlowError as exc:
-                raise ConnectFailed("the handshake timed out") from exc
+                failure = _connect_failed(redact, "the handshake timed out", cause=exc)
+            if failure is not None:
+                raise failure
             try:
-                yield WebSocketConnection(ws)
+                yield WebSocketConnection(ws, redact)
             finally:
                 with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT):
                     await ws.aclose()
@@ -402,11 +559,13 @@ async def _client(
             await trio.sleep_forever()
 
 
-def _handshake_failure(group: BaseExceptionGroup[BaseException]) -> ConnectFailed:
+def _handshake_failure(group: BaseExceptionGroup[BaseException], redact: Redactor) -> ConnectFailed:
     leaf = _single(group)
     if isinstance(leaf, trio_websocket.ConnectionRejected):
-        return ConnectFailed("the server refused the handshake", leaf.status_code)
-    return ConnectFailed(f"handshake failed: {leaf!r}" if leaf is not None else repr(group))
+        return _connect_failed(redact, "the server refused the handshake", leaf.status_code)
+    return _connect_failed(
+        redact, f"handshake failed: {leaf!r}" if leaf is not None else repr(group)
+    )
 
 
 def _single(group: BaseExceptionGroup[BaseException]) -> BaseException | None:

@@ -1,9 +1,13 @@
-"""The emulator's WebSocket server I/O: the handshake over a trio stream and one socket.
+"""The emulator's WebSocket server I/O: the handshake over a trio stream, then one
+connection driven through the sans-IO ``protocol.websocket.WebSocket`` (its states, its
+closing handshake, its limits).
 
 ``ServerWebSocket`` is read by one task at a time (``receive``) and written by any
-(``send``, serialised by a lock). On plain TCP it waits for readability and then reads the
-socket directly, skipping trio's speculative read that fails with EAGAIN on every message:
-that is most of the per-message cost at this scale. Over TLS it reads the ``SSLStream``.
+(``send``, serialised by a lock). Given a ``ReadReactor`` on plain TCP, the reactor's task
+feeds it and a ``fast_handler`` may take data messages synchronously; it then also reads
+and writes the socket directly, skipping trio's speculative read that fails with EAGAIN on
+every message (most of the per-message cost at this scale). Without a reactor (TLS, the
+portable path, in-memory streams) it only uses the trio stream, and ``receive()`` reads it.
 """
 
 from __future__ import annotations
@@ -11,42 +15,40 @@ from __future__ import annotations
 import collections
 import contextlib
 import socket
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import NoReturn
 
 import trio
 
 from emulator.reactor import ReadReactor
+from protocol import limits
 from protocol.websocket import (
-    OP_BINARY,
-    OP_PONG,
-    Close,
-    FrameParser,
+    ConnectionClosed,
+    ConnectionState,
     HandshakeError,
     HandshakeReader,
     Message,
-    Ping,
+    Role,
     UpgradeRequest,
-    WebSocketProtocolError,
+    WebSocket,
     accept_response,
-    encode_close,
-    encode_frame,
     reject_response,
 )
 
-READ_SIZE: Final = 65536
-CLOSE_TIMEOUT: Final = 2.0
-HANDSHAKE_TIMEOUT: Final = 10.0
+__all__ = [
+    "CloseReason",
+    "ConnectionClosed",
+    "ServerWebSocket",
+    "accept",
+    "accept_upgrade",
+    "reject",
+]
 
-
-class ConnectionClosed(Exception):
-    """The WebSocket is closed: by the client (its code), by us, or abruptly (1006)."""
-
-    def __init__(self, code: int, reason: str) -> None:
-        super().__init__(f"{code} {reason}".strip())
-        self.code = code
-        self.reason = reason
+_READING = (ConnectionState.OPEN, ConnectionState.LOCAL_CLOSING)
+_LOCAL_CLOSING = ConnectionState.LOCAL_CLOSING
+_STREAM_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError)
 
 
 @dataclass(frozen=True)
@@ -56,82 +58,103 @@ class CloseReason:
 
 
 class ServerWebSocket:
-    """One accepted WebSocket. Input arrives in one of two ways: with a ``reactor``
-    (plain TCP), the reactor's task feeds it and ``fast_handler`` may take data messages
-    synchronously; without one (TLS), ``receive()`` reads the stream itself."""
+    """One accepted WebSocket (see the module docstring for the two ways input arrives).
+
+    Holds at most one message being assembled (``max_message_size``), one read of
+    unparsed input, and ``MAX_QUEUED_BYTES`` of messages ``receive()`` has not taken: at
+    that, a reactor stops reading this socket until they are taken."""
 
     def __init__(
         self,
         stream: trio.abc.Stream,
         *,
-        max_message_size: int,
+        max_message_size: int = limits.MAX_CLIENT_MESSAGE_BYTES,
         leftover: bytes = b"",
         reactor: ReadReactor | None = None,
     ) -> None:
         self._stream = stream
-        raw = stream.socket if isinstance(stream, trio.SocketStream) else None
-        self._socket: socket.socket | None = raw._sock if raw is not None else None  # type: ignore[attr-defined]
-        self._parser = FrameParser(max_message_size)
+        self._ws = WebSocket(Role.SERVER, max_message_size=max_message_size)
+        raw: socket.socket | None = None
+        if reactor is not None and isinstance(stream, trio.SocketStream):
+            raw = stream.socket._sock  # type: ignore[attr-defined]  # trio's private socket
+        self._socket = raw
+        self._reactor = reactor if raw is not None else None
+        self._watching = False  # registered with the reactor
         self._messages: collections.deque[bytes | str] = collections.deque()
-        self._replies: list[bytes] = []  # pongs to send, from the synchronous side
-        self._client_close: Close | None = None
-        self._protocol_error: WebSocketProtocolError | None = None
-        self._eof = False
+        self._queued_bytes = 0  # object sizes of the queued messages, not just payloads
+        self._input_ended = False  # EOF read, or the stream closed by us
+        self._internal_error: BaseException | None = None
         self._wakeup = trio.Event()
         self._send_lock = trio.StrictFIFOLock()
         self._reading = False
-        self._close_sent = False
-        self._finished = False
         self._stream_closed = False
-        self.close_reason: CloseReason | None = None
         self.fast_handler: Callable[[bytes | str], bool] | None = None
         """Called synchronously with each data message while nothing waits in the queue;
         returning True means it was handled and ``receive()`` will not see it."""
-        self._reactor = reactor if self._socket is not None else None
         if leftover:
             self._ingest(leftover)
-        if self._reactor is not None and self._socket is not None and not self._input_ended:
-            self._reactor.add(self._socket, self._on_readable, self._on_reader_error)
+        self._watch()
+
+    @property
+    def state(self) -> ConnectionState:
+        return self._ws.state
+
+    @property
+    def close_reason(self) -> CloseReason | None:
+        """The first close (the client's, or ours), 1006 if the stream just ended."""
+        code = self._ws.close_code
+        return None if code is None else CloseReason(code, self._ws.close_reason)
+
+    @property
+    def buffered_bytes(self) -> int:
+        """What the client makes us hold: an unfinished frame or message, and the queue."""
+        return self._ws.buffered_bytes + self._queued_bytes
 
     # --- input (synchronous core, shared by both ways of reading) ----------------------
 
     @property
-    def _input_ended(self) -> bool:
-        return self._eof or self._client_close is not None or self._protocol_error is not None
+    def _reads_more(self) -> bool:
+        return not self._input_ended and self._internal_error is None and self._ws.state in _READING
 
     def _ingest(self, data: bytes) -> None:
+        if self._input_ended:
+            return  # bytes read before an abort() took effect
         if not data:
-            self._eof = True
-            self._stop_reading()
+            self._input_ended = True
+        closing = self._ws.state is _LOCAL_CLOSING
+        news = not data  # something for the async side: the fast path wakes no task
+        for event in self._ws.receive_data(data):
+            if type(event) is not Message:
+                news = True  # a pong owed, or the state changed
+                continue
+            if closing:
+                continue  # we closed: data still in flight is moot
+            handler = self.fast_handler
+            if not self._messages and handler is not None and handler(event.data):
+                continue
+            self._messages.append(event.data)
+            self._queued_bytes += sys.getsizeof(event.data)
+            news = True
+        if news:
             self._wake()
+            self._watch()
+
+    def _watch(self) -> None:
+        """Keep the reactor watching the socket exactly while we want its input."""
+        reactor, sock = self._reactor, self._socket
+        if reactor is None or sock is None:
             return
-        try:
-            events = self._parser.feed(data)
-        except WebSocketProtocolError as exc:
-            self._protocol_error = exc
-            self._stop_reading()
-            self._wake()
-            return
-        for event in events:
-            if isinstance(event, Message):
-                handler = self.fast_handler
-                if not self._messages and handler is not None and handler(event.data):
-                    continue
-                self._messages.append(event.data)
-                self._wake()
-            elif isinstance(event, Ping):
-                self._replies.append(encode_frame(OP_PONG, event.payload))
-                self._wake()
-            elif isinstance(event, Close):
-                self._client_close = event
-                self._stop_reading()
-                self._wake()
-                return
+        wanted = self._reads_more and self._queued_bytes < limits.MAX_QUEUED_BYTES
+        if wanted and not self._watching:
+            reactor.add(sock, self._on_readable, self._on_reader_error)
+        elif self._watching and not wanted:
+            reactor.remove(sock)
+        self._watching = wanted
 
     def _on_readable(self) -> None:
         assert self._socket is not None
         try:
-            data = self._socket.recv(READ_SIZE)
+            data = self._socket.recv(limits.READ_SIZE)
         except BlockingIOError:
             return
         except OSError:
@@ -139,12 +162,10 @@ class ServerWebSocket:
         self._ingest(data)
 
     def _on_reader_error(self, exc: BaseException) -> None:
-        self._protocol_error = WebSocketProtocolError(1011, "internal error")
+        # The reactor dropped the socket: a fast_handler raised.
+        self._watching = False
+        self._internal_error = exc
         self._wake()
-
-    def _stop_reading(self) -> None:
-        if self._reactor is not None and self._socket is not None:
-            self._reactor.remove(self._socket)
 
     def _wake(self) -> None:
         self._wakeup.set()
@@ -156,16 +177,18 @@ class ServerWebSocket:
         """Wait for the next data message (text as ``str``), answering pings meanwhile.
 
         Raises ``ConnectionClosed`` once the client closed (its close is answered), the
-        stream ended (1006) or the client broke the protocol (closed with 1002/1007/1009).
-        """
+        stream ended (1006), the client broke the protocol (we closed with 1002/1007/1009)
+        or a ``fast_handler`` failed (we closed with 1011). Messages that arrived before
+        any of these are returned first."""
         while True:
-            await self._flush_replies()
+            await self._flush()
             if self._messages:
-                return self._messages.popleft()
-            if self._finished or self._input_ended:
+                data = self._messages.popleft()
+                self._queued_bytes -= sys.getsizeof(data)
+                self._watch()
+                return data
+            if not self._reads_more:
                 await self._finish_input()
-                reason = self.close_reason or CloseReason(1006, "")
-                raise ConnectionClosed(reason.code, reason.reason)
             await self._next_input()
 
     async def _next_input(self) -> None:
@@ -175,75 +198,50 @@ class ServerWebSocket:
             return
         self._reading = True
         try:
-            self._ingest(await self._read_some())
+            try:
+                data = bytes(await self._stream.receive_some(limits.READ_SIZE))
+            except _STREAM_ERRORS:
+                data = b""
         finally:
             self._reading = False
+        self._ingest(data)
 
-    async def _read_some(self) -> bytes:
-        sock = self._socket
-        if sock is None:
-            try:
-                return bytes(await self._stream.receive_some(READ_SIZE))
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                return b""
-        while True:
-            try:
-                await trio.lowlevel.wait_readable(sock)
-            except trio.ClosedResourceError:  # abort() from another task
-                return b""
-            try:
-                return sock.recv(READ_SIZE)
-            except BlockingIOError:
-                continue
-            except OSError:
-                return b""
+    async def _flush(self) -> None:
+        """Write what the protocol owes the client: a pong, or the close after a violation."""
+        owed = self._ws.data_to_send()
+        if owed:
+            await self._send_raw(owed)
 
-    async def _flush_replies(self) -> None:
-        while self._replies and not self._close_sent:
-            await self._send_raw(self._replies.pop(0))
-
-    async def _finish_input(self) -> None:
-        """Answer how the input ended: echo the client's close, or close with the error."""
-        if self._protocol_error is not None:
-            error = self._protocol_error
-            await self._send_close(error.code, error.reason)
-            self._peer_finished(CloseReason(error.code, error.reason))
-        elif self._client_close is not None:
-            close = self._client_close
-            if not self._close_sent:
-                await self._send_close(1000 if close.code == 1005 else close.code, "")
-            self._peer_finished(CloseReason(close.code, close.reason))
-        else:
-            self._peer_finished(CloseReason(1006, "connection dropped without a close frame"))
-
-    def _peer_finished(self, reason: CloseReason) -> None:
-        if self.close_reason is None:
-            self.close_reason = reason
-        self._finished = True
+    async def _finish_input(self) -> NoReturn:
+        """Answer how the input ended, then raise ``ConnectionClosed``."""
+        error = self._internal_error
+        if error is not None:
+            await self._send_close(1011, "internal error")
+            raise ConnectionClosed(1011, "internal error") from error
+        if self._ws.state is ConnectionState.REMOTE_CLOSING:
+            await self._send_close(None, "")  # echo the client's code
+        reason = self.close_reason or CloseReason(1006, "")
+        raise ConnectionClosed(reason.code, reason.reason) from self._ws.failure
 
     # --- writing --------------------------------------------------------------------
 
     async def send(self, data: bytes) -> None:
         """Send one binary message. Raises ``ConnectionClosed`` once closing has begun."""
-        if self._close_sent or self._finished:
-            reason = self.close_reason or CloseReason(1006, "")
-            raise ConnectionClosed(reason.code, reason.reason)
-        await self._send_raw(encode_frame(OP_BINARY, data))
+        await self._send_raw(self._ws.send_message(data))
 
     async def _send_raw(self, frame: bytes) -> None:
         sock = self._socket
         if sock is not None and not self._send_lock.locked() and not self._stream_closed:
-            # Fast path: one non-blocking send, no lock round trip, when nothing else is
-            # being sent. Whatever the kernel does not take goes out under the lock: taking
-            # the free lock is immediate, so no other frame can slip in between.
+            # Fast path (reactor mode): one non-blocking send, no lock round trip, when
+            # nothing else is being sent. Whatever the kernel does not take goes out under
+            # the lock: taking the free lock is immediate, so no other frame slips in.
             await trio.lowlevel.checkpoint_if_cancelled()
             try:
                 sent = sock.send(frame)
             except BlockingIOError:
                 sent = 0
             except OSError as exc:
-                self._peer_finished(CloseReason(1006, "connection dropped"))
-                raise ConnectionClosed(1006, "connection dropped") from exc
+                raise self._dropped() from exc
             if sent == len(frame):
                 return
             frame = frame[sent:]
@@ -259,53 +257,69 @@ class ServerWebSocket:
     async def _send_all(self, frame: bytes) -> None:
         try:
             await self._stream.send_all(frame)
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            self._peer_finished(CloseReason(1006, "connection dropped"))
-            raise ConnectionClosed(1006, "connection dropped") from exc
+        except _STREAM_ERRORS as exc:
+            raise self._dropped() from exc
 
-    async def _send_close(self, code: int, reason: str) -> None:
-        if self._close_sent:
+    def _dropped(self) -> ConnectionClosed:
+        """The stream broke under a write: the connection is over (1006 unless a close
+        came first)."""
+        self._end_input()
+        reason = self.close_reason or CloseReason(1006, "")
+        return ConnectionClosed(reason.code, reason.reason or "connection dropped")
+
+    async def _send_close(self, code: int | None, reason: str) -> None:
+        """Send our close once (``code`` None echoes the client's); a broken stream is
+        ignored, as the connection is over either way."""
+        if self._ws.state not in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
             return
-        self._close_sent = True
-        if self.close_reason is None:
-            self.close_reason = CloseReason(code, reason)
+        frame = self._ws.close(code, reason)
+        self._messages.clear()  # closing: what the application did not take is moot
+        self._queued_bytes = 0
+        self._watch()
         with contextlib.suppress(ConnectionClosed):
-            await self._send_raw(encode_close(code, reason))
+            await self._send_raw(frame)
 
     # --- closing --------------------------------------------------------------------
 
     async def aclose(self, code: int = 1000, reason: str = "") -> None:
-        """Close with ``code``: send the close frame, wait (bounded) for the client's, then
-        close TCP. Waiting matters: closing with unread bytes makes the kernel reset the
-        connection, and the client may then never read our close code. Idempotent."""
-        with trio.move_on_after(CLOSE_TIMEOUT):
+        """Close with ``code``: send the close frame, wait (at most ``SERVER_CLOSE_TIMEOUT``)
+        for the client's, then close TCP. Waiting matters: closing with unread bytes makes
+        the kernel reset the connection, and the client may then never read our close
+        code. Idempotent. Raises ``LocalProtocolError`` for a code that may not be sent."""
+        with trio.move_on_after(limits.SERVER_CLOSE_TIMEOUT):
             await self._send_close(code, reason)
-            while not self._input_ended and not self._stream_closed:
+            while self._reads_more:
                 await self._next_input()
         await self.abort()
 
     async def abort(self) -> None:
-        """Close TCP now, with no close frame (the client sees 1006)."""
+        """Close TCP now, with no close frame (the client sees 1006). Idempotent."""
         if not self._stream_closed:
             self._stream_closed = True
-            self._stop_reading()
-            self._peer_finished(CloseReason(1006, "closed"))
-            self._wake()
+            self._end_input()
             await self._stream.aclose()
+
+    def _end_input(self) -> None:
+        if not self._input_ended:
+            self._input_ended = True
+            self._ws.receive_data(b"")
+        self._watch()
+        self._wake()
 
 
 async def accept_upgrade(
     stream: trio.abc.Stream,
 ) -> tuple[UpgradeRequest, bytes] | None:
-    """Read the client's upgrade request. On a bad one, answer with an HTTP error, close
-    the stream and return None."""
-    reader = HandshakeReader()
+    """Read the client's upgrade request (at most ``MAX_HANDSHAKE_BYTES`` within
+    ``HANDSHAKE_TIMEOUT``). On a bad one, answer with an HTTP error and close the stream;
+    on none in time, close the stream. Then return None."""
+    reader = HandshakeReader(limits.MAX_HANDSHAKE_BYTES)
     try:
-        with trio.fail_after(HANDSHAKE_TIMEOUT):
+        with trio.fail_after(limits.HANDSHAKE_TIMEOUT):
             while True:
                 try:
-                    data = bytes(await stream.receive_some(READ_SIZE))
-                except trio.BrokenResourceError:
+                    data = bytes(await stream.receive_some(limits.READ_SIZE))
+                except _STREAM_ERRORS:
                     data = b""
                 request = reader.feed(data)
                 if request is not None:
@@ -313,13 +327,13 @@ async def accept_upgrade(
     except HandshakeError as exc:
         await reject(stream, exc.status, exc.reason.encode())
     except trio.TooSlowError:
-        await stream.aclose()
+        await trio.aclose_forcefully(stream)
     return None
 
 
 async def reject(stream: trio.abc.Stream, status: int, body: bytes) -> None:
     """Refuse the upgrade with an HTTP status and close the stream."""
-    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+    with contextlib.suppress(*_STREAM_ERRORS):
         await stream.send_all(reject_response(status, body))
     await stream.aclose()
 
@@ -329,10 +343,11 @@ async def accept(
     request: UpgradeRequest,
     leftover: bytes,
     *,
-    max_message_size: int,
+    max_message_size: int = limits.MAX_CLIENT_MESSAGE_BYTES,
     reactor: ReadReactor | None = None,
 ) -> ServerWebSocket:
-    """Complete the handshake (101) and return the open WebSocket."""
+    """Complete the handshake (101) and return the open WebSocket. ``reactor`` is used only
+    on plain TCP; without one only the trio stream is used (the portable path)."""
     await stream.send_all(accept_response(request))
     return ServerWebSocket(
         stream, max_message_size=max_message_size, leftover=leftover, reactor=reactor

@@ -1,4 +1,5 @@
-"""RFC 6455, sans-IO: both opening handshakes and the frame codec, for both ends.
+"""RFC 6455, sans-IO, for both ends: the frame codec and the state of one connection
+(the opening handshake is protocol/websocket_handshake.py, re-exported here).
 
 Why not trio-websocket (wsproto) everywhere: measured under load (many sessions, one small
 message every 20 ms each), a bare trio-websocket server costs about 136 µs of CPU per
@@ -7,20 +8,83 @@ task about 45 µs, against a 33 µs floor for trio reading the socket at all (se
 README's performance section). The emulator serves with it (emulator/wsserver.py), and
 the client's ``NativeTransport`` (actors/transport.py) speaks it without a reader task.
 
-``FrameParser.feed(data)`` returns complete events; protocol violations raise
-``WebSocketProtocolError`` carrying the close code to send (1002 protocol error, 1007
-invalid UTF-8, 1009 too big). A server's parser (the default) requires masked frames, a
-client's (``masked=False``) refuses them.
+The connection state machine
+----------------------------
+A WebSocket is closed by a handshake: each side sends one close frame, and after sending
+its own a side sends nothing more. So a connection is in one of four states, whichever
+end we are (this module does not care which role it plays, except for masking):
+
+    OPEN            both directions carry data
+    LOCAL_CLOSING   we sent our close; the peer's data still in flight is read until its
+                    close arrives (or the wait for it times out, in the I/O layer)
+    REMOTE_CLOSING  the peer's close arrived; nothing more is read; we owe it ours
+    CLOSED          both closes went, or the stream ended, or the peer broke the protocol
+
+Four things move it, listed in ``_TRANSITIONS`` (one table, as h11's ``_state.py``): we
+send a close, the peer's close arrives, the peer breaks the protocol (we *fail* the
+connection, RFC 6455 7.1.7: our close frame with the error's code is queued in
+``data_to_send()``, and nothing more is read or sent), or the byte stream ends. A local
+action the table does not allow (a second close) is a ``LocalProtocolError``; sending a
+message once closing began raises ``ConnectionClosed`` (a race with the peer, not misuse).
+Pings are answered only while OPEN, and only the latest unanswered one (RFC 6455 5.5.3
+allows skipping earlier ones), so a ping flood queues one pong, not one per ping.
+
+Input limits are in protocol/limits.py: message size, fragments per message, control
+payloads, handshake heads. A violation closes with 1002 (protocol error), 1007 (invalid
+UTF-8) or 1009 (too big), and is reported as the last event, ``ProtocolViolation``, so
+that the messages before it are not lost.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
+import enum
+import os
 from dataclasses import dataclass
 from typing import Final
 
-import h11
+from protocol import limits
+from protocol.errors import LocalProtocolError, RemoteProtocolError
+from protocol.websocket_handshake import (
+    ClientHandshake,
+    HandshakeError,
+    HandshakeReader,
+    UpgradeRequest,
+    accept_key,
+    accept_response,
+    check_request,
+    reject_response,
+)
+
+__all__ = [
+    "OP_BINARY",
+    "OP_CLOSE",
+    "OP_CONTINUATION",
+    "OP_PING",
+    "OP_PONG",
+    "OP_TEXT",
+    "ClientHandshake",
+    "Close",
+    "ConnectionClosed",
+    "ConnectionState",
+    "Event",
+    "FrameParser",
+    "HandshakeError",
+    "HandshakeReader",
+    "Message",
+    "Ping",
+    "ProtocolViolation",
+    "Role",
+    "UpgradeRequest",
+    "WebSocket",
+    "WebSocketProtocolError",
+    "accept_key",
+    "accept_response",
+    "check_request",
+    "encode_close",
+    "encode_frame",
+    "reject_response",
+    "sendable_close_code",
+]
 
 OP_CONTINUATION: Final = 0x0
 OP_TEXT: Final = 0x1
@@ -28,13 +92,14 @@ OP_BINARY: Final = 0x2
 OP_CLOSE: Final = 0x8
 OP_PING: Final = 0x9
 OP_PONG: Final = 0xA
-_DATA_OPS: Final = (OP_TEXT, OP_BINARY)
-_CONTROL_OPS: Final = (OP_CLOSE, OP_PING, OP_PONG)
-_GUID: Final = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+_MAX_REASON_BYTES: Final = limits.MAX_CONTROL_PAYLOAD - 2  # a close payload starts with its code
 
 
-class WebSocketProtocolError(Exception):
-    """The peer broke RFC 6455; ``code`` is the close code to answer with."""
+# --- errors ------------------------------------------------------------------------------
+
+
+class WebSocketProtocolError(RemoteProtocolError):
+    """The peer broke RFC 6455; ``code`` is the close code we answer with (1002, 1007, 1009)."""
 
     def __init__(self, code: int, reason: str) -> None:
         super().__init__(reason)
@@ -42,165 +107,58 @@ class WebSocketProtocolError(Exception):
         self.reason = reason
 
 
-class HandshakeError(Exception):
-    """The upgrade request is not a valid WebSocket handshake; answer with ``status``."""
+class ConnectionClosed(Exception):
+    """The WebSocket is closing or closed: ``code`` and ``reason`` are the first close
+    (the peer's, or ours when we closed first), 1006 when the stream ended without one."""
 
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(f"{code} {reason}".strip())
+        self.code = code
         self.reason = reason
 
 
-@dataclass(frozen=True)
+# --- events ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
 class Message:
     """A complete data message (text arrives as ``str``)."""
 
     data: bytes | str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Ping:
     payload: bytes
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Close:
+    """The peer's close frame (1005 when it carried no code)."""
+
     code: int
     reason: str
 
 
-Event = Message | Ping | Close
+@dataclass(frozen=True, slots=True)
+class ProtocolViolation:
+    """The peer broke the protocol; always the last event. Nothing after it is parsed."""
 
-
-@dataclass(frozen=True)
-class UpgradeRequest:
-    target: str
-    headers: list[tuple[bytes, bytes]]
-    key: bytes
-
-
-def accept_key(key: bytes) -> bytes:
-    return base64.b64encode(hashlib.sha1(key + _GUID).digest())
-
-
-class HandshakeReader:
-    """Reads one HTTP/1.1 upgrade request with h11; keeps what follows it."""
-
-    def __init__(self, max_size: int = 16384) -> None:
-        self._http = h11.Connection(h11.SERVER, max_incomplete_event_size=max_size)
-
-    def feed(self, data: bytes) -> UpgradeRequest | None:
-        """Feed bytes; the request once complete. Raises ``HandshakeError`` when invalid."""
-        self._http.receive_data(data)
-        try:
-            event = self._http.next_event()
-        except h11.RemoteProtocolError as exc:
-            raise HandshakeError(400, f"bad HTTP request: {exc}") from exc
-        if event is h11.NEED_DATA:
-            if not data:
-                raise HandshakeError(400, "connection closed during the handshake")
-            return None
-        if not isinstance(event, h11.Request):
-            raise HandshakeError(400, "expected an HTTP request")
-        headers = [(name.lower(), value) for name, value in event.headers]
-        found = dict(headers)
-        if event.method != b"GET":
-            raise HandshakeError(405, "a WebSocket handshake is a GET")
-        if (
-            found.get(b"upgrade", b"").lower() != b"websocket"
-            or b"upgrade" not in found.get(b"connection", b"").lower()
-        ):
-            raise HandshakeError(426, "expected Upgrade: websocket")
-        if found.get(b"sec-websocket-version") != b"13":
-            raise HandshakeError(426, "unsupported Sec-WebSocket-Version (13 is required)")
-        key = found.get(b"sec-websocket-key", b"")
-        if len(base64.b64decode(key, validate=False) if key else b"") != 16:
-            raise HandshakeError(400, "missing or malformed Sec-WebSocket-Key")
-        return UpgradeRequest(event.target.decode("latin-1"), headers, key)
+    error: WebSocketProtocolError
 
     @property
-    def trailing_data(self) -> bytes:
-        """Bytes received after the request (the client's first frames, if it was quick)."""
-        data, _closed = self._http.trailing_data
-        return bytes(data)
-
-
-def accept_response(request: UpgradeRequest) -> bytes:
-    return (
-        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        b"Sec-WebSocket-Accept: " + accept_key(request.key) + b"\r\n\r\n"
-    )
-
-
-class ClientHandshake:
-    """A client's opening handshake with h11: ``request`` to write, then ``feed`` the
-    server's answer; keeps what follows it. ``key`` is 16 random bytes, base64-encoded."""
-
-    def __init__(
-        self,
-        host: str,
-        resource: str,
-        headers: list[tuple[bytes, bytes]],
-        key: bytes,
-        max_size: int = 65536,
-    ) -> None:
-        self._key = key
-        self._http = h11.Connection(h11.CLIENT, max_incomplete_event_size=max_size)
-        request = h11.Request(
-            method="GET",
-            target=resource.encode(),
-            headers=[
-                (b"Host", host.encode()),
-                (b"Upgrade", b"websocket"),
-                (b"Connection", b"Upgrade"),
-                (b"Sec-WebSocket-Version", b"13"),
-                (b"Sec-WebSocket-Key", key),
-                *headers,
-            ],
-        )
-        self.request: bytes = self._http.send(request) or b""
-
-    def feed(self, data: bytes) -> bool:
-        """Feed bytes (``b""`` at EOF); True once the upgrade is accepted. Raises
-        ``HandshakeError`` (``status`` 0 when the server did not answer with HTTP)."""
-        if not data:
-            raise HandshakeError(0, "connection closed during the handshake")
-        self._http.receive_data(data)
-        try:
-            event = self._http.next_event()
-        except h11.RemoteProtocolError as exc:
-            raise HandshakeError(0, f"bad HTTP response: {exc}") from exc
-        if event is h11.NEED_DATA:
-            return False
-        if isinstance(event, h11.InformationalResponse) and event.status_code == 101:
-            found = {name.lower(): value for name, value in event.headers}
-            if found.get(b"upgrade", b"").lower() != b"websocket":
-                raise HandshakeError(101, "the server did not upgrade to websocket")
-            if found.get(b"sec-websocket-accept") != accept_key(self._key):
-                raise HandshakeError(101, "wrong Sec-WebSocket-Accept")
-            return True
-        if isinstance(event, h11.Response | h11.InformationalResponse):
-            raise HandshakeError(event.status_code, f"the server answered HTTP {event.status_code}")
-        raise HandshakeError(0, "connection closed during the handshake")
+    def code(self) -> int:
+        return self.error.code
 
     @property
-    def trailing_data(self) -> bytes:
-        """Bytes received after the response (the server's first frames, if it was quick)."""
-        data, _closed = self._http.trailing_data
-        return bytes(data)
+    def reason(self) -> str:
+        return self.error.reason
 
 
-def reject_response(status: int, body: bytes) -> bytes:
-    reason = {
-        400: b"Bad Request",
-        404: b"Not Found",
-        405: b"Method Not Allowed",
-        426: b"Upgrade Required",
-    }
-    return (
-        b"HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
-        b"Connection: close\r\n\r\n" % (status, reason.get(status, b"Error"), len(body)) + body
-    )
+Event = Message | Ping | Close | ProtocolViolation
+
+
+# --- frames out ----------------------------------------------------------------------------
 
 
 def encode_frame(opcode: int, payload: bytes, mask: bytes | None = None) -> bytes:
@@ -220,8 +178,16 @@ def encode_frame(opcode: int, payload: bytes, mask: bytes | None = None) -> byte
 
 
 def encode_close(code: int, reason: str = "", mask: bytes | None = None) -> bytes:
-    payload = code.to_bytes(2, "big") + reason.encode()[:123]
-    return encode_frame(OP_CLOSE, payload, mask)
+    """A close frame; the reason is cut to fit (123 bytes) on a character boundary, so
+    the frame stays valid UTF-8."""
+    return encode_frame(OP_CLOSE, _close_payload(code, reason), mask)
+
+
+def sendable_close_code(code: int) -> bool:
+    """Whether ``code`` may go in a close frame, the same rule both ends apply to the
+    frames they receive (RFC 6455 7.4: 1005, 1006 and 1015 only report what happened
+    locally; 1004 and 1016-2999 are reserved; below 1000 and from 5000 are not codes)."""
+    return 1000 <= code < 5000 and code not in (1004, 1005, 1006, 1015) and not 1016 <= code < 3000
 
 
 def _unmask(payload: bytes, mask: bytes) -> bytes:
@@ -233,29 +199,74 @@ def _unmask(payload: bytes, mask: bytes) -> bytes:
     return (int.from_bytes(payload, "little") ^ key).to_bytes(length, "little")
 
 
-class FrameParser:
-    """Frames in, events out. Enforces masking (client frames are masked, server frames
-    never), sizes, fragmentation and UTF-8."""
+# --- frames in -----------------------------------------------------------------------------
 
-    def __init__(self, max_message_size: int, *, masked: bool = True) -> None:
+
+class FrameParser:
+    """Frames in, events out: masking (client frames are masked, server frames never),
+    sizes, fragmentation, control frames and UTF-8.
+
+    Memory follows what arrived, not what a header announces: a frame's payload moves into
+    the message being assembled as it comes, so at most one frame header and one read stay
+    unparsed, and a fragmented message is one growing buffer, not a list of pieces (empty
+    continuation frames hold nothing). A violation is the last event; then, as after the
+    peer's close, the parser ignores everything it is fed.
+    """
+
+    def __init__(
+        self,
+        max_message_size: int = limits.MAX_SERVER_MESSAGE_BYTES,
+        *,
+        masked: bool = True,
+        max_fragments: int = limits.MAX_FRAGMENTS,
+    ) -> None:
         self.max_message_size = max_message_size
+        self.max_fragments = max_fragments
         self.masked = masked
-        self._buffer = bytearray()
-        self._fragments: list[bytes] = []
-        self._fragment_size = 0
-        self._fragment_opcode: int | None = None
+        self._buffer = bytearray()  # unparsed input: at most a frame header and one read
+        self._done = False  # after a close or a violation: input is ignored
+        # The data frame being read, once its header is parsed (-1: none).
+        self._frame_opcode = -1
+        self._frame_fin = False
+        self._frame_mask = b""
+        self._frame_read = 0
+        self._frame_remaining = 0
+        # The data message being assembled (-1: none).
+        self._message_opcode = -1
+        self._message = bytearray()
+        self._fragments = 0
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes held for an incomplete frame or message: what the peer makes us keep."""
+        return len(self._buffer) + len(self._message)
 
     def feed(self, data: bytes) -> list[Event]:
-        self._buffer += data
+        """Parse ``data``; the complete events, in order (a violation last)."""
         events: list[Event] = []
-        while self._next_frame(events):
-            pass
+        if self._done:
+            return events
+        self._buffer += data
+        try:
+            while self._buffer and self._next_frame(events):
+                pass
+        except WebSocketProtocolError as exc:
+            self._stop()
+            events.append(ProtocolViolation(exc))
         return events
 
+    def _stop(self) -> None:
+        self._done = True
+        self._buffer = bytearray()
+        self._message = bytearray()
+
     def _next_frame(self, events: list[Event]) -> bool:
-        """Consume one whole frame if buffered, appending its event if it completes one."""
+        """Make progress on one frame; False when more input is needed."""
+        if self._frame_opcode >= 0:
+            return self._continue_payload(events)
         buffer = self._buffer
-        if len(buffer) < 2:
+        size = len(buffer)
+        if size < 2:
             return False
         first, second = buffer[0], buffer[1]
         fin, opcode, length = first & 0x80, first & 0x0F, second & 0x7F
@@ -268,59 +279,98 @@ class FrameParser:
             )
         offset = 2
         if length == 126:
-            if len(buffer) < 4:
+            if size < 4:
                 return False
             length, offset = int.from_bytes(buffer[2:4], "big"), 4
         elif length == 127:
-            if len(buffer) < 10:
+            if size < 10:
                 return False
             length, offset = int.from_bytes(buffer[2:10], "big"), 10
-        if opcode in _CONTROL_OPS and (length > 125 or not fin):
-            raise WebSocketProtocolError(1002, "control frames are short and not fragmented")
-        if length + self._fragment_size > self.max_message_size:
-            raise WebSocketProtocolError(1009, f"message larger than {self.max_message_size} bytes")
+            if length >> 63:
+                raise WebSocketProtocolError(1002, "frame length with its top bit set")
+        mask = b""
         if self.masked:
-            end = offset + 4 + length
-            if len(buffer) < end:
+            if size < offset + 4:
                 return False
-            payload = _unmask(bytes(buffer[offset + 4 : end]), bytes(buffer[offset : offset + 4]))
-        else:
-            end = offset + length
-            if len(buffer) < end:
-                return False
+            mask = bytes(buffer[offset : offset + 4])
+            offset += 4
+        if opcode >= 0x8:
+            return self._control_frame(opcode, bool(fin), length, offset, mask, events)
+        self._check_data_frame(opcode, length)
+        end = offset + length
+        if fin and self._message_opcode < 0 and size >= end:
+            # The common case: a whole unfragmented message in the buffer.
             payload = bytes(buffer[offset:end])
-        del buffer[:end]
-        event = self._frame(opcode, bool(fin), payload)
-        if event is not None:
-            events.append(event)
-        return True
+            del buffer[:end]
+            events.append(Message(_decode(opcode, _unmask(payload, mask) if mask else payload)))
+            return True
+        del buffer[:offset]
+        if self._message_opcode < 0:
+            self._message_opcode = opcode
+        self._fragments += 1
+        self._frame_opcode, self._frame_fin, self._frame_mask = opcode, bool(fin), mask
+        self._frame_read, self._frame_remaining = 0, length
+        return self._continue_payload(events)
 
-    def _frame(self, opcode: int, fin: bool, payload: bytes) -> Event | None:
-        if opcode == OP_PING:
-            return Ping(payload)
-        if opcode == OP_PONG:
-            return None
-        if opcode == OP_CLOSE:
-            return _close_event(payload)
-        if opcode in _DATA_OPS:
-            if self._fragment_opcode is not None:
-                raise WebSocketProtocolError(1002, "new message before the last one finished")
-            if fin:
-                return Message(_decode(opcode, payload))
-            self._fragment_opcode = opcode
-        elif opcode == OP_CONTINUATION:
-            if self._fragment_opcode is None:
+    def _check_data_frame(self, opcode: int, length: int) -> None:
+        if opcode == OP_CONTINUATION:
+            if self._message_opcode < 0:
                 raise WebSocketProtocolError(1002, "continuation frame without a message")
+            if self._fragments >= self.max_fragments:
+                raise WebSocketProtocolError(
+                    1009, f"message in more than {self.max_fragments} frames"
+                )
+        elif opcode in (OP_TEXT, OP_BINARY):
+            if self._message_opcode >= 0:
+                raise WebSocketProtocolError(1002, "new message before the last one finished")
         else:
             raise WebSocketProtocolError(1002, f"unknown opcode {opcode}")
-        self._fragments.append(payload)
-        self._fragment_size += len(payload)
-        if not fin:
-            return None
-        whole, message_opcode = b"".join(self._fragments), self._fragment_opcode
-        self._fragments, self._fragment_size, self._fragment_opcode = [], 0, None
-        assert message_opcode is not None
-        return Message(_decode(message_opcode, whole))
+        if len(self._message) + length > self.max_message_size:
+            raise WebSocketProtocolError(1009, f"message larger than {self.max_message_size} bytes")
+
+    def _continue_payload(self, events: list[Event]) -> bool:
+        """Move what arrived of the current data frame into the message being assembled."""
+        buffer = self._buffer
+        take = min(self._frame_remaining, len(buffer))
+        if take:
+            chunk = bytes(buffer[:take])
+            del buffer[:take]
+            if self._frame_mask:
+                rotate = self._frame_read % 4
+                chunk = _unmask(chunk, self._frame_mask[rotate:] + self._frame_mask[:rotate])
+            self._message += chunk
+            self._frame_read += take
+            self._frame_remaining -= take
+        if self._frame_remaining:
+            return False
+        self._frame_opcode = -1
+        if self._frame_fin:
+            whole, opcode = bytes(self._message), self._message_opcode
+            self._message = bytearray()
+            self._message_opcode, self._fragments = -1, 0
+            events.append(Message(_decode(opcode, whole)))
+        return True
+
+    def _control_frame(
+        self, opcode: int, fin: bool, length: int, offset: int, mask: bytes, events: list[Event]
+    ) -> bool:
+        if opcode not in (OP_CLOSE, OP_PING, OP_PONG):
+            raise WebSocketProtocolError(1002, f"unknown opcode {opcode}")
+        if length > limits.MAX_CONTROL_PAYLOAD or not fin:
+            raise WebSocketProtocolError(1002, "control frames are short and not fragmented")
+        end = offset + length
+        if len(self._buffer) < end:
+            return False  # short: parsed again, whole, when the rest arrives
+        payload = bytes(self._buffer[offset:end])
+        del self._buffer[:end]
+        if mask:
+            payload = _unmask(payload, mask)
+        if opcode == OP_PING:
+            events.append(Ping(payload))
+        elif opcode == OP_CLOSE:
+            events.append(_close_event(payload))
+            self._stop()  # a peer sends nothing after its close
+        return True
 
 
 def _decode(opcode: int, payload: bytes) -> bytes | str:
@@ -338,10 +388,191 @@ def _close_event(payload: bytes) -> Close:
     if len(payload) == 1:
         raise WebSocketProtocolError(1002, "close frame with a 1-byte payload")
     code = int.from_bytes(payload[:2], "big")
-    if code < 1000 or code in (1004, 1005, 1006, 1015) or 1016 <= code < 3000 or code >= 5000:
+    if not sendable_close_code(code):
         raise WebSocketProtocolError(1002, f"invalid close code {code}")
     try:
         reason = payload[2:].decode("utf-8")
     except UnicodeDecodeError as exc:
         raise WebSocketProtocolError(1007, "close reason is not valid UTF-8") from exc
     return Close(code, reason)
+
+
+# --- the connection ------------------------------------------------------------------------
+
+
+class Role(enum.Enum):
+    CLIENT = "client"  # masks what it sends, refuses masked frames
+    SERVER = "server"  # sends unmasked, requires masked frames
+
+
+class ConnectionState(enum.Enum):
+    OPEN = "open"
+    LOCAL_CLOSING = "local closing"
+    REMOTE_CLOSING = "remote closing"
+    CLOSED = "closed"
+
+
+class _Input(enum.Enum):
+    SEND_CLOSE = "we send our close"
+    RECEIVE_CLOSE = "the peer's close arrives"
+    PEER_VIOLATION = "the peer breaks the protocol"
+    STREAM_ENDED = "the byte stream ends"
+
+
+_OPEN, _LOCAL, _REMOTE, _CLOSED = ConnectionState
+# Every legal move. A local input missing here is a LocalProtocolError; remote ones cannot
+# happen elsewhere (nothing is parsed in REMOTE_CLOSING or CLOSED).
+_TRANSITIONS: Final[dict[tuple[ConnectionState, _Input], ConnectionState]] = {
+    (_OPEN, _Input.SEND_CLOSE): _LOCAL,
+    (_OPEN, _Input.RECEIVE_CLOSE): _REMOTE,
+    (_OPEN, _Input.PEER_VIOLATION): _CLOSED,
+    (_OPEN, _Input.STREAM_ENDED): _CLOSED,
+    (_LOCAL, _Input.RECEIVE_CLOSE): _CLOSED,
+    (_LOCAL, _Input.PEER_VIOLATION): _CLOSED,
+    (_LOCAL, _Input.STREAM_ENDED): _CLOSED,
+    (_REMOTE, _Input.SEND_CLOSE): _CLOSED,
+    (_REMOTE, _Input.STREAM_ENDED): _CLOSED,
+    (_CLOSED, _Input.STREAM_ENDED): _CLOSED,
+}
+# Besides the moves: messages and pongs are sent only in OPEN; frames are read in OPEN and
+# LOCAL_CLOSING (data in flight when we closed still comes). Checked by identity in the
+# per-message paths below.
+
+
+class WebSocket:
+    """One WebSocket connection after the opening handshake, either end, no I/O.
+
+    Bytes in: ``receive_data(data)`` (``b""`` when the stream ended) returns events.
+    Bytes out: ``send_message``/``close`` return the bytes to write, and after each
+    ``receive_data`` the caller writes ``data_to_send()`` (a pong, or the close that fails
+    the connection after a violation). ``state`` follows the module's table.
+    """
+
+    def __init__(
+        self,
+        role: Role,
+        *,
+        max_message_size: int | None = None,
+        max_fragments: int = limits.MAX_FRAGMENTS,
+    ) -> None:
+        self.role = role
+        client = role is Role.CLIENT
+        if max_message_size is None:
+            max_message_size = (
+                limits.MAX_SERVER_MESSAGE_BYTES if client else limits.MAX_CLIENT_MESSAGE_BYTES
+            )
+        self._parser = FrameParser(max_message_size, masked=not client, max_fragments=max_fragments)
+        self._masked = client
+        self.state = ConnectionState.OPEN
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self.failure: WebSocketProtocolError | None = None
+        self._peer_close: Close | None = None
+        self._pong: bytes | None = None
+        self._owed_close = b""
+        self._stream_ended = False
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes held for an incomplete frame or message."""
+        return self._parser.buffered_bytes
+
+    # --- input ---
+
+    def receive_data(self, data: bytes) -> list[Event]:
+        """Bytes from the peer, ``b""`` once the stream ended (again: no effect); the events
+        they complete. Ignored unless OPEN or LOCAL_CLOSING."""
+        if not data:
+            if not self._stream_ended:
+                self._stream_ended = True
+                self._move(_Input.STREAM_ENDED)
+                self._first_close(1006, "")
+            return []
+        if self._stream_ended:
+            raise LocalProtocolError("data fed after the end of the stream")
+        state = self.state
+        if state is not _OPEN and state is not _LOCAL:
+            return []
+        events = self._parser.feed(data)
+        for event in events:
+            if type(event) is not Message:
+                self._on_control(event)
+        return events
+
+    def _on_control(self, event: Event) -> None:
+        if isinstance(event, Ping):
+            if self.state is _OPEN:
+                self._pong = event.payload  # the latest ping wins
+        elif isinstance(event, Close):
+            self._peer_close = event
+            self._move(_Input.RECEIVE_CLOSE)
+            self._first_close(event.code, event.reason)
+        elif isinstance(event, ProtocolViolation):
+            error = event.error
+            self.failure = error
+            if self.state is _OPEN:
+                self._owed_close = self._frame(OP_CLOSE, _close_payload(error.code, error.reason))
+            self._pong = None
+            self._move(_Input.PEER_VIOLATION)
+            self._first_close(error.code, error.reason)
+
+    def data_to_send(self) -> bytes:
+        """Frames owed to the peer: a pong for the latest ping (while OPEN), or the close
+        that fails the connection after a violation. Empty when nothing is owed."""
+        data = self._owed_close
+        if self._pong is not None:
+            if self.state is _OPEN:
+                data = self._frame(OP_PONG, self._pong) + data
+            self._pong = None
+        self._owed_close = b""
+        return data
+
+    # --- output ---
+
+    def send_message(self, data: bytes | str) -> bytes:
+        """The frame for one message (``str`` as text). Raises ``ConnectionClosed`` once
+        closing has begun."""
+        if self.state is not _OPEN:
+            raise ConnectionClosed(self.close_code or 1006, self.close_reason)
+        if isinstance(data, str):
+            return self._frame(OP_TEXT, data.encode())
+        return self._frame(OP_BINARY, data)
+
+    def close(self, code: int | None = None, reason: str = "") -> bytes:
+        """Our close frame: starts the closing handshake (OPEN) or answers the peer's
+        (REMOTE_CLOSING; ``code`` None echoes the peer's). The reason is cut to 123 bytes on
+        a character boundary. Raises ``LocalProtocolError`` if our close was already sent
+        or ``code`` may not be sent."""
+        if code is None:
+            peer = self._peer_close
+            code = peer.code if peer is not None and peer.code != 1005 else 1000
+        if not sendable_close_code(code):
+            raise LocalProtocolError(f"close code {code} may not be sent")
+        self._move(_Input.SEND_CLOSE)
+        self._first_close(code, reason)
+        self._pong = None
+        return self._frame(OP_CLOSE, _close_payload(code, reason))
+
+    # --- internals ---
+
+    def _move(self, happened: _Input) -> None:
+        try:
+            self.state = _TRANSITIONS[self.state, happened]
+        except KeyError:
+            raise LocalProtocolError(
+                f"cannot happen in state {self.state.name}: {happened.value}"
+            ) from None
+
+    def _first_close(self, code: int, reason: str) -> None:
+        if self.close_code is None:
+            self.close_code, self.close_reason = code, reason
+
+    def _frame(self, opcode: int, payload: bytes) -> bytes:
+        return encode_frame(opcode, payload, os.urandom(4) if self._masked else None)
+
+
+def _close_payload(code: int, reason: str) -> bytes:
+    encoded = reason.encode()
+    if len(encoded) > _MAX_REASON_BYTES:
+        encoded = encoded[:_MAX_REASON_BYTES].decode("utf-8", "ignore").encode()
+    return code.to_bytes(2, "big") + encoded

@@ -16,6 +16,7 @@ from actors.transport import (
     CLOSE_TIMEOUT,
     MAX_MESSAGE_SIZE,
     ConnectFailed,
+    PeerProtocolViolation,
     TransportClosed,
     native_over,
 )
@@ -151,8 +152,11 @@ async def test_a_dropped_stream_is_1006() -> None:
         (bytes((0xC2, 1)) + b"x", 1002),  # a reserved bit without an extension
         (bytes((0x81, 2)) + b"\xff\xfe", 1007),  # text that is not UTF-8
         (bytes((0x82, 127)) + (MAX_MESSAGE_SIZE + 1).to_bytes(8, "big"), 1009),
+        (bytes((0x82, 127)) + (1 << 62).to_bytes(8, "big"), 1009),
+        (bytes((0x88, 1)) + b"\x03", 1002),  # a 1-byte close
+        (bytes((0x88, 2)) + (1004).to_bytes(2, "big"), 1002),  # a reserved close code
     ],
-    ids=["masked", "reserved-bit", "bad-utf8", "too-big"],
+    ids=["masked", "reserved-bit", "bad-utf8", "too-big", "2^62", "one-byte-close", "close-1004"],
 )
 async def test_a_protocol_violation_closes_with_its_code(frame: bytes, code: int) -> None:
     client, server = trio.testing.memory_stream_pair()
@@ -166,10 +170,12 @@ async def test_a_protocol_violation_closes_with_its_code(frame: bytes, code: int
 
         nursery.start_soon(serve)
         async with native_over(client, "h", "/", HEADERS) as conn:
-            with pytest.raises(TransportClosed) as info:
+            with pytest.raises(PeerProtocolViolation) as info:
                 await conn.receive()
             assert info.value.code == code
-            assert "the server broke the protocol" in info.value.reason
+            assert "the server broke the WebSocket protocol" in str(info.value)
+            with pytest.raises(PeerProtocolViolation):  # and so does sending, after
+                await conn.send(b"late")
     assert sent[0][0] == 0x80 | rfc6455.OP_CLOSE
     assert int.from_bytes(sent[0][1][:2], "big") == code
 
@@ -248,3 +254,50 @@ async def test_a_handshake_with_no_answer_times_out(autojump_clock: MockClock) -
     with pytest.raises(ConnectFailed, match="timed out"):
         async with native_over(client, "h", "/", HEADERS, handshake_timeout=3):
             pass
+
+
+class SendFails(trio.abc.Stream):
+    """A stream whose sending side breaks on demand while its receiving side still works."""
+
+    def __init__(self, inner: trio.abc.Stream) -> None:
+        self.inner = inner
+        self.broken = False
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        if self.broken:
+            raise trio.BrokenResourceError("reset")
+        await self.inner.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.inner.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        return await self.inner.receive_some(max_bytes)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_a_failed_send_ends_the_connection_for_a_receiver_already_reading() -> None:
+    """Found by the soak: a send failing while ``receive`` waited for data, which then
+    arrived, fed the codec after the end of its stream (a LocalProtocolError)."""
+    client, server = trio.testing.memory_stream_pair()
+    flaky = SendFails(client)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(accept, server)
+        async with native_over(flaky, "h", "/", HEADERS) as conn:
+            errors: list[TransportClosed] = []
+
+            async def read() -> None:
+                with pytest.raises(TransportClosed) as info:
+                    await conn.receive()
+                errors.append(info.value)
+
+            nursery.start_soon(read)
+            await trio.testing.wait_all_tasks_blocked()
+            flaky.broken = True
+            with pytest.raises(TransportClosed, match="sending failed"):
+                await conn.send(b"x")
+            await server.send_all(rfc6455.encode_frame(rfc6455.OP_BINARY, b"late"))
+            await trio.testing.wait_all_tasks_blocked()
+            assert [e.code for e in errors] == [1006]

@@ -24,6 +24,7 @@ from protocol.websocket import (
     HandshakeReader,
     Message,
     Ping,
+    ProtocolViolation,
     WebSocketProtocolError,
     accept_key,
     encode_close,
@@ -192,9 +193,12 @@ def test_close_frames() -> None:
     ],
 )
 def test_protocol_violations_carry_their_close_code(data: bytes, code: int) -> None:
-    with pytest.raises(WebSocketProtocolError) as info:
-        FrameParser(max_message_size=1024).feed(data)
-    assert info.value.code == code
+    events = FrameParser(max_message_size=1024).feed(data)
+    assert len(events) == 1
+    violation = events[0]
+    assert isinstance(violation, ProtocolViolation)
+    assert isinstance(violation.error, WebSocketProtocolError)
+    assert violation.code == code
 
 
 def test_server_frames_are_unmasked_and_final() -> None:
