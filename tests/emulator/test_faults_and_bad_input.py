@@ -15,7 +15,7 @@ import trio_websocket
 from trio.testing import MockClock
 
 from emulator import Behaviour, FaultSpecError, Reply, Scenario, Turn, open_emulator, parse_fault
-from emulator.server import INVALID_KEY_REASON
+from emulator.handshake import INVALID_KEY_REASON
 from protocol import RemoteProtocolError, decode_server
 from protocol import wire as w
 from tests.emulator.client import GEMINI_PATH, audio_of, closed_with, connect, setup, speech
