@@ -241,6 +241,8 @@ class SessionDriver:
                 self._calls_answered.set()
             if Reaction.USER_TURN in reaction:
                 self._turn_ready.set()
+            if Reaction.MERGED in reaction:
+                self.services.stats.user_turns_merged += 1
 
     # --- replying -------------------------------------------------------------------
 

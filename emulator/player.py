@@ -46,7 +46,7 @@ class Pause:
 @dataclass(frozen=True, slots=True)
 class PaceUntil:
     deadline: float  # on the player's clock
-    lag: float  # how late the chunk just sent was on its real-time schedule
+    lag: float  # how far past the next chunk's real-time slot we are (ahead: negative)
 
 
 @dataclass(frozen=True, slots=True)

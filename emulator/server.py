@@ -270,15 +270,16 @@ async def open_emulator(
             io=chosen,
             max_connections=max_connections,
         )
+        # Bound before the nursery, so that a port in use is a plain OSError.
+        listeners = await trio.open_tcp_listeners(port, host=host)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(emulator.run_reactor)
             nursery.start_soon(emulator.pacer.run)
-            listeners = await nursery.start(
+            await nursery.start(
                 partial(
-                    trio.serve_tcp,
+                    trio.serve_listeners,
                     partial(emulator.handle_stream, server_ssl=server_ssl),
-                    port,
-                    host=host,
+                    listeners,
                     handler_nursery=nursery,
                 )
             )

@@ -25,6 +25,7 @@ class EmulatorStats:
     messages_in: int = 0
     messages_out: int = 0
     turns: int = 0
+    user_turns_merged: int = 0  # turns faster than replies, past MAX_PENDING_USER_TURNS
     paced_chunks: int = 0
     chunks_late: int = 0
     max_lag: float = 0.0
@@ -52,6 +53,7 @@ class EmulatorStats:
             "messages_in": self.messages_in,
             "messages_out": self.messages_out,
             "turns": self.turns,
+            "user_turns_merged": self.user_turns_merged,
             "paced_chunks": self.paced_chunks,
             "pacing_lag_ms": {
                 "p50": round(float(percentiles[0]), 3),

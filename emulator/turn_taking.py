@@ -34,6 +34,7 @@ class Reaction(enum.Flag):
     NONE = 0
     BARGE_IN = enum.auto()  # the reply playing now must stop
     USER_TURN = enum.auto()  # a finished user turn waits in next_turn()
+    MERGED = enum.auto()  # ... merged into the last pending one (the limit was reached)
 
 
 @dataclass(frozen=True)
@@ -115,4 +116,5 @@ class TurnTaking:
             merged = " ".join(texts)[-MAX_TEXT_CHARS:] if texts else None
             self._pending[-1] = UserTurn(merged)
             self.turns_merged += 1
+            return Reaction.USER_TURN | Reaction.MERGED
         return Reaction.USER_TURN

@@ -14,14 +14,13 @@ from __future__ import annotations
 # deep recursion or a million Python objects. Past any of them: RemoteProtocolError.
 
 MAX_JSON_DEPTH = 100  # arrays/objects nested in one frame; the top-level object is 1
-MAX_JSON_CONTAINERS = 100_000  # arrays + objects in one frame (~30 MB of Python objects)
-JSON_INT_MIN = -(2**63)  # integers anywhere (msgspec's range: int64 and uint64)
-JSON_INT_MAX = 2**64 - 1
-# Floats must be finite (1e999 and NaN are refused); a string's length is bounded only by
-# the WebSocket message size (below).
+MAX_JSON_CONTAINERS = 100_000  # arrays + objects in one frame (bounds the Python objects)
+MAX_JSON_INT_DIGITS = 4_300  # Python's int_max_str_digits, which msgspec applies
+# Floats must be finite: 1e309 and the NaN/Infinity literals are refused. A string is
+# bounded by the WebSocket message size (below) alone.
 MAX_DURATION_SECONDS = 315_576_000_000  # a protobuf Duration ("9.5s"): 10,000 years
-MIN_AUDIO_RATE = 8_000  # the rate= of an audio/pcm mimeType, Hz: a lower rate would make
-MAX_AUDIO_RATE = 192_000  # resampling to 16/24 kHz expand each chunk over 3x (or shrink it)
+MIN_AUDIO_RATE = 8_000  # Hz in an audio/pcm mimeType: lower would make a resampler to
+MAX_AUDIO_RATE = 192_000  # 24 kHz triple each chunk; higher is no audio rate in use
 
 # --- WebSocket frames and messages (protocol.websocket, both ends) ----------------------
 

@@ -507,6 +507,7 @@ def _server_audio_fast_path(frame: bytes | str) -> ServerMessage | None:
 # A JSON string (escapes included): removed before counting brackets, which strings may hold.
 _JSON_STRING: Final = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _NOT_A_BRACKET: Final = bytes(b for b in range(256) if b not in b"[]{}")
+_ONE_KIND: Final = bytes.maketrans(b"{}", b"[]")  # depth only: the parser checks the kinds
 
 
 def check_json_limits(frame: bytes | str) -> None:
@@ -519,8 +520,8 @@ def check_json_limits(frame: bytes | str) -> None:
     data = frame.encode("utf-8", "surrogatepass") if isinstance(frame, str) else frame
     if data.count(b"{") + data.count(b"[") <= limits.MAX_JSON_DEPTH:
         return  # neither limit can be reached (brackets inside strings only add)
-    brackets = _JSON_STRING.sub(b"", data).translate(None, _NOT_A_BRACKET)
-    containers = brackets.count(b"{") + brackets.count(b"[")
+    brackets = _JSON_STRING.sub(b"", data).translate(_ONE_KIND, _NOT_A_BRACKET)
+    containers = brackets.count(b"[")
     if containers > limits.MAX_JSON_CONTAINERS:
         raise RemoteProtocolError(
             f"frame holds {containers} JSON arrays and objects, over the limit of "
@@ -530,10 +531,12 @@ def check_json_limits(frame: bytes | str) -> None:
     for _ in range(limits.MAX_JSON_DEPTH):
         if not brackets:
             return
-        shorter = brackets.replace(b"[]", b"").replace(b"{}", b"")
-        if len(shorter) == len(brackets):
-            raise RemoteProtocolError("frame is not valid JSON: brackets do not pair")
-        brackets = shorter
+        inner = brackets.replace(b"[]", b"")
+        if len(inner) == len(brackets):  # nothing pairs any more
+            if brackets.count(b"[") <= limits.MAX_JSON_DEPTH:
+                raise RemoteProtocolError("frame is not valid JSON: brackets do not pair")
+            break  # more left open than the limit: too deep, whatever follows
+        brackets = inner
     if brackets:
         raise RemoteProtocolError(
             f"frame nests JSON deeper than the limit of {limits.MAX_JSON_DEPTH}"
