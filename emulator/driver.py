@@ -42,7 +42,7 @@ from emulator.player import (
 )
 from emulator.scenario import Scenario
 from emulator.stats import EmulatorStats
-from emulator.turn_taking import Reaction, TurnTaking, UserTurn
+from emulator.turn_taking import NO_REACTION, Reaction, TurnTaking, UserTurn
 from emulator.wsserver import ConnectionClosed, ServerWebSocket
 from protocol import RemoteProtocolError, decode_client
 from protocol import wire as w
@@ -232,10 +232,10 @@ class SessionDriver:
         if event is None:
             return
         assert self._turns is not None  # set before the reader starts
-        if isinstance(event, ToolResponsesReceived) and event.answered:
-            self._calls_answered.set()
         reaction = self._turns.handle(event)
-        if reaction:
+        if type(event) is ToolResponsesReceived and event.answered:
+            self._calls_answered.set()
+        if reaction is not NO_REACTION:
             if Reaction.BARGE_IN in reaction:
                 self.interrupt.set()
                 self._calls_answered.set()

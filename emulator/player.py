@@ -19,9 +19,10 @@ branch here, or a new step kind the driver learns to perform.
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Iterator, Sequence
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Final
+
+import msgspec
 
 from emulator.audio import OUTPUT_RATE, read_wav, synthesize_speech
 from emulator.conversation import Conversation
@@ -33,34 +34,28 @@ from protocol.server_session import SessionConfig
 TOKENS_PER_AUDIO_SECOND: Final = 32  # the service's accounting for audio
 
 
-@dataclass(frozen=True, slots=True)
-class Send:
+class Send(msgspec.Struct, frozen=True, gc=False):
     message: w.ServerMessage
 
 
-@dataclass(frozen=True, slots=True)
-class Pause:
+class Pause(msgspec.Struct, frozen=True, gc=False):
     seconds: float  # 0: just let others run (and notice a barge-in)
 
 
-@dataclass(frozen=True, slots=True)
-class PaceUntil:
+class PaceUntil(msgspec.Struct, frozen=True, gc=False):
     deadline: float  # on the player's clock
     lag: float  # how far past the next chunk's real-time slot we are (ahead: negative)
 
 
-@dataclass(frozen=True, slots=True)
-class AwaitTools:
+class AwaitTools(msgspec.Struct, frozen=True, gc=False):
     call_ids: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Checkpoint:
+class Checkpoint(msgspec.Struct, frozen=True, gc=False):
     point: Point
 
 
-@dataclass(frozen=True, slots=True)
-class UpdateResumption:
+class UpdateResumption(msgspec.Struct, frozen=True, gc=False):
     resumable: bool
 
 

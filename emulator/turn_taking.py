@@ -15,9 +15,10 @@ from __future__ import annotations
 import enum
 from collections import deque
 from dataclasses import dataclass
+from typing import Final
 
 from emulator.limits import MAX_PENDING_USER_TURNS, MAX_TEXT_CHARS
-from emulator.vad import EnergyVad
+from emulator.vad import EnergyVad, Transition
 from protocol.server_session import (
     ActivityEnded,
     ActivityStarted,
@@ -35,6 +36,9 @@ class Reaction(enum.Flag):
     BARGE_IN = enum.auto()  # the reply playing now must stop
     USER_TURN = enum.auto()  # a finished user turn waits in next_turn()
     MERGED = enum.auto()  # ... merged into the last pending one (the limit was reached)
+
+
+NO_REACTION: Final = Reaction.NONE  # a module constant: checked on every audio chunk
 
 
 @dataclass(frozen=True)
@@ -71,7 +75,8 @@ class TurnTaking:
     def handle(self, event: ClientEvent) -> Reaction:
         """Take one client event; what it does to the floor."""
         if type(event) is AudioReceived:  # almost every event: first, and cheap
-            return self._on_audio(event.data) if self.automatic else Reaction.NONE
+            transitions = self.vad.feed(event.data) if self.automatic else None
+            return self._on_transitions(transitions) if transitions else NO_REACTION
         if isinstance(event, TextReceived):
             return self._speech_started() | self._queue(UserTurn(event.text))
         if isinstance(event, ContentReceived):
@@ -84,9 +89,9 @@ class TurnTaking:
             return self._speech_ended()
         return Reaction.NONE
 
-    def _on_audio(self, pcm: bytes) -> Reaction:
+    def _on_transitions(self, transitions: list[Transition]) -> Reaction:
         reaction = Reaction.NONE
-        for transition in self.vad.feed(pcm):
+        for transition in transitions:
             reaction |= self._speech_started() if transition == "start" else self._speech_ended()
         return reaction
 

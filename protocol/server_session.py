@@ -191,6 +191,7 @@ class ServerSession:
         self._pending: dict[str, str] = {}  # call id -> name: issued here, not yet answered
         self._mime_type = ""  # the last audio mimeType and its rate, parsed once
         self._rate = INPUT_RATE
+        self._input_allowed = False  # the table's (state, SEND_INPUT), kept with the state
 
     @property
     def pending_calls(self) -> tuple[str, ...]:
@@ -213,7 +214,9 @@ class ServerSession:
         Raises ``ClientRejected`` (nothing changed) for a message the service refuses.
         """
         event: ClientEvent | None
-        if isinstance(message, wire.Setup):
+        if type(message) is wire.RealtimeInput and message.audio and self._input_allowed:
+            event = self._on_audio(message.audio)  # almost every message: first
+        elif isinstance(message, wire.Setup):
             event = self._on_setup(message)
         else:
             self._check_input_allowed(message)
@@ -229,7 +232,7 @@ class ServerSession:
         return event
 
     def _check_input_allowed(self, message: wire.ClientMessage) -> None:
-        if TRANSITIONS.get((self.state, E.SEND_INPUT)) is not None:
+        if self._input_allowed:
             return
         key = wire.envelope_key(message)
         if self.state is S.IDLE:
@@ -243,6 +246,7 @@ class ServerSession:
         self._check_setup(setup, config)
         self.config = config
         self.state = TRANSITIONS[(self.state, E.SEND_SETUP)]
+        self._input_allowed = (self.state, E.SEND_INPUT) in TRANSITIONS
         return SetupRequested(config)
 
     def _check_setup(self, setup: wire.Setup, config: SessionConfig) -> None:
@@ -308,17 +312,20 @@ class ServerSession:
         record = self._live_record()
         data = blob.data or b""
         seconds = record.audio_seconds + len(data) / (2 * INPUT_RATE)
+        if seconds > self.rules.session_audio_limit_s or record.video_seen:
+            self._check_audio_allowance(record, seconds)
+        record.audio_seconds = seconds
+        return AudioReceived(data, self._rate)
+
+    def _check_audio_allowance(self, record: SessionRecord, seconds: float) -> None:
+        rules = self.rules
         limit = (
-            self.rules.session_audio_video_limit_s
-            if record.video_seen
-            else self.rules.session_audio_limit_s
+            rules.session_audio_video_limit_s if record.video_seen else rules.session_audio_limit_s
         )
         if seconds > limit and not self._live_config().compression:
             raise ClientRejected(
                 1000, "session length limit reached; enable contextWindowCompression"
             )
-        record.audio_seconds = seconds
-        return AudioReceived(data, self._rate)
 
     def _audio_rate(self, mime_type: str) -> int:
         if not mime_type.startswith("audio/pcm"):
@@ -421,14 +428,17 @@ class ServerSession:
                 anomalies += 1
             else:
                 raise LocalProtocolError(f"cannot send {what} in state {state.value}", field=what)
-        calls = (message.tool_call.function_calls or []) if message.tool_call is not None else []
-        self._check_calls(calls)
-        self.state = state
-        self.anomalies += anomalies
-        self._pending.update((call.id or "", call.name or "") for call in calls)
+        if message.tool_call is not None:
+            calls = message.tool_call.function_calls or []
+            self._check_calls(calls)
+            self._pending.update((call.id or "", call.name or "") for call in calls)
         if message.tool_call_cancellation is not None:
             for call_id in message.tool_call_cancellation.ids or ():
                 self._pending.pop(call_id, None)
+        if state is not self.state:
+            self.state = state
+            self._input_allowed = (state, E.SEND_INPUT) in TRANSITIONS
+        self.anomalies += anomalies
         self.messages_sent += 1
         return frame
 

@@ -38,6 +38,10 @@ class State(enum.Enum):
     GENERATION_DONE = "generation_done"
     INTERRUPTED = "interrupted"
 
+    # Members are singletons compared by identity: hash them as such, in C. (Enum's own
+    # __hash__ is Python code, run twice for every table lookup, on every message.)
+    __hash__ = object.__hash__
+
 
 class Event(enum.Enum):
     SEND_SETUP = "send setup"
@@ -48,6 +52,8 @@ class Event(enum.Enum):
     INTERRUPTED = "interrupted"
     TURN_COMPLETE = "turnComplete"
     INFO = "info"  # usage, resumption, goAway, input transcription, voice activity
+
+    __hash__ = object.__hash__  # as State's
 
 
 S, E = State, Event
