@@ -11,7 +11,7 @@ import pytest
 import emulator.reactor
 from emulator import Behaviour, Reply, Scenario, ToolCallSpec, Turn
 from emulator.conversation import Conversation, ConversationStore
-from emulator.handshake import credential_accepted
+from emulator.handshake import credential_accepted, parse_handshake
 from emulator.limits import MAX_HISTORY_ENTRIES, MAX_PENDING_USER_TURNS
 from emulator.player import (
     AwaitTools,
@@ -36,7 +36,7 @@ from protocol.server_session import (
     SessionRecord,
     TextReceived,
 )
-from tests.emulator.client import speech
+from tests.emulator.client import GEMINI_PATH, speech
 
 
 def config(**fields: object) -> SessionConfig:
@@ -259,6 +259,13 @@ def test_handles_at_the_limit_and_one_past_it_forget_the_oldest() -> None:
 def test_credentials_are_compared_as_bytes(credential: str | None, accepted: bool) -> None:
     assert credential_accepted(credential, "K") is accepted
     assert credential_accepted(credential, None) is True
+
+
+def test_a_handshake_never_shows_its_credential() -> None:
+    handshake = parse_handshake(GEMINI_PATH + "?key=sekrit", [])
+    assert handshake is not None
+    assert handshake.credential == "sekrit"
+    assert "sekrit" not in repr(handshake)
 
 
 def test_choosing_the_io_path(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -33,9 +33,10 @@ from emulator.limits import (
 from emulator.player import ScriptPlayer
 from protocol import encode
 from protocol import wire as w
-from protocol.limits import MAX_JSON_DEPTH
+from protocol.limits import MAX_JSON_CONTAINERS, MAX_JSON_DEPTH
 from tests.emulator.client import (
     GEMINI_PATH,
+    MODEL,
     WEATHER_TURN,
     RawClient,
     audio_of,
@@ -175,6 +176,40 @@ async def test_a_message_at_the_size_limit_is_taken_and_one_byte_more_closes_100
         await still_serves(client)
         reason = await closed_with(lambda: _send_and_read(client, at_limit + b" "))
     assert reason.code == 1009
+
+
+async def test_a_huge_setup_is_served_and_one_with_too_many_containers_is_not(
+    virtual_clock: MockClock,
+) -> None:
+    instruction = w.Content(parts=[w.Part(text="be brief. " * 800_000)])  # 8 MB
+    huge = setup(system_instruction=instruction)
+    async with open_emulator(scenario=Scenario(behaviour=FAST)) as emu:
+        async with connect(emu.url, huge) as client:
+            await still_serves(client)
+        declarations = [w.FunctionDeclaration(name=f"f{i}", parameters={}) for i in range(50_000)]
+        crowded = encode(w.Setup(model=MODEL, tools=[w.Tool(function_declarations=declarations)]))
+        reason = await raw_close(emu.url, crowded)
+    assert reason.code == 1007
+    assert f"over the limit of {MAX_JSON_CONTAINERS}" in (reason.reason or "")
+
+
+async def test_thousands_of_late_tool_responses_are_ignored_and_cost_nothing(
+    virtual_clock: MockClock,
+) -> None:
+    scenario = Scenario(turns=(WEATHER_TURN,), behaviour=FAST)
+    async with open_emulator(scenario=scenario) as emu, connect(emu.url) as client:
+        await client.send(w.RealtimeInput(text="weather?"))
+        got = await client.until(lambda m: m.tool_call is not None)
+        call_id = got[-1].tool_call.function_calls[0].id  # type: ignore[union-attr,index]
+        await client.send_audio(speech(silence=0))  # barge-in: the call is cancelled
+        rest = await client.until_turn_complete()
+        assert any(m.tool_call_cancellation for m in rest)
+        late = w.ToolResponse(function_responses=[w.FunctionResponse(id=call_id)] * 100)
+        for _ in range(2000):
+            await client.send(late)
+        await client.send_audio(bytes(16000))  # silence ends the barge-in utterance
+        assert audio_of(await client.until_turn_complete())
+        assert emu.failures == 0
 
 
 # --- credentials ------------------------------------------------------------------------
