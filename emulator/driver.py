@@ -60,7 +60,7 @@ from runtime.clock import Pacer
 log = logging.getLogger("emulator")
 
 CLOSE_WAIT_S = 2.0  # how long a close waits for the client's close frame
-MAX_CLOSE_REASON_BYTES = 123  # RFC 6455: a close frame's payload is at most 125 bytes
+MAX_CLOSE_REASON_BYTES = 123  # RFC 6455: 125 bytes of close payload, 2 of them the code
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,7 @@ class _Closed(Exception):
 
 
 def service_rules(handshake: Handshake, scenario: Scenario) -> ServiceRules:
+    """What the emulated service accepts on this endpoint, for this scenario."""
     behaviour = scenario.behaviour
     return ServiceRules(
         api=handshake.api,

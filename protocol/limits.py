@@ -14,7 +14,7 @@ from __future__ import annotations
 # deep recursion or a million Python objects. Past any of them: RemoteProtocolError.
 
 MAX_JSON_DEPTH = 100  # arrays/objects nested in one frame; the top-level object is 1
-MAX_JSON_CONTAINERS = 100_000  # arrays + objects in one frame (bounds the Python objects)
+MAX_JSON_CONTAINERS = 100_000  # arrays + objects in one frame (~7 MB of Python objects)
 MAX_JSON_INT_DIGITS = 4_300  # Python's int_max_str_digits, which msgspec applies
 # Floats must be finite: 1e309 and the NaN/Infinity literals are refused. A string is
 # bounded by the WebSocket message size (below) alone.
