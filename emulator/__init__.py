@@ -11,13 +11,14 @@ from emulator.scenario import (
     Turn,
     load_scenario,
 )
-from emulator.server import Emulator, open_emulator
+from emulator.server import Emulator, IoMode, open_emulator
 
 __all__ = [
     "Behaviour",
     "Emulator",
     "Fault",
     "FaultSpecError",
+    "IoMode",
     "Reply",
     "Scenario",
     "ScenarioError",

@@ -12,13 +12,14 @@ import logging
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import trio
 
 from emulator.faults import FaultSpecError, parse_fault
+from emulator.limits import MAX_CONNECTIONS
 from emulator.scenario import Scenario, ScenarioError, load_scenario
-from emulator.server import open_emulator
+from emulator.server import IoMode, choose_io, open_emulator
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,6 +39,20 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--stats", metavar="FILE", help="write traffic and pacing-lag stats (JSON) on exit"
     )
+    parser.add_argument(
+        "--io",
+        choices=get_args(IoMode),
+        default="auto",
+        help="how sockets are read: fast (one epoll, Linux), portable (any platform); "
+        "auto takes fast where epoll exists",
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=MAX_CONNECTIONS,
+        metavar="N",
+        help=f"connections served at once; more get HTTP 503 (default {MAX_CONNECTIONS})",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log every connection event")
     return parser
 
@@ -54,6 +69,8 @@ async def _serve(args: argparse.Namespace, scenario: Scenario) -> dict[str, Any]
             port=args.port,
             api_key=args.api_key,
             faults=args.fault,
+            io=args.io,
+            max_connections=args.max_connections,
         ) as emu:
             line = f"ready {emu.url}" + (f" ca={emu.ca_path}" if emu.ca_path else "")
             print(line, flush=True)
@@ -75,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         scenario = load_scenario(args.scenario) if args.scenario else Scenario()
         for spec in args.fault:
             parse_fault(spec)
-    except (ScenarioError, FaultSpecError) as exc:
+        choose_io(args.io)
+    except (ScenarioError, FaultSpecError, ValueError) as exc:
         print(f"emulator: {exc}", file=sys.stderr)
         return 2
     try:

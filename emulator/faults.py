@@ -22,8 +22,9 @@ where the trigger happens). A fault fires once unless ``repeat=true``.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 FaultKind = Literal[
     "close", "drop", "goaway", "malformed", "unknown", "slow", "stall", "refuse-resume"
@@ -141,3 +142,14 @@ class FaultPlan:
                 fault.fired = fault.fired or 1
                 return fault
         return None
+
+
+def with_unknown_fields(frame: bytes) -> bytes:
+    """The same server message plus an unknown field and an unknown message kind beside it
+    (the ``unknown`` fault): clients must ignore both."""
+    data: dict[str, Any] = json.loads(frame)
+    for value in data.values():
+        if isinstance(value, dict):
+            value["emulatorFutureField"] = {"note": "clients must ignore unknown fields"}
+    data["emulatorFutureMessage"] = {"note": "clients must ignore unknown message kinds"}
+    return json.dumps(data).encode()

@@ -1,11 +1,12 @@
-"""One task that reads many plain TCP sockets: a private, level-triggered epoll.
+"""One task that reads many plain TCP sockets: a private, level-triggered epoll (Linux).
 
 Trio's ``wait_readable`` arms a one-shot epoll registration for every wait and disarms it
 after every wakeup: two ``epoll_ctl`` calls and a task switch per received message. With
 hundreds of sessions each sending 50 messages a second, that is most of the emulator's
 CPU. Here every client socket is registered once in a private epoll; trio waits on that
 one descriptor, and each wakeup drains every ready socket through its callback. Callbacks
-are synchronous and must not block; one that raises loses only its own socket.
+are synchronous and must not block; one that raises loses only its own socket. Where
+epoll does not exist (``epoll_available()``), the server takes its portable path instead.
 """
 
 from __future__ import annotations
@@ -21,6 +22,11 @@ import trio
 log = logging.getLogger("emulator")
 
 ReadCallback = Callable[[], None]
+
+
+def epoll_available() -> bool:
+    """Whether this platform has epoll, which ``ReadReactor`` needs (Linux)."""
+    return hasattr(select, "epoll")
 
 
 class ReadReactor:
@@ -43,8 +49,9 @@ class ReadReactor:
     def remove(self, sock: socket.socket) -> None:
         """Stop watching ``sock``; call before closing it. Idempotent."""
         fd = sock.fileno()
-        if self._callbacks.pop(fd, None) is not None and fd >= 0:
-            # OSError: already closed, and the kernel dropped it from the epoll set.
+        if self._callbacks.pop(fd, None) is not None and fd >= 0 and not self._epoll.closed:
+            # OSError: already closed, and the kernel dropped it from the epoll set. (A
+            # closed epoll, when the reactor stopped first at shutdown, has nothing to drop.)
             with contextlib.suppress(OSError):
                 self._epoll.unregister(fd)
 

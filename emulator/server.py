@@ -1,97 +1,80 @@
-"""The emulator's WebSocket server: handshake, authentication, setup, and sessions.
+"""The emulator's server: listening, TLS, the upgrade, credentials, and containment.
 
 ``open_emulator()`` serves on loopback (port 0 by default) and yields an ``Emulator`` with
 its ``url``; with ``tls=True`` it serves wss:// with a certificate from a throwaway trustme
-CA whose PEM path is ``ca_path``. Each accepted connection runs an
-``emulator.connection.Connection``. Conversation state lives here, keyed by resumption
-handle, so a new connection with a valid handle continues where the old one stopped.
+CA whose PEM path is ``ca_path`` (deleted when the emulator stops). Each accepted
+connection runs an ``emulator.driver.SessionDriver``. Whatever one connection does, or
+whatever bug it meets, ends that connection only (closed 1011 and logged); the accept loop
+and every other session keep going.
+
+Two ways to read sockets (``io=``): "fast", one epoll for every plain-TCP connection
+(``emulator.reactor``, Linux only), and "portable", each connection's task reading its own
+stream through trio's public API (any platform). "auto" takes the fast one where epoll
+exists. TLS connections always read their own stream.
 """
 
 from __future__ import annotations
 
 import logging
-import re
-import secrets
+import shutil
 import ssl
 import tempfile
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from typing import Literal, get_args
+from urllib.parse import urlsplit
 
 import trio
 
+from emulator import reactor
+from emulator.conversation import ConversationStore
+from emulator.driver import CLOSE_WAIT_S, SessionDriver, SessionServices
 from emulator.faults import Fault, FaultPlan, parse_fault
-from emulator.reactor import ReadReactor
+from emulator.handshake import INVALID_KEY_REASON, Handshake, credential_accepted, parse_handshake
+from emulator.limits import MAX_CLIENT_MESSAGE_BYTES, MAX_CONNECTIONS, TLS_HANDSHAKE_TIMEOUT_S
 from emulator.scenario import Scenario
 from emulator.stats import EmulatorStats
-from emulator.wsserver import accept, accept_upgrade, reject
+from emulator.wsserver import ServerWebSocket, accept, accept_upgrade, reject
 from runtime.clock import Pacer
 
 log = logging.getLogger("emulator")
 
-MAX_CLIENT_FRAME = 16 << 20
-
-_GEMINI_PATH = re.compile(
-    r"^/ws/google\.ai\.generativelanguage\.(v1alpha|v1beta|v1)\.GenerativeService\."
-    r"(BidiGenerateContent|BidiGenerateContentConstrained)$"
-)
-_VERTEX_PATH = re.compile(
-    r"^/ws/google\.cloud\.aiplatform\.(v1beta1|v1)\.LlmBidiService/BidiGenerateContent$"
-)
-INVALID_KEY_REASON = "API key not valid. Please pass a valid API key."
+IoMode = Literal["auto", "fast", "portable"]
 
 
-@dataclass
-class Handshake:
-    """What the client's HTTP upgrade request said, checked."""
-
-    api: str  # "gemini" or "vertex"
-    version: str
-    credential: str | None
-    ephemeral: bool
-
-
-@dataclass
-class ConversationState:
-    """What survives a connection: resumed by handle."""
-
-    session_id: str
-    next_turn: int = 0
-    history: list[tuple[str, str]] = field(default_factory=list)
-    audio_seconds: float = 0.0
-    video_seen: bool = False
-    call_counter: int = 0
-    call_ids: set[str] = field(default_factory=set)
+def choose_io(io: IoMode) -> Literal["fast", "portable"]:
+    """The way of reading sockets ``io`` asks for. Raises ``ValueError`` for "fast" where
+    epoll does not exist, or for an unknown mode."""
+    if io not in get_args(IoMode):
+        raise ValueError(f"io must be one of {', '.join(get_args(IoMode))}, not {io!r}")
+    if io == "portable" or (io == "auto" and not reactor.epoll_available()):
+        return "portable"
+    if not reactor.epoll_available():
+        raise ValueError("io='fast' needs epoll (Linux); use io='portable' or 'auto'")
+    return "fast"
 
 
-def parse_handshake(path: str, headers: Iterable[tuple[bytes, bytes]]) -> Handshake | None:
-    """The API and credential of an upgrade request, or None for an unknown path."""
-    parts = urlsplit("/" + path.lstrip("/"))  # "//ws/..." would otherwise parse as a host
-    route = parts.path
-    query = parse_qs(parts.query)
-    header = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in headers}
-    credential = header.get("x-goog-api-key") or next(iter(query.get("key", [])), None)
-    ephemeral = False
-    authorization = header.get("authorization", "")
-    scheme, _, token = authorization.partition(" ")
-    if scheme.lower() in ("bearer", "token") and token:
-        credential = credential or token.strip()
-        ephemeral = scheme.lower() == "token"
-    if not credential and query.get("access_token"):
-        credential, ephemeral = query["access_token"][0], True
-    if match := _GEMINI_PATH.match(route):
-        return Handshake(
-            "gemini",
-            match.group(1),
-            credential,
-            ephemeral or match.group(2).endswith("Constrained"),
-        )
-    if match := _VERTEX_PATH.match(route):
-        return Handshake("vertex", match.group(1), credential, False)
-    return None
+class _PublicStream(trio.abc.Stream):
+    """A trio stream seen through the public ``Stream`` interface only, so that the
+    WebSocket reads and writes it with ``receive_some``/``send_all`` on every platform
+    (it reaches for the socket underneath a ``SocketStream``, a Linux-tuned shortcut)."""
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self._stream = stream
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self._stream.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._stream.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        return await self._stream.receive_some(max_bytes)
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
 
 
 class Emulator:
@@ -105,21 +88,32 @@ class Emulator:
         faults: list[Fault],
         ca_path: Path | None,
         client_ssl: ssl.SSLContext | None,
+        io: Literal["fast", "portable"] = "portable",
+        max_connections: int = MAX_CONNECTIONS,
     ) -> None:
         self.scenario = scenario
         self.faults = FaultPlan(list(faults))
         self.ca_path = ca_path
         self.client_ssl_context = client_ssl
+        self.io = io
+        self.max_connections = max_connections
         self.url = ""
         self.port = 0
         self.stats = EmulatorStats()
-        self.active_connections = 0
+        self.active_connections = 0  # WebSocket sessions open now
         self.max_active_connections = 0
+        self.open_streams = 0  # TCP connections being served (any stage), for the cap
+        self.failures = 0  # connections ended by a bug of ours (closed 1011, logged)
         self._connections_changed = trio.Event()
         self._api_key = api_key
-        self._reactor = ReadReactor()
+        self._reactor = reactor.ReadReactor() if io == "fast" else None
         self.pacer = Pacer()
-        self._states: dict[str, ConversationState] = {}
+        self.conversations = ConversationStore(
+            id_prefix=scenario.behaviour.session_id_prefix, now=trio.current_time
+        )
+        self._services = SessionServices(
+            scenario, self.faults, self.stats, self.pacer, self.conversations
+        )
 
     def __repr__(self) -> str:  # never shows the key
         return f"<Emulator {self.url} connections={self.connections}>"
@@ -146,50 +140,68 @@ class Emulator:
             await self._connections_changed.wait()
 
     def key_accepted(self, credential: str | None) -> bool:
-        return self._api_key is None or (
-            credential is not None and secrets.compare_digest(credential, self._api_key)
-        )
+        return credential_accepted(credential, self._api_key)
 
-    def new_state(self) -> ConversationState:
-        session_id = f"{self.scenario.behaviour.session_id_prefix}-{secrets.token_hex(6)}"
-        return ConversationState(session_id=session_id)
-
-    def issue_handle(self, state: ConversationState) -> str:
-        handle = f"{state.session_id}.{secrets.token_urlsafe(12)}"
-        self._states[handle] = state
-        return handle
-
-    def resume(self, handle: str) -> ConversationState | None:
-        return self._states.get(handle)
+    async def run_reactor(self) -> None:
+        """Serve the fast path's reads until cancelled (returns at once on the portable one)."""
+        if self._reactor is not None:
+            await self._reactor.run()
 
     async def handle_stream(
         self, stream: trio.abc.Stream, server_ssl: ssl.SSLContext | None
     ) -> None:
-        """Serve one TCP connection: TLS, the upgrade, then a ``Connection``; closes it."""
-        from emulator.connection import Connection  # the connection module imports this one
+        """Serve one TCP connection: TLS, the upgrade, then a session; closes the stream.
 
+        Never raises but cancellation: a bug met while serving is logged and ends this
+        connection only.
+        """
+        self.open_streams += 1
+        try:
+            await self._serve(stream, server_ssl)
+        except* Exception:
+            self.failures += 1
+            log.exception("a connection failed on an emulator bug; it alone is closed")
+        finally:
+            self.open_streams -= 1
+            with trio.CancelScope(shield=True):
+                await trio.aclose_forcefully(stream)
+
+    async def _serve(self, stream: trio.abc.Stream, server_ssl: ssl.SSLContext | None) -> None:
+        direct = isinstance(stream, trio.SocketStream) and self._reactor is not None
+        if isinstance(stream, trio.SocketStream) and self._reactor is None:
+            stream = _PublicStream(stream)
         if server_ssl is not None:
+            direct = False
             stream = trio.SSLStream(stream, server_ssl, server_side=True)
             try:
-                with trio.fail_after(10):
+                with trio.fail_after(TLS_HANDSHAKE_TIMEOUT_S):
                     await stream.do_handshake()
             except (trio.BrokenResourceError, trio.TooSlowError):
                 log.info("TLS handshake failed")
-                await trio.aclose_forcefully(stream)
                 return
         upgrade = await accept_upgrade(stream)
         if upgrade is None:
             return
         request, leftover = upgrade
+        if self.open_streams > self.max_connections:
+            log.warning("refused a connection: %d open, the limit", self.max_connections)
+            await reject(stream, 503, b"too many connections")
+            return
         handshake = parse_handshake(request.target, request.headers)
         if handshake is None:
-            log.info("rejected unknown path %s", urlsplit(request.target).path)
+            log.info("rejected unknown path %r", urlsplit(request.target).path[:200])
             await reject(stream, 404, b"unknown path")
             return
-        reactor = self._reactor if server_ssl is None else None
         ws = await accept(
-            stream, request, leftover, max_message_size=MAX_CLIENT_FRAME, reactor=reactor
+            stream,
+            request,
+            leftover,
+            max_message_size=MAX_CLIENT_MESSAGE_BYTES,
+            reactor=self._reactor if direct else None,
         )
+        await self._run_session(ws, handshake)
+
+    async def _run_session(self, ws: ServerWebSocket, handshake: Handshake) -> None:
         self.stats.connections += 1
         self._set_active(self.active_connections + 1)
         index = self.connections
@@ -198,14 +210,19 @@ class Emulator:
                 log.info("connection %d: refused credential", index)
                 await ws.aclose(1007, INVALID_KEY_REASON)
                 return
-            await Connection(self, ws, handshake, index).run()
+            try:
+                await SessionDriver(self._services, ws, handshake, index).run()
+            except* Exception:
+                with trio.move_on_after(CLOSE_WAIT_S):
+                    await ws.aclose(1011, "internal error")
+                raise
         finally:
             with trio.CancelScope(shield=True):
                 await ws.abort()
             self._set_active(self.active_connections - 1)
 
 
-def _tls_contexts() -> tuple[ssl.SSLContext, ssl.SSLContext, Path]:
+def _tls_contexts(directory: Path) -> tuple[ssl.SSLContext, ssl.SSLContext, Path]:
     import trustme
 
     ca = trustme.CA()
@@ -213,7 +230,7 @@ def _tls_contexts() -> tuple[ssl.SSLContext, ssl.SSLContext, Path]:
     ca.issue_cert("127.0.0.1", "localhost", "::1").configure_cert(server_context)
     client_context = ssl.create_default_context()
     ca.configure_trust(client_context)
-    ca_file = Path(tempfile.mkdtemp(prefix="gemini-emulator-")) / "ca.pem"
+    ca_file = directory / "ca.pem"
     ca.cert_pem.write_to_path(str(ca_file))
     return server_context, client_context, ca_file
 
@@ -227,35 +244,52 @@ async def open_emulator(
     port: int = 0,
     api_key: str | None = None,
     faults: Iterable[str | Fault] = (),
+    io: IoMode = "auto",
+    max_connections: int = MAX_CONNECTIONS,
 ) -> AsyncIterator[Emulator]:
     """Serve an emulator until the block exits; yields it once it accepts connections.
 
-    On exit (or cancellation) the server stops and every open connection is dropped.
-    Raises ``FaultSpecError`` for a bad fault spec before anything is served.
+    On exit (or cancellation, or an error) the server stops, every open connection is
+    dropped and the TLS CA's temporary directory is deleted. Raises ``FaultSpecError``
+    for a bad fault spec and ``ValueError`` for an ``io`` this platform lacks, before
+    anything is served.
     """
     scenario = scenario or Scenario()
     parsed = [f if isinstance(f, Fault) else parse_fault(f) for f in faults]
     parsed += [parse_fault(entry.spec) for entry in scenario.faults]
-    server_ssl, client_ssl, ca_path = _tls_contexts() if tls else (None, None, None)
-    emulator = Emulator(
-        scenario=scenario, api_key=api_key, faults=parsed, ca_path=ca_path, client_ssl=client_ssl
-    )
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(emulator._reactor.run)
-        nursery.start_soon(emulator.pacer.run)
-        listeners = await nursery.start(
-            partial(
-                trio.serve_tcp,
-                partial(emulator.handle_stream, server_ssl=server_ssl),
-                port,
-                host=host,
-                handler_nursery=nursery,
-            )
+    chosen = choose_io(io)
+    tls_dir = Path(tempfile.mkdtemp(prefix="gemini-emulator-")) if tls else None
+    try:
+        server_ssl, client_ssl, ca_path = _tls_contexts(tls_dir) if tls_dir else (None, None, None)
+        emulator = Emulator(
+            scenario=scenario,
+            api_key=api_key,
+            faults=parsed,
+            ca_path=ca_path,
+            client_ssl=client_ssl,
+            io=chosen,
+            max_connections=max_connections,
         )
-        emulator.port = listeners[0].socket.getsockname()[1]
-        shown_host = f"[{host}]" if ":" in host else host
-        emulator.url = f"{'wss' if tls else 'ws'}://{shown_host}:{emulator.port}"
-        try:
-            yield emulator
-        finally:
-            nursery.cancel_scope.cancel()
+        # Bound before the nursery, so that a port in use is a plain OSError.
+        listeners = await trio.open_tcp_listeners(port, host=host)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(emulator.run_reactor)
+            nursery.start_soon(emulator.pacer.run)
+            await nursery.start(
+                partial(
+                    trio.serve_listeners,
+                    partial(emulator.handle_stream, server_ssl=server_ssl),
+                    listeners,
+                    handler_nursery=nursery,
+                )
+            )
+            emulator.port = listeners[0].socket.getsockname()[1]
+            shown_host = f"[{host}]" if ":" in host else host
+            emulator.url = f"{'wss' if tls else 'ws'}://{shown_host}:{emulator.port}"
+            try:
+                yield emulator
+            finally:
+                nursery.cancel_scope.cancel()
+    finally:
+        if tls_dir is not None:
+            shutil.rmtree(tls_dir, ignore_errors=True)

@@ -16,7 +16,7 @@ from typing import Any, Final
 import msgspec
 
 from protocol.errors import RemoteProtocolError, validation_path
-from protocol.wire import Blob, ClientEnvelope, ClientMessage, RealtimeInput
+from protocol.wire import Blob, ClientEnvelope, ClientMessage, RealtimeInput, check_json_limits
 
 # One entry per accepted key: (canonical name, kind, child table).
 _LEAF: Final = 0
@@ -124,7 +124,7 @@ def _audio_fast_path(frame: bytes | str) -> RealtimeInput | None:
     try:
         blob = _canonical_decoder.decode(frame).realtime_input.audio
         return RealtimeInput(audio=Blob(mime_type=blob.mime_type, data=blob.data))
-    except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):
+    except (msgspec.DecodeError, UnicodeError):  # ValidationError is a DecodeError
         return None
 
 
@@ -136,7 +136,8 @@ def decode_client(frame: bytes | str) -> ClientMessage:
     Returns the one message the frame carries (``Setup``, ``RealtimeInput``...).
 
     Raises ``RemoteProtocolError`` naming the offending field for a frame that is not a JSON
-    object, has zero or several known top-level keys, or holds values of the wrong type.
+    object, is past the JSON limits (``protocol.limits``), has zero or several known
+    top-level keys, or holds values of the wrong type.
     """
     fast = _audio_fast_path(frame)
     if fast is not None:
@@ -145,9 +146,10 @@ def decode_client(frame: bytes | str) -> ClientMessage:
 
 
 def _decode_lenient(frame: bytes | str) -> ClientMessage:
+    check_json_limits(frame)
     try:
         raw = _json_decoder.decode(frame)
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # bad UTF-8 inside a string
+    except (msgspec.DecodeError, UnicodeError) as exc:  # bad UTF-8, a lone surrogate
         raise RemoteProtocolError(f"client frame is not valid JSON: {exc}") from exc
     if not isinstance(raw, dict):
         raise RemoteProtocolError(

@@ -5,10 +5,12 @@ Theory. A connection starts IDLE; sending ``setup`` moves it to SETUP_SENT and
 parts, an output transcription or a tool call) opens a turn (MODEL_TURN);
 ``generationComplete`` ends its output (GENERATION_DONE); ``turnComplete`` ends it (READY).
 ``interrupted`` ends output early (INTERRUPTED): anything still arriving for that turn is
-stale and dropped until its ``turnComplete``. The whole table is ``_TRANSITIONS`` below: a
+stale and dropped until its ``turnComplete``. The whole table is ``TRANSITIONS`` below: a
 pair (state, event) maps to the next state, and a pair that is missing is illegal, except
-for the tolerated oddities listed in ``_TOLERATED`` (counted in ``anomalies``, since real
-servers do send them and killing a session over them helps nobody).
+for the tolerated oddities listed in ``TOLERATED`` (counted in ``anomalies``, since real
+servers do send them and killing a session over them helps nobody). The table does not
+know which end it serves: ``protocol.server_session`` steps the same one from the server's
+side, so what a server may send is exactly what this client accepts.
 
 Alongside the turn state it tracks what outlives a turn: tool calls awaiting their one
 response, the latest resumption handle, the goAway notice and token usage. It never does
@@ -36,6 +38,10 @@ class State(enum.Enum):
     GENERATION_DONE = "generation_done"
     INTERRUPTED = "interrupted"
 
+    # Members are singletons compared by identity: hash them as such, in C. (Enum's own
+    # __hash__ is Python code, run twice for every table lookup, on every message.)
+    __hash__ = object.__hash__
+
 
 class Event(enum.Enum):
     SEND_SETUP = "send setup"
@@ -47,11 +53,13 @@ class Event(enum.Enum):
     TURN_COMPLETE = "turnComplete"
     INFO = "info"  # usage, resumption, goAway, input transcription, voice activity
 
+    __hash__ = object.__hash__  # as State's
+
 
 S, E = State, Event
 _ACTIVE: Final = (S.READY, S.MODEL_TURN, S.GENERATION_DONE, S.INTERRUPTED)
 
-_TRANSITIONS: Final[dict[tuple[State, Event], State]] = {
+TRANSITIONS: Final[dict[tuple[State, Event], State]] = {
     (S.IDLE, E.SEND_SETUP): S.SETUP_SENT,
     (S.SETUP_SENT, E.SETUP_COMPLETE): S.READY,
     (S.READY, E.CONTENT): S.MODEL_TURN,
@@ -70,7 +78,7 @@ _TRANSITIONS: Final[dict[tuple[State, Event], State]] = {
 }
 
 # Sequences real servers produce that are harmless: no state change, counted in anomalies.
-_TOLERATED: Final[frozenset[tuple[State, Event]]] = frozenset(
+TOLERATED: Final[frozenset[tuple[State, Event]]] = frozenset(
     {
         (S.READY, E.GENERATION_COMPLETE),  # an empty generation
         (S.READY, E.TURN_COMPLETE),  # an empty turn, or a second turnComplete
@@ -151,7 +159,7 @@ class LiveSession:
         or a tool response for a call that is unknown, cancelled or already answered.
         """
         event = E.SEND_SETUP if isinstance(message, wire.Setup) else E.SEND_INPUT
-        next_state = _TRANSITIONS.get((self.state, event))
+        next_state = TRANSITIONS.get((self.state, event))
         if next_state is None:
             what = "a second setup" if event is E.SEND_SETUP else "input before setupComplete"
             raise LocalProtocolError(
@@ -269,11 +277,11 @@ class LiveSession:
 
     def _step(self, event: Event, what: str) -> bool:
         """Apply ``event``; False when it was tolerated without a state change."""
-        next_state = _TRANSITIONS.get((self.state, event))
+        next_state = TRANSITIONS.get((self.state, event))
         if next_state is not None:
             self.state = next_state
             return True
-        if (self.state, event) in _TOLERATED:
+        if (self.state, event) in TOLERATED:
             self.anomalies += 1
             return False
         raise RemoteProtocolError(f"unexpected {what} in state {self.state.value}", field=what)
@@ -343,7 +351,7 @@ class LiveSession:
         for part in parts:
             blob = part.inline_data
             if blob is not None and blob.data and (blob.mime_type or "").startswith("audio/pcm"):
-                rate = _sample_rate(blob.mime_type or "", default=24000)
+                rate = wire.pcm_rate(blob.mime_type or "", default=24000)
                 out.append(
                     m.ModelAudio(
                         turn_id=turn_id,
@@ -418,14 +426,6 @@ class LiveSession:
         self.usage.thoughts_tokens += report.thoughts_tokens
         self.usage.cached_tokens += report.cached_tokens
         out.append(report)
-
-
-def _sample_rate(mime_type: str, *, default: int) -> int:
-    for param in mime_type.split(";")[1:]:
-        key, _, value = param.strip().partition("=")
-        if key == "rate" and value.isdigit():
-            return int(value)
-    return default
 
 
 def _asks_for_reply(message: wire.ClientMessage) -> bool:

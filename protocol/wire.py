@@ -8,15 +8,19 @@ and never rewritten.
 
 ``encode()`` serialises any client message (wrapped under its top-level key) or a whole
 ``ServerMessage``. ``decode_server()`` reads what a server sends, strictly and fast.
-``protocol.lenient.decode_client()`` reads what real clients send, leniently.
+``protocol.lenient.decode_client()`` reads what real clients send, leniently. Both check a
+frame against the JSON limits (``protocol.limits``) before parsing it.
 """
 
 from __future__ import annotations
 
+import math
+import re
 from typing import Any, Final, Literal
 
 import msgspec
 
+from protocol import limits
 from protocol.errors import LocalProtocolError, RemoteProtocolError, validation_path
 
 Modality = Literal["AUDIO", "TEXT", "IMAGE"]
@@ -378,6 +382,9 @@ _REALTIME_INPUT_FIELDS: Final = RealtimeInput.__struct_fields__
 
 _encoder = msgspec.json.Encoder()
 _server_decoder = msgspec.json.Decoder(ServerMessage, strict=False)  # int64 may be a string
+# The errors msgspec raises for bad input: DecodeError (and ValidationError, a subclass),
+# UnicodeError for a str frame holding a lone surrogate.
+_DECODE_ERRORS: Final = (msgspec.DecodeError, UnicodeError)
 
 
 def encode(message: ClientMessage | ServerMessage) -> bytes:
@@ -418,19 +425,122 @@ def decode_server(frame: bytes | str) -> ServerMessage:
 
     int64 values may be numbers or strings (proto3 JSON writes them as strings).
     Raises ``RemoteProtocolError`` naming the offending field for malformed JSON, values of
-    the wrong type, or a frame with no known top-level key.
+    the wrong type, a frame past the JSON limits (``protocol.limits``), or a frame with no
+    known top-level key.
     """
+    fast = _server_audio_fast_path(frame)
+    if fast is not None:
+        return fast
+    check_json_limits(frame)
     try:
         message = _server_decoder.decode(frame)
     except msgspec.ValidationError as exc:
         raise RemoteProtocolError(
             f"invalid server message: {exc}", field=validation_path(str(exc))
         ) from exc
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # bad UTF-8 inside a string
+    except _DECODE_ERRORS as exc:  # bad UTF-8 inside a string, a lone surrogate
         raise RemoteProtocolError(f"server frame is not valid JSON: {exc}") from exc
     if message.is_empty():
         raise RemoteProtocolError("server message has no known top-level key")
     return message
+
+
+# A fast path for most of a client's traffic: one chunk of model audio, exactly as the
+# service (and the emulator) writes it. These Structs forbid unknown fields, so their depth
+# is fixed and needs no scan; any other shape fails fast and takes the checked path.
+class _AudioBlob(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
+    mime_type: str
+    data: bytes
+
+
+class _AudioPart(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
+    inline_data: _AudioBlob
+
+
+class _AudioTurn(msgspec.Struct, forbid_unknown_fields=True):
+    parts: list[_AudioPart]
+    role: str | None = None
+
+
+class _AudioTranscription(msgspec.Struct, forbid_unknown_fields=True):
+    text: str | None = None
+    finished: bool | None = None
+
+
+class _AudioContent(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
+    model_turn: _AudioTurn
+    output_transcription: _AudioTranscription | None = None
+
+
+class _AudioFrame(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
+    server_content: _AudioContent
+
+
+_audio_frame_decoder = msgspec.json.Decoder(_AudioFrame)
+# Tried on frames of this size only: a failed attempt costs more than checking a small
+# frame, and a frame over 1 MiB could hold more parts than the container limit allows.
+_AUDIO_FAST_PATH_BYTES: Final = range(512, (1 << 20) + 1)
+
+
+def _server_audio_fast_path(frame: bytes | str) -> ServerMessage | None:
+    if len(frame) not in _AUDIO_FAST_PATH_BYTES:
+        return None
+    try:
+        content = _audio_frame_decoder.decode(frame).server_content
+    except _DECODE_ERRORS:
+        return None
+    parts = [
+        Part(inline_data=Blob(mime_type=p.inline_data.mime_type, data=p.inline_data.data))
+        for p in content.model_turn.parts
+    ]
+    said = content.output_transcription
+    return ServerMessage(
+        server_content=ServerContent(
+            model_turn=Content(role=content.model_turn.role, parts=parts),
+            output_transcription=None
+            if said is None
+            else Transcription(text=said.text, finished=said.finished),
+        )
+    )
+
+
+# A JSON string (escapes included): removed before counting brackets, which strings may hold.
+_JSON_STRING: Final = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_A_BRACKET: Final = bytes(b for b in range(256) if b not in b"[]{}")
+_ONE_KIND: Final = bytes.maketrans(b"{}", b"[]")  # depth only: the parser checks the kinds
+
+
+def check_json_limits(frame: bytes | str) -> None:
+    """Check a frame's nesting depth and container count before it is parsed.
+
+    Raises ``RemoteProtocolError`` past ``MAX_JSON_DEPTH`` or ``MAX_JSON_CONTAINERS``
+    (``protocol.limits``), or for brackets that do not pair (the frame is not JSON). Costs
+    two byte counts for a frame with few brackets; otherwise one scan of the frame.
+    """
+    data = frame.encode("utf-8", "surrogatepass") if isinstance(frame, str) else frame
+    if data.count(b"{") + data.count(b"[") <= limits.MAX_JSON_DEPTH:
+        return  # neither limit can be reached (brackets inside strings only add)
+    brackets = _JSON_STRING.sub(b"", data).translate(_ONE_KIND, _NOT_A_BRACKET)
+    containers = brackets.count(b"[")
+    if containers > limits.MAX_JSON_CONTAINERS:
+        raise RemoteProtocolError(
+            f"frame holds {containers} JSON arrays and objects, over the limit of "
+            f"{limits.MAX_JSON_CONTAINERS}"
+        )
+    # Each round removes the innermost pairs: a frame nested N deep empties in N rounds.
+    for _ in range(limits.MAX_JSON_DEPTH):
+        if not brackets:
+            return
+        inner = brackets.replace(b"[]", b"")
+        if len(inner) == len(brackets):  # nothing pairs any more
+            if brackets.count(b"[") <= limits.MAX_JSON_DEPTH:
+                raise RemoteProtocolError("frame is not valid JSON: brackets do not pair")
+            break  # more left open than the limit: too deep, whatever follows
+        brackets = inner
+    if brackets:
+        raise RemoteProtocolError(
+            f"frame nests JSON deeper than the limit of {limits.MAX_JSON_DEPTH}"
+        )
 
 
 def envelope_key(message: ClientMessage) -> str:
@@ -438,21 +548,42 @@ def envelope_key(message: ClientMessage) -> str:
     return _ENVELOPE_KEY[type(message)]
 
 
-def parse_duration(value: str) -> float:
-    """Seconds in a protobuf JSON duration such as ``"9.500s"``.
+_DURATION: Final = re.compile(r"([0-9]{1,12})(\.[0-9]{1,9})?s")
 
-    Raises ``RemoteProtocolError`` for anything else.
+
+def parse_duration(value: str) -> float:
+    """Seconds in a protobuf JSON duration such as ``"9.500s"`` (up to 10,000 years).
+
+    Raises ``RemoteProtocolError`` for anything else: a sign, an exponent, no unit, more
+    digits than a protobuf Duration holds, or more than ``MAX_DURATION_SECONDS``.
     """
-    text = value.strip()
-    try:
-        if not text.endswith("s"):
-            raise ValueError(text)
-        seconds = float(text[:-1])
-    except ValueError as exc:
-        raise RemoteProtocolError(f"invalid duration {value!r}", field="timeLeft") from exc
-    if seconds < 0 or seconds != seconds:
-        raise RemoteProtocolError(f"invalid duration {value!r}", field="timeLeft")
+    match = _DURATION.fullmatch(value.strip())
+    seconds = float(match.group(0)[:-1]) if match else math.nan
+    if not seconds <= limits.MAX_DURATION_SECONDS:  # also False for NaN
+        raise RemoteProtocolError(f"invalid duration {value[:40]!r}", field="timeLeft")
     return seconds
+
+
+def pcm_rate(mime_type: str, *, default: int) -> int:
+    """The sample rate of an ``audio/pcm;rate=N`` mimeType, ``default`` when it names none.
+
+    Raises ``RemoteProtocolError`` for a rate that is not a decimal number between
+    ``MIN_AUDIO_RATE`` and ``MAX_AUDIO_RATE`` (``protocol.limits``).
+    """
+    for param in mime_type.split(";")[1:]:
+        key, _, value = param.strip().partition("=")
+        if key.strip().lower() != "rate":
+            continue
+        value = value.strip()
+        rate = int(value) if value.isascii() and value.isdigit() and len(value) <= 6 else 0
+        if not limits.MIN_AUDIO_RATE <= rate <= limits.MAX_AUDIO_RATE:
+            raise RemoteProtocolError(
+                f"invalid audio rate {value[:20]!r} in mimeType: use "
+                f"{limits.MIN_AUDIO_RATE}-{limits.MAX_AUDIO_RATE} Hz",
+                field="mimeType",
+            )
+        return rate
+    return default
 
 
 def format_duration(seconds: float) -> str:

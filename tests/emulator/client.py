@@ -141,3 +141,45 @@ async def closed_with(action: Callable[[], Awaitable[object]]) -> trio_websocket
         await action()
     assert info.value.reason is not None
     return info.value.reason
+
+
+async def raw_close(
+    url: str, *frames: bytes | str, path: str = GEMINI_PATH
+) -> trio_websocket.CloseReason:
+    """Send ``frames`` as they are, then read until the server closes: its close reason."""
+    async with trio_websocket.open_websocket_url(url + path, message_queue_size=QUEUE) as ws:
+        try:
+
+            async def send_then_read() -> None:
+                for frame in frames:
+                    await ws.send_message(frame)
+                while True:
+                    await ws.get_message()
+
+            return await closed_with(send_then_read)
+        finally:
+            await ws._stream.aclose()
+
+
+UPGRADE = (
+    "GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+    "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    "Sec-WebSocket-Version: 13\r\n"
+)
+
+
+async def raw_upgrade(
+    port: int, target: str = GEMINI_PATH, extra: bytes = b""
+) -> tuple[trio.SocketStream, bytes, bytes]:
+    """A TCP connection that sends an upgrade request (plus ``extra`` header lines, as raw
+    bytes) and reads the response head: the stream, the status line, and what followed."""
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    await stream.send_all(UPGRADE.format(target=target).encode() + extra + b"\r\n")
+    data = b""
+    while b"\r\n\r\n" not in data:
+        more = await stream.receive_some(4096)
+        if not more:
+            break
+        data += more
+    head, _, rest = data.partition(b"\r\n\r\n")
+    return stream, head.split(b"\r\n", 1)[0], rest

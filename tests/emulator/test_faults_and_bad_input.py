@@ -15,32 +15,23 @@ import trio_websocket
 from trio.testing import MockClock
 
 from emulator import Behaviour, FaultSpecError, Reply, Scenario, Turn, open_emulator, parse_fault
-from emulator.server import INVALID_KEY_REASON
+from emulator.handshake import INVALID_KEY_REASON
 from protocol import RemoteProtocolError, decode_server
 from protocol import wire as w
-from tests.emulator.client import GEMINI_PATH, audio_of, closed_with, connect, setup, speech
+from tests.emulator.client import (
+    GEMINI_PATH,
+    audio_of,
+    closed_with,
+    connect,
+    raw_close,
+    setup,
+    speech,
+)
 
 FAST = Scenario(
     turns=(Turn(replies=(Reply(say="one two three four five six seven eight"),)),),
     behaviour=Behaviour(pace="fast", first_audio_delay_ms=0),
 )
-
-
-async def raw_close(
-    url: str, *frames: bytes | str, path: str = GEMINI_PATH
-) -> trio_websocket.CloseReason:
-    async with trio_websocket.open_websocket_url(url + path) as ws:
-        try:
-
-            async def send_then_read() -> None:
-                for frame in frames:
-                    await ws.send_message(frame)
-                while True:
-                    await ws.get_message()
-
-            return await closed_with(send_then_read)
-        finally:
-            await ws._stream.aclose()
 
 
 @pytest.mark.parametrize(
@@ -308,7 +299,7 @@ async def _setup_over_tls(url: str, ca_path: str) -> w.ServerMessage:
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_python_m_emulator_prints_one_ready_line_serves_tls_and_stops_cleanly(
-    signum: int, tmp_path: Path
+    signum: int, tmp_path: Path, emulator_io: str
 ) -> None:
     stats = tmp_path / "stats.json"
     process = subprocess.Popen(
@@ -317,6 +308,8 @@ def test_python_m_emulator_prints_one_ready_line_serves_tls_and_stops_cleanly(
             "-m",
             "emulator",
             "--tls",
+            "--io",
+            emulator_io,
             "--fault",
             "unknown:every=3",
             "--stats",
@@ -338,6 +331,7 @@ def test_python_m_emulator_prints_one_ready_line_serves_tls_and_stops_cleanly(
         out, _ = process.communicate(timeout=10)
     assert process.returncode == 0
     assert out == ""  # nothing after the one ready line
+    assert not Path(ca.removeprefix("ca=")).parent.exists()  # the throwaway CA is gone
     summary = json.loads(stats.read_text())
     assert (summary["connections"], summary["messages_in"], summary["messages_out"]) == (1, 1, 1)
 

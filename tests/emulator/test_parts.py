@@ -11,7 +11,7 @@ import pytest
 
 from emulator import Reply, Scenario, ScenarioError, load_scenario
 from emulator.audio import AudioFileError, level_dbfs, read_wav, synthesize_speech
-from emulator.server import parse_handshake
+from emulator.handshake import parse_handshake
 from emulator.vad import EnergyVad
 from protocol import wire as w
 

@@ -1,5 +1,6 @@
 """Fuzzing: malformed and mutated frames into the decoders, the session state machine and a
-running emulator. Nothing may escape but the typed protocol errors, and nothing may hang."""
+running emulator. Nothing may escape but the typed protocol errors (a decoder: only
+``RemoteProtocolError``, deep nesting and huge numbers included), and nothing may hang."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from emulator import Behaviour, Scenario, open_emulator
-from protocol import ProtocolError, decode_client, decode_server, encode
+from protocol import ProtocolError, RemoteProtocolError, decode_client, decode_server, encode
 from protocol import wire as w
+from protocol.limits import MAX_JSON_DEPTH
 from protocol.session import LiveSession
 from tests.emulator.client import GEMINI_PATH
 
@@ -95,18 +97,97 @@ CLIENT_KEYS = [
 ]
 
 
-@settings(max_examples=400, deadline=None)
-@given(st.one_of(mutated(SEEDS_SERVER), shaped(SERVER_KEYS), st.binary(max_size=64)))
-def test_decode_server_raises_only_protocol_errors(frame: bytes) -> None:
-    with contextlib.suppress(ProtocolError):
+@st.composite
+def deep(draw: st.DrawFn, seeds: list[bytes]) -> bytes:
+    """A seed with a deeply nested value spliced in at a random place: nesting up to ten
+    times the limit, of arrays, objects or both, closed or not."""
+    frame = draw(st.sampled_from(seeds))
+    depth = draw(st.integers(MAX_JSON_DEPTH - 2, 10 * MAX_JSON_DEPTH))
+    kind = draw(st.sampled_from(["[", '{"k":', "mixed"]))
+    opens = [
+        kind if kind != "mixed" else draw(st.sampled_from(["[", '{"k":'])) for _ in range(depth)
+    ]
+    closes = "".join("]" if o == "[" else "}" for o in reversed(opens))
+    if draw(st.booleans()):
+        closes = closes[: draw(st.integers(0, len(closes)))]
+    value = ("".join(opens) + "1" + closes).encode()
+    at = draw(st.sampled_from([i for i, byte in enumerate(frame) if byte in b":["] or [0]))
+    return frame[: at + 1] + value + frame[at + 1 :]
+
+
+@st.composite
+def huge_number(draw: st.DrawFn, seeds: list[bytes]) -> bytes:
+    """A seed with one of its numbers (or a value) replaced by a huge or odd number."""
+    frame = draw(st.sampled_from(seeds))
+    number = draw(
+        st.one_of(
+            st.tuples(st.sampled_from([b"", b"-"]), st.integers(1, 10_000)).map(
+                lambda sign_digits: sign_digits[0] + b"7" * sign_digits[1]
+            ),
+            st.sampled_from([b"1e999", b"-1e999", b"NaN", b"Infinity", b"1e-999", b"-0", b"1E+2"]),
+            st.floats(allow_nan=False).map(lambda f: repr(f).encode()),
+            st.text("0123456789.eE+-", min_size=1, max_size=30).map(str.encode),
+        )
+    )
+    spots = [i for i, byte in enumerate(frame) if byte == ord(":")] or [0]
+    at = draw(st.sampled_from(spots))
+    end = at + 1
+    while end < len(frame) and frame[end] not in b",}]":
+        end += 1
+    quoted = draw(st.booleans())
+    value = b'"' + number + b'"' if quoted else number
+    return frame[: at + 1] + value + frame[end:]
+
+
+SERVER_FRAMES = st.one_of(
+    mutated(SEEDS_SERVER),
+    shaped(SERVER_KEYS),
+    st.binary(max_size=64),
+    deep(SEEDS_SERVER),
+    huge_number(SEEDS_SERVER),
+    st.text(max_size=64),
+)
+CLIENT_FRAMES = st.one_of(
+    mutated(SEEDS_CLIENT),
+    shaped(CLIENT_KEYS),
+    st.binary(max_size=64),
+    deep(SEEDS_CLIENT),
+    huge_number(SEEDS_CLIENT),
+    st.text(max_size=64),
+)
+
+
+@settings(max_examples=600, deadline=None)
+@given(SERVER_FRAMES)
+def test_decode_server_raises_only_protocol_errors(frame: bytes | str) -> None:
+    with contextlib.suppress(RemoteProtocolError):
         decode_server(frame)
 
 
-@settings(max_examples=400, deadline=None)
-@given(st.one_of(mutated(SEEDS_CLIENT), shaped(CLIENT_KEYS), st.binary(max_size=64)))
-def test_decode_client_raises_only_protocol_errors(frame: bytes) -> None:
-    with contextlib.suppress(ProtocolError):
+@settings(max_examples=600, deadline=None)
+@given(CLIENT_FRAMES)
+def test_decode_client_raises_only_protocol_errors(frame: bytes | str) -> None:
+    with contextlib.suppress(RemoteProtocolError):
         decode_client(frame)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=3000), st.sampled_from([None, "model"]), st.text(max_size=20))
+def test_the_audio_fast_path_and_the_checked_path_agree(
+    data: bytes, role: str | None, said: str
+) -> None:
+    message = w.ServerMessage(
+        server_content=w.ServerContent(
+            model_turn=w.Content(
+                role=role,
+                parts=[w.Part(inline_data=w.Blob(mime_type="audio/pcm;rate=24000", data=data))],
+            ),
+            output_transcription=w.Transcription(text=said) if said else None,
+        )
+    )
+    frame = encode(message)
+    with_unknown = frame[:-1] + b', "future": 1}'  # never the fast path
+    assert decode_server(frame) == decode_server(with_unknown) == message
 
 
 @settings(max_examples=200, deadline=None)

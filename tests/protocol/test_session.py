@@ -9,7 +9,7 @@ import pytest
 
 from protocol import LocalProtocolError, RemoteProtocolError
 from protocol import wire as w
-from protocol.session import _TOLERATED, _TRANSITIONS, LiveSession, State
+from protocol.session import TOLERATED, TRANSITIONS, LiveSession, State
 from runtime import messages as m
 
 AUDIO_PART = {"inlineData": {"mimeType": "audio/pcm;rate=24000", "data": "AAAAAAAA"}}  # 3 samples
@@ -475,5 +475,5 @@ def test_a_question_already_answered_or_context_without_a_turn_is_not_reported()
 
 def test_the_table_is_what_the_tests_above_walk() -> None:
     # Every state is reachable and every legal pair is in exactly one of the two tables.
-    assert {s for s, _ in _TRANSITIONS} | set(_TRANSITIONS.values()) == set(State)
-    assert not set(_TRANSITIONS) & _TOLERATED
+    assert {s for s, _ in TRANSITIONS} | set(TRANSITIONS.values()) == set(State)
+    assert not set(TRANSITIONS) & TOLERATED
