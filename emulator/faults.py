@@ -26,6 +26,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from protocol.websocket import sendable_close_code
+
 FaultKind = Literal[
     "close", "drop", "goaway", "malformed", "unknown", "slow", "stall", "refuse-resume"
 ]
@@ -112,8 +114,10 @@ def parse_fault(spec: str) -> Fault:
         raise FaultSpecError(
             f"fault {spec!r} needs a trigger: after=N or at=mid-reply|tool-pending|turn-end"
         )
-    if fault.kind == "close" and not 1000 <= fault.code <= 4999:
-        raise FaultSpecError(f"close code {fault.code} in {spec!r} is not a WebSocket close code")
+    if fault.kind == "close" and not sendable_close_code(fault.code):
+        raise FaultSpecError(
+            f"close code {fault.code} in {spec!r} cannot be sent in a close frame (RFC 6455 7.4)"
+        )
     return fault
 
 

@@ -19,7 +19,6 @@ TLS_HANDSHAKE_TIMEOUT_S: Final = 10.0  # accept to a finished TLS handshake; the
 SETUP_TIMEOUT_S: Final = 10.0  # upgrade to the setup message; then closed 1011 (a deadline)
 
 # --- messages ---------------------------------------------------------------------------
-MAX_CLIENT_MESSAGE_BYTES: Final = 16 << 20  # one WebSocket message from a client; past: 1009
 MAX_SERVER_MESSAGE_BYTES: Final = 1 << 20  # one we send: the SDK refuses more (our bug: 1011)
 MAX_TEXT_CHARS: Final = 32_768  # realtimeInput.text, or one clientContent turn; past: 1007
 MAX_CONTENT_TURNS: Final = 1_000  # turns in one clientContent; past: 1007

@@ -33,10 +33,11 @@ from emulator.conversation import ConversationStore
 from emulator.driver import CLOSE_WAIT_S, SessionDriver, SessionServices
 from emulator.faults import Fault, FaultPlan, parse_fault
 from emulator.handshake import INVALID_KEY_REASON, Handshake, credential_accepted, parse_handshake
-from emulator.limits import MAX_CLIENT_MESSAGE_BYTES, MAX_CONNECTIONS, TLS_HANDSHAKE_TIMEOUT_S
+from emulator.limits import MAX_CONNECTIONS, TLS_HANDSHAKE_TIMEOUT_S
 from emulator.scenario import Scenario
 from emulator.stats import EmulatorStats
 from emulator.wsserver import ServerWebSocket, accept, accept_upgrade, reject
+from protocol.limits import MAX_CLIENT_MESSAGE_BYTES
 from runtime.clock import Pacer
 
 log = logging.getLogger("emulator")

@@ -279,6 +279,8 @@ async def test_refused_resumption_and_faults_firing_once(virtual_clock: MockCloc
         "explode",
         "close",
         "close:code=99,after=1",
+        "close:code=1005,after=1",  # reserved: reports only what happened locally
+        "close:code=1016,after=1",
         "close:after=x",
         "close:at=never",
         "slow:speed=2",

@@ -22,7 +22,6 @@ from emulator import Behaviour, Reply, Scenario, Turn, open_emulator
 from emulator.driver import CLOSE_WAIT_S
 from emulator.handshake import INVALID_KEY_REASON, Handshake, parse_handshake
 from emulator.limits import (
-    MAX_CLIENT_MESSAGE_BYTES,
     MAX_CONNECTIONS,
     MAX_CONTENT_TURNS,
     MAX_FUNCTION_RESPONSES,
@@ -33,7 +32,7 @@ from emulator.limits import (
 from emulator.player import ScriptPlayer
 from protocol import encode
 from protocol import wire as w
-from protocol.limits import MAX_JSON_CONTAINERS, MAX_JSON_DEPTH
+from protocol.limits import MAX_CLIENT_MESSAGE_BYTES, MAX_JSON_CONTAINERS, MAX_JSON_DEPTH
 from tests.emulator.client import (
     GEMINI_PATH,
     MODEL,
@@ -181,7 +180,7 @@ async def test_a_message_at_the_size_limit_is_taken_and_one_byte_more_closes_100
 async def test_a_huge_setup_is_served_and_one_with_too_many_containers_is_not(
     virtual_clock: MockClock,
 ) -> None:
-    instruction = w.Content(parts=[w.Part(text="be brief. " * 800_000)])  # 8 MB
+    instruction = w.Content(parts=[w.Part(text="be brief. " * 350_000)])  # 3.5 MB
     huge = setup(system_instruction=instruction)
     async with open_emulator(scenario=Scenario(behaviour=FAST)) as emu:
         async with connect(emu.url, huge) as client:
