@@ -191,3 +191,28 @@ def test_the_history_keeps_the_latest_turns_up_to_its_limit(turns: int) -> None:
     assert len(history) == TRANSCRIPT_TURNS
     assert history[-1].text == f"reply {turns}"
     assert history[0].text == f"reply {turns - TRANSCRIPT_TURNS + 1}"
+
+
+def test_assembly_costs_each_fragment_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The quadratic case of issue 12: every fragment re-tidied the whole text so far.
+    import actors.transcriber as module
+
+    tidied = 0
+
+    class Counting:
+        def __init__(self, pattern: re.Pattern[str]) -> None:
+            self.pattern = pattern
+
+        def sub(self, replacement: str, text: str) -> str:
+            nonlocal tidied
+            tidied += len(text)
+            return self.pattern.sub(replacement, text)
+
+    monkeypatch.setattr(module, "_SPACES", Counting(module._SPACES))
+    t = Transcripts()
+    fragments = 2000
+    for _ in range(fragments):
+        t.feed(agent(1, " word"))
+    updates = t.feed(agent(1, " end"))
+    assert updates[-1].text.startswith("word word")  # type: ignore[union-attr]
+    assert tidied <= fragments * len(" word") + len(" end")
