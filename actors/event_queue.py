@@ -7,9 +7,10 @@
   media). Control events (turns, tool calls and results, final transcripts, connection
   and actor events, errors, drop reports) are never dropped. The application's next read
   starts with one ``Dropped`` counting what went since its last read.
-- ``StreamFeed``: one reply's ``text_stream`` / ``audio_stream``. Past ``max_items``
-  items or ``max_bytes`` waiting, new items are dropped and counted (the reply's audio
-  also reaches the sink, its text the transcripts).
+- ``StreamFeed``: one reply's ``text_stream`` / ``audio_stream``; all of a session's
+  together hold at most what its ``StreamBudget`` allows. Past it, the oldest replies'
+  unread items go first, then the current reply's new items are refused; both counted
+  and reported (the reply's audio also reaches the sink, its text the transcripts).
 
 Both are O(1) per event whatever the application does.
 """
@@ -18,13 +19,14 @@ from __future__ import annotations
 
 import collections
 import math
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import trio
 
 from actors import limits
 from actors.events import Event, ResponseContent
 from runtime import messages as m
+from runtime.drops import DropCounter
 
 T = TypeVar("T")
 
@@ -143,44 +145,115 @@ class EventQueue:
 
 
 class StreamFeed(Generic[T]):
-    """The sending side of one reply stream; ``receive`` is what the application gets."""
+    """The sending side of one reply stream; ``receive`` is what the application gets.
+    What it may hold unread is decided by the session's ``StreamBudget``."""
 
-    def __init__(
-        self,
-        max_items: int = limits.RESPONSE_STREAM_ITEMS,
-        max_bytes: int = limits.RESPONSE_STREAM_BYTES,
-    ) -> None:
-        self.max_items, self.max_bytes = max_items, max_bytes
+    def __init__(self, budget: StreamBudget, reply: int) -> None:
+        self.reply = reply  # the turn: a reply never makes room by discarding its own
         self.send, self.receive = trio.open_memory_channel[T](math.inf)
-        self.dropped = 0
+        self._own = self.receive.clone()  # to discard unread items when the budget says so
+        self.dropped = 0  # new items refused for lack of room
         self._sizes: collections.deque[int] = collections.deque()  # of the items still queued
         self._bytes = 0
+        self._budget = budget
+        budget.register(self)
 
     def put(self, item: T, size: int) -> None:
-        queued = self.send.statistics().current_buffer_used
-        while len(self._sizes) > queued:  # the application took these (first in, first out)
-            self._bytes -= self._sizes.popleft()
-        if queued >= self.max_items or self._bytes + size > self.max_bytes:
+        if not self._budget.make_room(self, size):
             self.dropped += 1
             return
-        try:
-            self.send.send_nowait(item)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            return  # the application closed its end: it wants no more
+        self.send.send_nowait(item)
         self._sizes.append(size)
         self._bytes += size
+        self._budget.count(1, size)
+
+    def held(self) -> tuple[int, int]:
+        """(items, bytes) queued and not yet taken by the application; what the
+        application took since the last look is given back to the budget."""
+        queued = self.send.statistics().current_buffer_used
+        taken = taken_bytes = 0
+        while len(self._sizes) > queued:  # the application took these (first in, first out)
+            size = self._sizes.popleft()
+            taken, taken_bytes = taken + 1, taken_bytes + size
+        self._bytes -= taken_bytes
+        self._budget.count(-taken, -taken_bytes)
+        return queued, self._bytes
+
+    def discard(self) -> int:
+        """Throw away everything queued; how many items that was."""
+        queued, queued_bytes = self.held()
+        for _ in range(queued):
+            self._own.receive_nowait()
+        self._sizes.clear()
+        self._bytes = 0
+        self._budget.count(-queued, -queued_bytes)
+        return queued
+
+    @property
+    def closed(self) -> bool:
+        return self.send.statistics().open_send_channels == 0
 
     def close(self) -> None:
         self.send.close()
 
 
+class StreamBudget:
+    """What all of a session's reply streams may hold unread, together: ``max_items``
+    items and ``max_bytes`` bytes (audio) or characters (text). Past it, the oldest other
+    reply's unread items are discarded first (counted in ``discarded``); when only the
+    reply being written holds anything, its new items are refused (it keeps its start).
+
+    It keeps running totals; the application's reading of older replies is noticed only
+    when the totals say the budget is full (one pass over the streams then), so a put
+    costs O(1) amortized."""
+
+    def __init__(
+        self,
+        max_items: int = limits.RESPONSE_STREAMS_ITEMS,
+        max_bytes: int = limits.RESPONSE_STREAMS_BYTES,
+    ) -> None:
+        self.max_items, self.max_bytes = max_items, max_bytes
+        self.discarded = DropCounter(
+            "unread reply streams (the oldest replies' text and audio)", limits.DROP_REPORT_INTERVAL
+        )
+        self._feeds: collections.deque[StreamFeed[Any]] = collections.deque()
+        self._items = 0  # held, as last seen
+        self._bytes = 0
+
+    def register(self, feed: StreamFeed[Any]) -> None:
+        self._feeds.append(feed)
+
+    def count(self, items: int, size: int) -> None:
+        self._items += items
+        self._bytes += size
+
+    def make_room(self, feed: StreamFeed[Any], size: int) -> bool:
+        """Whether ``feed`` may queue one more item of ``size``, after discarding older
+        replies' unread items if that makes room."""
+        feed.held()
+        if self._fits(size):
+            return True
+        for other in list(self._feeds):  # what has the application read meanwhile?
+            if other.held() == (0, 0) and other.closed and other is not feed:
+                self._feeds.remove(other)  # read to the end: no longer counted
+        for oldest in list(self._feeds):
+            if self._fits(size):
+                return True
+            if oldest.reply != feed.reply:
+                self.discarded.add(oldest.discard())
+        return self._fits(size)
+
+    def _fits(self, size: int) -> bool:
+        return self._items < self.max_items and self._bytes + size <= self.max_bytes
+
+
 class ReplyStreams:
     """The streams of one reply, as the seed's ``ResponseContent`` hands them out."""
 
-    def __init__(self, turn_id: int) -> None:
+    def __init__(self, turn_id: int, budget: StreamBudget) -> None:
         self.turn_id = turn_id
-        self.text: StreamFeed[str] = StreamFeed()
-        self.audio: StreamFeed[bytes] = StreamFeed()
+        self.text: StreamFeed[str] = StreamFeed(budget, turn_id)
+        self.audio: StreamFeed[bytes] = StreamFeed(budget, turn_id)
 
     def content(self) -> ResponseContent:
         item = f"turn-{self.turn_id}-agent"
@@ -189,7 +262,7 @@ class ReplyStreams:
         )
 
     def close(self) -> list[m.Dropped]:
-        """End both streams; what their bounds dropped, if anything."""
+        """End both streams; what could not be queued on them, if anything."""
         self.text.close()
         self.audio.close()
         return [

@@ -20,7 +20,7 @@ OUTGOING_AUDIO_SECONDS = 10.0
 OUTGOING_AUDIO_BYTES = int(OUTGOING_AUDIO_SECONDS * INPUT_BYTES_PER_SECOND)
 
 # Seconds of model audio the jitter buffer holds; past it arriving audio is dropped.
-PLAYOUT_BUFFER_SECONDS = 120.0
+PLAYOUT_BUFFER_SECONDS = 60.0
 PLAYOUT_BUFFER_BYTES = int(PLAYOUT_BUFFER_SECONDS * OUTPUT_BYTES_PER_SECOND)
 
 # Events waiting for the application (session.events()); past either bound the oldest
@@ -28,9 +28,10 @@ PLAYOUT_BUFFER_BYTES = int(PLAYOUT_BUFFER_SECONDS * OUTPUT_BYTES_PER_SECOND)
 EVENT_QUEUE_EVENTS = 4096
 EVENT_QUEUE_BYTES = 4 << 20  # payload bytes (audio and text) of the queued events
 
-# One reply's audio_stream / text_stream, unread: past either bound new items are dropped.
-RESPONSE_STREAM_BYTES = 60 * OUTPUT_BYTES_PER_SECOND  # a minute of audio; text: characters
-RESPONSE_STREAM_ITEMS = 4096
+# What all reply streams (audio_stream, text_stream) of a session hold unread, together;
+# past either bound the oldest reply's unread items go, then new items are refused.
+RESPONSE_STREAMS_BYTES = 60 * OUTPUT_BYTES_PER_SECOND  # a minute of audio; text: characters
+RESPONSE_STREAMS_ITEMS = 4096
 
 # --- transcripts ------------------------------------------------------------------------
 
@@ -54,7 +55,7 @@ RECONNECT_ATTEMPTS = 8
 HEALTHY_AFTER = 30.0
 # New connections per window, whatever the reason (failures, goAway, refused resumption):
 # past it the next one waits until the window allows it.
-CONNECTIONS_PER_WINDOW = 12
+CONNECTIONS_PER_WINDOW = 30
 CONNECTION_WINDOW = 60.0
 
 # --- timeouts ---------------------------------------------------------------------------
@@ -85,8 +86,8 @@ __all__ = [
     "PLAYOUT_BUFFER_SECONDS",
     "RECONNECT_ATTEMPTS",
     "RESEED_TURNS",
-    "RESPONSE_STREAM_BYTES",
-    "RESPONSE_STREAM_ITEMS",
+    "RESPONSE_STREAMS_BYTES",
+    "RESPONSE_STREAMS_ITEMS",
     "RUNNING_TOOL_CALLS",
     "SEND_FAILURE_GRACE",
     "SETUP_TIMEOUT",

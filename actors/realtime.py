@@ -26,7 +26,7 @@ import trio
 from actors import endpoint as ep
 from actors.capture import Source
 from actors.encoder import VideoEncoder
-from actors.event_queue import EventQueue, ReplyStreams
+from actors.event_queue import EventQueue, ReplyStreams, StreamBudget
 from actors.events import ResponseContent
 from actors.gemini_link import LinkOptions
 from actors.pipeline import Pipeline
@@ -335,18 +335,22 @@ class RealtimeSession:
         ``ResponseContent`` with its streams. Closes the queue when the pipeline's events
         end."""
         replies: dict[int, ReplyStreams] = {}
+        budget = StreamBudget()
         try:
             async with pipeline_events:
                 async for message in messages(pipeline_events):
-                    for event in self._on_event(message, replies):
+                    for event in self._on_event(message, replies, budget):
                         self._events.put(event)
+                    discarded = budget.discarded.due(trio.current_time())
+                    if discarded is not None:
+                        self._events.put(discarded)
         finally:
             for reply in replies.values():
                 reply.close()
             self._events.close()
 
     def _on_event(
-        self, message: m.InternalMessage, replies: dict[int, ReplyStreams]
+        self, message: m.InternalMessage, replies: dict[int, ReplyStreams], budget: StreamBudget
     ) -> list[m.InternalMessage | ResponseContent]:
         """What the application gets for one pipeline event, after updating the state."""
         turn_id = getattr(message, "turn_id", None)
@@ -354,7 +358,7 @@ class RealtimeSession:
         if isinstance(message, m.TurnStarted):
             self._current_turn = message.turn_id
             self.playout_complete = trio.Event()
-            replies[message.turn_id] = reply = ReplyStreams(message.turn_id)
+            replies[message.turn_id] = reply = ReplyStreams(message.turn_id, budget)
             return [reply.content()]
         if isinstance(message, m.PlayoutFinished) and message.turn_id == self._current_turn:
             self.playout_complete.set()

@@ -108,18 +108,23 @@ class Transcripts:
         self.expect_playout = expect_playout
         self.max_turns = max_turns
         self._turns: dict[int, _TurnState] = {}
+        self._interim_due: dict[tuple[int, m.Role], None] = {}  # sides changed, in order
 
-    def feed(self, message: m.InternalMessage) -> list[m.InternalMessage]:
-        """Apply one pipeline message; the transcript events it causes."""
+    def feed(self, message: m.InternalMessage, *, interim: bool = True) -> list[m.InternalMessage]:
+        """Apply one pipeline message; the transcript events it causes. With
+        ``interim=False`` a fragment causes no ``TranscriptUpdated`` at once: ``interim()``
+        gives one per side changed since, when asked (one copy of the text per batch of
+        fragments, not per fragment)."""
         if isinstance(message, m.TranscriptFragment):
-            return self._fragment(message)
+            return self._fragment(message, interim)
         if isinstance(message, m.ModelAudio):
             turn = self._turn(message.turn_id)
             turn.audio_samples = max(turn.audio_samples, message.offset + len(message.data) // 2)
         elif isinstance(message, m.ModelText) and not message.thought:
-            return self._fragment(
-                m.TranscriptFragment(role="agent", turn_id=message.turn_id, text=message.text)
+            fragment = m.TranscriptFragment(
+                role="agent", turn_id=message.turn_id, text=message.text
             )
+            return self._fragment(fragment, interim)
         elif isinstance(message, m.TurnCompleted):
             turn = self._turn(message.turn_id)
             turn.completed, turn.interrupted = True, message.interrupted
@@ -130,6 +135,17 @@ class Transcripts:
             turn.interrupted = turn.interrupted or message.interrupted
             return self._finish(message.turn_id)
         return []
+
+    def interim(self) -> list[m.TranscriptUpdated]:
+        """The interim transcript of each side changed since the last call, in order."""
+        out = []
+        for turn_id, role in self._interim_due:
+            turn = self._turns.get(turn_id)
+            if turn is not None:
+                side = turn.user if role == "user" else turn.agent
+                out.append(m.TranscriptUpdated(role=role, turn_id=turn_id, text=side.text()))
+        self._interim_due.clear()
+        return out
 
     def history(self) -> list[m.ChatTurn]:
         """The conversation so far, in turn order, the user before the agent in each turn."""
@@ -158,15 +174,19 @@ class Transcripts:
                 del self._turns[next(iter(self._turns))]  # the oldest turn is forgotten
         return turn
 
-    def _fragment(self, fragment: m.TranscriptFragment) -> list[m.InternalMessage]:
+    def _fragment(self, fragment: m.TranscriptFragment, interim: bool) -> list[m.InternalMessage]:
         turn = self._turn(fragment.turn_id)
         side = turn.user if fragment.role == "user" else turn.agent
         if side.final is not None:
             return []  # late fragments after the final one are not news
         side.add(fragment.text, turn.audio_samples)
-        out: list[m.InternalMessage] = [
-            m.TranscriptUpdated(role=fragment.role, turn_id=fragment.turn_id, text=side.text())
-        ]
+        out: list[m.InternalMessage] = []
+        if interim:
+            out.append(
+                m.TranscriptUpdated(role=fragment.role, turn_id=fragment.turn_id, text=side.text())
+            )
+        else:
+            self._interim_due[(fragment.turn_id, fragment.role)] = None
         if fragment.role == "user" and fragment.finished:
             out += self._final(fragment.turn_id, "user", side, side.text())
         return out
@@ -220,10 +240,16 @@ async def transcriber(
 
     The application's event stream runs through here so that a turn's transcripts come
     right after what completed them: an application that sees ``TurnCompleted`` finds the
-    turn in ``chat_ctx_copy()``."""
+    turn in ``chat_ctx_copy()``. Interim transcripts go out once per batch of queued
+    messages (a flood of fragments costs one copy of the text per batch, not per
+    fragment), always before the final transcript of their side."""
     async with inbox, out:
         ctx.ready()
         async for message in messages(inbox):
             await deliver(out, message)
-            for event in transcripts.feed(message):
+            events = transcripts.feed(message, interim=False)
+            if events or not inbox.statistics().current_buffer_used:
+                for update in transcripts.interim():
+                    await deliver(out, update)
+            for event in events:
                 await deliver(out, event)

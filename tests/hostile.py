@@ -96,6 +96,13 @@ class Peer:
             if opcode == OP_CLOSE:
                 return opcode, payload
 
+    async def until_closed(self) -> None:
+        """Read and discard client frames until its close, and answer that close (so the
+        client does not wait for it)."""
+        _, payload = await self.drain()
+        with suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await self.stream.send_all(frame(OP_CLOSE, payload[:2]))
+
     def _parse(self) -> tuple[int, bytes] | None:
         buffer = self._buffer
         if len(buffer) < 2:

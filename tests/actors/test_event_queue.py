@@ -7,7 +7,7 @@ import trio
 from trio.testing import MockClock
 
 from actors import limits
-from actors.event_queue import EventQueue, ReplyStreams, StreamFeed
+from actors.event_queue import EventQueue, ReplyStreams, StreamBudget
 from runtime import messages as m
 
 AUDIO = bytes(1920)  # 40 ms at 24 kHz
@@ -102,32 +102,53 @@ async def test_get_waits_then_ends_after_close(autojump_clock: MockClock) -> Non
 
 
 @pytest.mark.parametrize("extra", [0, 1])
-def test_a_reply_stream_holds_its_bytes_then_drops(extra: int) -> None:
-    feed: StreamFeed[bytes] = StreamFeed()
-    fits = limits.RESPONSE_STREAM_BYTES // len(AUDIO)
+def test_a_reply_stream_holds_the_budgets_bytes_then_refuses(extra: int) -> None:
+    reply = ReplyStreams(1, StreamBudget())
+    fits = limits.RESPONSE_STREAMS_BYTES // len(AUDIO)
     for _ in range(fits + extra):
-        feed.put(AUDIO, len(AUDIO))
-    assert feed.dropped == extra
+        reply.audio.put(AUDIO, len(AUDIO))
+    assert reply.audio.dropped == extra
     for _ in range(10):  # the application reads some: room again
-        feed.receive.receive_nowait()
-    feed.put(AUDIO, len(AUDIO))
-    assert feed.dropped == extra
+        reply.audio.receive.receive_nowait()
+    reply.audio.put(AUDIO, len(AUDIO))
+    assert reply.audio.dropped == extra
 
 
 @pytest.mark.parametrize("extra", [0, 1])
-def test_a_reply_stream_holds_its_items_then_drops(extra: int) -> None:
-    feed: StreamFeed[str] = StreamFeed()
-    for _ in range(limits.RESPONSE_STREAM_ITEMS + extra):
-        feed.put("a", 1)
-    assert feed.dropped == extra
+def test_reply_streams_hold_the_budgets_items_then_refuse(extra: int) -> None:
+    reply = ReplyStreams(1, StreamBudget())
+    for _ in range(limits.RESPONSE_STREAMS_ITEMS + extra):
+        reply.text.put("a", 1)
+    assert reply.text.dropped == extra
+
+
+def test_older_unread_replies_make_room_for_the_current_one() -> None:
+    # An application that never reads its streams: each reply's audio is kept until the
+    # budget is full, then the oldest replies' go, so memory stays bounded over any
+    # number of turns and the newest reply is whole.
+    budget = StreamBudget(max_bytes=10 * len(AUDIO))
+    replies = []
+    for turn in range(1, 101):
+        reply = ReplyStreams(turn, budget)
+        replies.append(reply)
+        for _ in range(4):
+            reply.audio.put(AUDIO, len(AUDIO))
+        assert reply.close() == []  # the current reply never lost anything
+        held = sum(r.audio.held()[1] for r in replies)
+        assert held <= 10 * len(AUDIO)
+    assert replies[-1].audio.held() == (4, 4 * len(AUDIO))
+    kept = sum(r.audio.held()[0] for r in replies)
+    assert budget.discarded.total == 100 * 4 - kept  # whole older replies went, oldest first
+    assert kept >= 4
+    assert len(budget._feeds) <= 2 * 4  # replies read or discarded are forgotten
 
 
 def test_a_reply_stream_the_application_closed_takes_nothing_and_never_fails() -> None:
-    streams = ReplyStreams(turn_id=3)
+    streams = ReplyStreams(3, StreamBudget())
     content = streams.content()
     content.audio_stream.close()
     streams.audio.put(AUDIO, len(AUDIO))
     streams.text.put("hi", 2)
-    for _ in range(limits.RESPONSE_STREAM_ITEMS + 5):
+    for _ in range(limits.RESPONSE_STREAMS_ITEMS + 5):
         streams.text.put("x", 1)
-    assert streams.close() == [m.Dropped(what="reply text stream not read (turn 3)", count=6)]
+    assert streams.close() == [m.Dropped(what="reply text stream not read (turn 3)", count=7)]

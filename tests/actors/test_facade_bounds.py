@@ -43,7 +43,7 @@ async def test_an_application_that_never_reads_events_holds_a_bounded_queue() ->
                 await peer.send(AUDIO)
             await peer.send({"serverContent": {"outputTranscription": {"text": "A reply."}}})
             await peer.send({"serverContent": {"turnComplete": True}})
-        await trio.sleep_forever()
+        await peer.until_closed()
 
     async with hostile_server(script) as server:
         async with RealtimeModel(endpoint=server.url).session() as live:
@@ -71,7 +71,7 @@ async def test_audio_at_a_hundred_times_real_time_is_bounded_everywhere() -> Non
             await trio.sleep_until(start + n * 0.0004)  # 100x real time
             await peer.send(AUDIO)
         await peer.send({"serverContent": {"turnComplete": True}})
-        await trio.sleep_forever()
+        await peer.until_closed()
 
     seen: list[object] = []
     async with hostile_server(script) as server:
@@ -88,10 +88,10 @@ async def test_audio_at_a_hundred_times_real_time_is_bounded_everywhere() -> Non
                     if isinstance(event, m.Dropped) and "reply audio" in event.what:
                         break
             held = sum(len(chunk) for chunk in _queued(content.audio_stream))
-    assert held <= limits.RESPONSE_STREAM_BYTES
+    assert held <= limits.RESPONSE_STREAMS_BYTES
     reports = [e for e in seen if isinstance(e, m.Dropped)]
     stream = next(r for r in reports if r.what == "reply audio stream not read (turn 1)")
-    assert stream.count == seconds * 25 - limits.RESPONSE_STREAM_BYTES // len(CHUNK)
+    assert stream.count == seconds * 25 - limits.RESPONSE_STREAMS_BYTES // len(CHUNK)
     assert any(r.what == "model audio (jitter buffer full)" for r in reports)
     assert len(reports) < 20  # aggregated, not one per chunk
 

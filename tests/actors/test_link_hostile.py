@@ -251,7 +251,7 @@ async def test_over_a_socket_the_client_closes_with_1007_and_comes_back() -> Non
             _, payload = await peer.drain()
             close_frames.append(payload)
             return
-        await trio.sleep_forever()
+        await peer.until_closed()
 
     options = LinkOptions(backoff=Backoff(initial=0.01, jitter=0), random=no_jitter)
     async with hostile_server(script) as server, trio.open_nursery() as nursery:

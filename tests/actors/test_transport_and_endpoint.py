@@ -264,7 +264,7 @@ async def test_an_environment_key_never_goes_to_a_custom_endpoint(
     async def script(peer: Peer) -> None:
         requests.append(peer.request)
         await setup_complete(peer)
-        await trio.sleep_forever()
+        await peer.until_closed()
 
     async with hostile_server(script) as server:
         for model in (
