@@ -71,8 +71,7 @@ class Pipeline:
     def children(self, events: trio.MemorySendChannel[m.InternalMessage]) -> list[ChildSpec]:
         """Every actor, in start-up order; ``events`` gets what the application sees."""
         w = self.wiring
-        video_sources = frozenset({self.video.name} if self.video else ())
-        specs = [
+        return [
             ChildSpec(
                 "transcriber",
                 lambda ctx: transcriber(
@@ -142,15 +141,21 @@ class Pipeline:
                     out=w.sender("outgoing"),
                     reports=w.sender("reports"),
                     chunk_ms=self.chunk_ms,
-                    video_sources=video_sources,
+                    video_sources=frozenset({self.video.name} if self.video else ()),
                 ),
                 Restart.TRANSIENT,
             ),
+            *self._captures(),
         ]
-        for name, source in (("capture", self.source), ("video-capture", self.video)):
-            if source is not None:
-                specs.append(_capture_spec(name, source, w))
-        return specs
+
+    def _captures(self) -> list[ChildSpec]:
+        # Never restarted: a restarted file source would replay from the start.
+        sources = (("capture", self.source), ("video-capture", self.video))
+        return [
+            _capture_spec(name, source, self.wiring)
+            for name, source in sources
+            if source is not None
+        ]
 
     def supervisor(self, events: trio.MemorySendChannel[m.InternalMessage]) -> Supervisor:
         """A supervisor of ``children(events)``; run it with ``run()``, end it with ``stop()``."""
@@ -158,7 +163,6 @@ class Pipeline:
 
 
 def _capture_spec(name: str, source: Source, wiring: Wiring[m.InternalMessage]) -> ChildSpec:
-    # Never restarted: a restarted file source would replay from the start.
     return ChildSpec(
         name, lambda ctx: capture(ctx, source=source, out=wiring.sender("raw")), Restart.TEMPORARY
     )

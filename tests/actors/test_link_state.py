@@ -112,3 +112,21 @@ def test_the_history_is_kept_as_fragments_within_its_budget_and_turns() -> None:
     history.admit(4, "agent", "Last", budget=8, turns=2)  # 2 turns = 4 sides: the oldest goes
     texts = [(c.role, c.parts[0].text) for c in history.contents(turns=2) if c.parts]
     assert texts == [("user", "Hello"), ("user", "More"), ("user", "Even mor"), ("model", "Last")]
+
+
+@pytest.mark.parametrize("turns", [limits.RESEED_TURNS, limits.RESEED_TURNS + 1])
+def test_the_link_reseeds_at_most_its_latest_turns(turns: int) -> None:
+    history = History()
+    for turn in range(1, turns + 1):
+        for role in ("user", "agent"):
+            history.admit(
+                turn,
+                role,
+                f"{role} {turn}",
+                budget=limits.TRANSCRIPT_CHARS,
+                turns=limits.RESEED_TURNS,
+            )
+    contents = history.contents(limits.RESEED_TURNS)
+    assert len(contents) == 2 * limits.RESEED_TURNS
+    assert contents[0].parts is not None
+    assert contents[0].parts[0].text == f"user {turns - limits.RESEED_TURNS + 1}"
