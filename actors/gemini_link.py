@@ -93,15 +93,12 @@ class ReconnectGaveUp(LinkError):
     """Reconnecting failed too many times in a row."""
 
 
-RECONNECT_BACKOFF = Backoff(initial=0.25, maximum=8.0, multiplier=2.0, jitter=0.2)
-
-
 @dataclass(frozen=True)
 class LinkOptions:
     """The link's bounds and timings; the defaults are ``actors.limits``."""
 
     audio_buffer_seconds: float = limits.OUTGOING_AUDIO_SECONDS
-    backoff: Backoff = RECONNECT_BACKOFF
+    backoff: Backoff = limits.RECONNECT_BACKOFF
     max_reconnect_attempts: int = limits.RECONNECT_ATTEMPTS
     setup_timeout: float = limits.SETUP_TIMEOUT
     handover_margin: float = limits.HANDOVER_MARGIN
@@ -524,20 +521,24 @@ class ConnectionRun:
     # --- receiving -----------------------------------------------------------------------
 
     async def _receive_loop(self) -> None:
+        self._end(await self._read_until_end())
+
+    async def _read_until_end(self) -> Ended:
+        """Read and pass on server messages until the connection ends; how it ended."""
         try:
             while True:
                 frame: bytes | str | None = None
                 with trio.move_on_at(self.handover_at):
                     frame = await self.conn.receive()
                 if frame is None:  # no turn boundary came before the goAway deadline
-                    return self._end(Ended(Outcome.HANDOVER, "goAway handover"))
+                    return Ended(Outcome.HANDOVER, "goAway handover")
                 ended = await self._receive(frame)
-                if ended is None and self.handover_at < math.inf and self._at_turn_boundary():
-                    ended = Ended(Outcome.HANDOVER, "goAway handover")
                 if ended is not None:
-                    return self._end(ended)
+                    return ended
+                if self.handover_at < math.inf and self._at_turn_boundary():
+                    return Ended(Outcome.HANDOVER, "goAway handover")  # before the deadline
         except TransportClosed as exc:
-            self._end(_closed(exc))
+            return _closed(exc)
 
     def _at_turn_boundary(self) -> bool:
         return self.session.state is State.READY and not self.session.pending_calls

@@ -12,6 +12,7 @@ past each one is in the README's "Limits" section.
 from __future__ import annotations
 
 from runtime.audio import INPUT_BYTES_PER_SECOND, OUTPUT_BYTES_PER_SECOND
+from runtime.supervisor import Backoff
 
 # --- buffers and queues -----------------------------------------------------------------
 
@@ -49,6 +50,8 @@ RUNNING_TOOL_CALLS = 64
 
 # --- reconnecting -----------------------------------------------------------------------
 
+# The wait before reconnect attempt n: 0.25 s doubling up to 8 s, give or take 20%.
+RECONNECT_BACKOFF = Backoff(initial=0.25, maximum=8.0, multiplier=2.0, jitter=0.2)
 # Failed connections in a row before the link gives up (ReconnectGaveUp); a connection
 # that completed a turn or stayed up HEALTHY_AFTER seconds starts the count again.
 RECONNECT_ATTEMPTS = 8
@@ -85,6 +88,7 @@ __all__ = [
     "PLAYOUT_BUFFER_BYTES",
     "PLAYOUT_BUFFER_SECONDS",
     "RECONNECT_ATTEMPTS",
+    "RECONNECT_BACKOFF",
     "RESEED_TURNS",
     "RESPONSE_STREAMS_BYTES",
     "RESPONSE_STREAMS_ITEMS",
