@@ -4,9 +4,10 @@ The facade is ``RealtimeModel`` / ``RealtimeSession`` (``actors.realtime``); aud
 video come from a ``Source`` (``actors.capture``) and model audio goes to a ``Sink``
 (``actors.playout``); tools are plain functions decorated with ``@tool``. The network seam
 is ``actors.transport`` (the WebSocket clients) and ``actors.endpoint`` (where to connect,
-with which credentials). The actors themselves (capture, encoder, gemini_link,
-tool_executor, transcriber, playout) are one module each and are wired in
-``actors.pipeline``; the runtime they run on (supervisor, wiring, clock, messages) is the
+with which credentials). The actors themselves (capture, encoder, gemini_link, router,
+tool_executor, transcriber, metrics, playout) are one module each and are wired in
+``actors.pipeline``; the client's limits on what a server can make it hold are in
+``actors.limits``; the runtime they run on (supervisor, wiring, clock, messages) is the
 ``runtime`` package.
 """
 
@@ -22,7 +23,7 @@ from actors.capture import (
     WavSource,
 )
 from actors.encoder import EncoderError
-from actors.endpoint import Endpoint, MissingCredentials
+from actors.endpoint import Endpoint, InvalidApiKey, MissingCredentials
 from actors.events import ResponseContent, event_name
 from actors.gemini_link import (
     CredentialsRefused,
@@ -34,7 +35,7 @@ from actors.gemini_link import (
     ReconnectGaveUp,
 )
 from actors.pipeline import Pipeline
-from actors.playout import CollectorSink, PlayoutOptions, Sink, SpeakerSink, WavSink
+from actors.playout import CollectorSink, NullSink, PlayoutOptions, Sink, SpeakerSink, WavSink
 from actors.realtime import Capabilities, EncodeOptions, RealtimeModel, RealtimeSession
 from actors.tools import Tool, ToolArgumentsError, ToolDefinitionError, ToolSet, tool
 from actors.transport import (
@@ -61,6 +62,7 @@ __all__ = [
     "FrameSource",
     "HandshakeRejected",
     "ImageFilesSource",
+    "InvalidApiKey",
     "InvalidRequest",
     "LinkError",
     "LinkOptions",
@@ -68,6 +70,7 @@ __all__ = [
     "MissingCredentials",
     "ModelNotSupported",
     "NativeTransport",
+    "NullSink",
     "Pipeline",
     "PlayoutOptions",
     "RealtimeModel",

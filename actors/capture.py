@@ -1,7 +1,7 @@
 """The capture actor: reads a source and emits raw frames, then an ``EndOfStream``.
 
 Audio sources: ``WavSource`` (16-, 24- or 32-bit integer or 32-bit float WAV, any rate and
-channel count; the stdlib ``wave`` module reads neither float nor extensible files),
+channel count, read by ``runtime.audio.read_wav``),
 ``ArraySource`` (numpy), ``MicrophoneSource`` (sounddevice, an optional extra). Video
 sources: ``ImageFilesSource``, ``FrameSource`` (numpy frames), ``CallableSource``.
 
@@ -13,7 +13,6 @@ plus position). Unreadable input raises ``CaptureError`` naming it.
 from __future__ import annotations
 
 import math
-import struct
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ import trio
 from PIL import Image, UnidentifiedImageError
 
 from runtime import messages as m
+from runtime.audio import WavAudio, WavError, read_wav
 from runtime.clock import paced_sleep_until
 from runtime.supervisor import ActorContext
 from runtime.wiring import deliver
@@ -41,68 +41,6 @@ class Source(Protocol):
     name: str
 
     def frames(self) -> AsyncIterator[m.RawAudio | m.RawVideo]: ...
-
-
-# --- WAV ----------------------------------------------------------------------------------
-
-_PCM, _FLOAT, _EXTENSIBLE = 1, 3, 0xFFFE
-
-
-@dataclass(frozen=True)
-class WavAudio:
-    data: bytes  # interleaved, in ``sample_format``
-    sample_rate: int
-    channels: int
-    sample_format: m.SampleFormat
-
-
-def read_wav(path: str | Path) -> WavAudio:
-    """Read a WAV file; 24-bit samples become 32-bit. Raises ``CaptureError``."""
-    file = Path(path)
-    try:
-        blob = file.read_bytes()
-    except OSError as exc:
-        raise CaptureError(f"cannot read {file}: {exc.strerror}") from exc
-    if len(blob) < 12 or blob[:4] != b"RIFF" or blob[8:12] != b"WAVE":
-        raise CaptureError(f"{file} is not a WAV file")
-    fmt: tuple[int, int, int, int] | None = None
-    data: bytes | None = None
-    offset = 12
-    while offset + 8 <= len(blob):
-        chunk_id, size = blob[offset : offset + 4], struct.unpack_from("<I", blob, offset + 4)[0]
-        body = blob[offset + 8 : offset + 8 + size]
-        if chunk_id == b"fmt ":
-            if len(body) < 16:
-                raise CaptureError(f"{file}: the fmt chunk is too short")
-            tag, channels, rate = struct.unpack_from("<HHI", body)
-            bits = struct.unpack_from("<H", body, 14)[0]
-            if tag == _EXTENSIBLE and len(body) >= 26:
-                tag = struct.unpack_from("<H", body, 24)[0]  # the sub-format GUID starts with it
-            fmt = (tag, channels, rate, bits)
-        elif chunk_id == b"data":
-            data = body
-        offset += 8 + size + (size & 1)
-    if fmt is None or data is None:
-        raise CaptureError(f"{file}: no {'fmt' if fmt is None else 'data'} chunk")
-    tag, channels, rate, bits = fmt
-    if channels < 1 or rate < 1:
-        raise CaptureError(f"{file}: {channels} channels at {rate} Hz")
-    if tag == _PCM and bits == 16:
-        return WavAudio(_whole(data, 2 * channels), rate, channels, "s16")
-    if tag == _PCM and bits == 32:
-        return WavAudio(_whole(data, 4 * channels), rate, channels, "s32")
-    if tag == _PCM and bits == 24:
-        raw = np.frombuffer(_whole(data, 3 * channels), dtype=np.uint8).reshape(-1, 3)
-        widened = np.zeros((raw.shape[0], 4), dtype=np.uint8)
-        widened[:, 1:] = raw  # little-endian: the 24 bits become the top of an int32
-        return WavAudio(widened.tobytes(), rate, channels, "s32")
-    if tag == _FLOAT and bits == 32:
-        return WavAudio(_whole(data, 4 * channels), rate, channels, "f32")
-    raise CaptureError(f"{file}: unsupported WAV encoding (format {tag}, {bits} bits)")
-
-
-def _whole(data: bytes, frame_bytes: int) -> bytes:
-    return data[: len(data) // frame_bytes * frame_bytes]
 
 
 # --- audio sources ------------------------------------------------------------------------
@@ -142,7 +80,10 @@ class WavSource:
         self.name = self.name or Path(self.path).name
 
     async def frames(self) -> AsyncIterator[m.RawAudio]:
-        audio = await trio.to_thread.run_sync(read_wav, self.path)
+        try:
+            audio = await trio.to_thread.run_sync(read_wav, self.path)
+        except WavError as exc:
+            raise CaptureError(str(exc)) from exc
         async for frame in _paced(self.name, audio, self.frame_ms, self.realtime):
             yield frame
 

@@ -25,11 +25,11 @@ import trio
 from PIL import Image
 
 from runtime import messages as m
+from runtime.audio import INPUT_RATE, SAMPLE_DTYPES
 from runtime.supervisor import ActorContext
 from runtime.wiring import deliver, messages
 
-TARGET_RATE = 16000
-_DTYPES = {"s16": ("<i2", 32768.0), "s32": ("<i4", 2147483648.0), "f32": ("<f4", 1.0)}
+TARGET_RATE = INPUT_RATE
 _CHANNELS = {"rgb24": ("RGB", 3), "rgba": ("RGBA", 4), "gray": ("L", 1)}
 
 
@@ -122,7 +122,7 @@ def _to_mono_float(frame: m.RawAudio) -> np.ndarray:
         raise EncoderError(f"audio from {frame.source or 'a source'} has {frame.channels} channels")
     if frame.sample_rate < 1000 or frame.sample_rate > 384000:
         raise EncoderError(f"unsupported sample rate {frame.sample_rate} Hz")
-    dtype, scale = _DTYPES[frame.sample_format]
+    dtype, scale = SAMPLE_DTYPES[frame.sample_format]
     width = np.dtype(dtype).itemsize * frame.channels
     if len(frame.data) % width:
         raise EncoderError(
@@ -226,24 +226,24 @@ async def encoder(
     *,
     raw: trio.MemoryReceiveChannel[m.InternalMessage],
     out: trio.MemorySendChannel[m.InternalMessage],
+    reports: trio.MemorySendChannel[m.InternalMessage],
     chunk_ms: int = 20,
     video: VideoEncoder | None = None,
-    reports: trio.MemorySendChannel[m.InternalMessage] | None = None,
     video_sources: frozenset[str] = frozenset(),
 ) -> None:
-    """Encode ``raw`` (``RawAudio``, ``RawVideo``, ``EndOfStream``) into ``out`` until
-    ``raw`` ends. Bad frames become ``Dropped`` reports. Closes its endpoints on exit.
+    """Encode ``raw`` (``RawAudio``, ``RawVideo``, ``EndOfStream``) until ``raw`` ends.
+    Closes its endpoints on exit.
 
-    Without ``reports`` everything goes to ``out``. With it (the pipeline's way, one hop
-    fewer), ``out`` gets only what the server takes: chunks, frames, and
-    ``AudioStreamEnded`` when a source not named in ``video_sources`` ends; ``reports``
-    gets ``Dropped``, ``EndOfStream`` and ``AudioStreamEnded``."""
+    ``out`` (to the link) gets what the server takes: audio chunks, video frames, and
+    ``AudioStreamEnded`` when a source not named in ``video_sources`` ends; anything else
+    on ``raw`` passes through to it. ``reports`` (to the rest of the pipeline) gets the
+    ``EndOfStream``, a copy of each ``AudioStreamEnded``, and a ``Dropped`` for each bad
+    or superseded frame."""
     audio = AudioEncoder(chunk_ms)
     pictures = video or VideoEncoder()
     speech = _Speech()
     seen_video = False
-    report = reports or out
-    async with raw, out, report:
+    async with raw, out, reports:
         ctx.ready()
         async for message in messages(raw):
             try:
@@ -257,19 +257,19 @@ async def encoder(
                     before = pictures.dropped
                     pictures.offer(message)
                     if pictures.dropped > before:
-                        await deliver(report, m.Dropped(what="video frame (latest wins)", count=1))
+                        await deliver(reports, m.Dropped(what="video frame (latest wins)", count=1))
                 elif isinstance(message, m.EndOfStream):
                     for chunk in audio.end():
                         await deliver(out, chunk)
-                    if reports is not None and message.source not in video_sources:
+                    if message.source not in video_sources:
                         ended = m.AudioStreamEnded(timestamp=message.timestamp)
                         await deliver(out, ended)  # the end of the user's audio
                         await deliver(reports, ended)
-                    await deliver(report, message)
+                    await deliver(reports, message)
                 else:
                     await deliver(out, message)
             except EncoderError as exc:
-                await deliver(report, m.Dropped(what=f"input: {exc}", count=1))
+                await deliver(reports, m.Dropped(what=f"input: {exc}", count=1))
             if seen_video:
                 now = trio.current_time()
                 frame = pictures.due(now, speaking=speech.active(now))

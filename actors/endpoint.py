@@ -2,15 +2,20 @@
 builds them.
 
 - ``gemini_api(model, api_key=None)``: the Gemini API; the key from the argument or the
-  ``GOOGLE_API_KEY`` / ``GEMINI_API_KEY`` environment variables, sent as ``x-goog-api-key``.
+  ``GOOGLE_API_KEY`` / ``GEMINI_API_KEY`` environment variables (``api_key_from_env``),
+  sent as ``x-goog-api-key``.
 - ``vertex_ai(model, project=None, location=None)``: Vertex AI; an OAuth token from
   google-auth's application default credentials, fetched again for every connection;
   project and location from the arguments or ``GOOGLE_CLOUD_PROJECT`` /
   ``GOOGLE_CLOUD_LOCATION``.
 - ``custom(url, model, api_key=None)``: any Gemini Live compatible server (the emulator,
-  a gateway); ``ws://`` is allowed; a URL without a path gets the Gemini API path.
+  a gateway); ``ws://`` is allowed; a URL without a path gets the Gemini API path. It
+  sends only a key passed to it: never the environment's, which is meant for Google.
 
-Credentials never appear in an endpoint's repr, in errors or in events.
+Keys are checked where they come in (``check_api_key``): surrounding whitespace is
+stripped (a key read from a file often ends in a newline), and a key with any other
+control, space or non-ASCII character is a ``ValueError`` that names where the key came
+from, never the key. Credentials never appear in an endpoint's repr, in errors or in events.
 """
 
 from __future__ import annotations
@@ -57,8 +62,42 @@ def _static(headers: Headers) -> Callable[[], Awaitable[Headers]]:
     return get
 
 
+API_KEY_VARIABLES = ("GOOGLE_API_KEY", "GEMINI_API_KEY")
+
+
+class InvalidApiKey(ValueError):
+    """A key that cannot go into a header; the message says where it came from, not what it is."""
+
+
+def check_api_key(key: str, source: str) -> str:
+    """``key`` without surrounding whitespace; raises ``InvalidApiKey`` (naming ``source``,
+    e.g. "api_key" or "GOOGLE_API_KEY") if what is left is empty or holds a control, space
+    or non-ASCII character (which would corrupt the handshake, or end up in error texts)."""
+    stripped = key.strip()
+    if not stripped:
+        raise InvalidApiKey(f"the API key from {source} is empty")
+    for position, char in enumerate(stripped):
+        if not "!" <= char <= "~":
+            control = ord(char) < 32 or ord(char) == 127
+            kind = "a control character" if control else "a space or non-ASCII character"
+            raise InvalidApiKey(
+                f"the API key from {source} contains {kind} at position {position}: "
+                "an API key is printable ASCII"
+            )
+    return stripped
+
+
+def api_key_from_env() -> str | None:
+    """The key from ``GOOGLE_API_KEY``, else ``GEMINI_API_KEY`` (checked), or None."""
+    for name in API_KEY_VARIABLES:
+        value = os.environ.get(name)
+        if value:
+            return check_api_key(value, name)
+    return None
+
+
 def gemini_api(model: str, api_key: str | None = None, *, api_version: str = "v1beta") -> Endpoint:
-    key = api_key or os.environ.get("GOOGLE_API_KEY") or os.environ.get("GEMINI_API_KEY")
+    key = check_api_key(api_key, "api_key") if api_key else api_key_from_env()
     if not key:
         raise MissingCredentials(
             "the Gemini API needs a key: pass api_key or set GOOGLE_API_KEY (or GEMINI_API_KEY)"
@@ -132,7 +171,8 @@ def custom(url: str, model: str, api_key: str | None = None) -> Endpoint:
         raise ValueError(f"endpoint must be a ws:// or wss:// URL, not {url!r}")
     if parts.path in ("", "/"):
         url = url.rstrip("/") + GEMINI_PATH.format(version="v1beta")
-    headers: Headers = [("x-goog-api-key", api_key)] if api_key else []
+    key = check_api_key(api_key, "api_key") if api_key else None
+    headers: Headers = [("x-goog-api-key", key)] if key else []
     return Endpoint("custom", url, _model_name(model), _static(headers))
 
 

@@ -3,28 +3,47 @@
 It reads the pipeline's outgoing messages (``AudioChunk``, ``VideoFrame``, ``TextInput``,
 activity signals, ``ToolResult``, ``ResponseRequested``, ``InstructionsUpdated``) and
 writes everything the server says, as internal messages, to ``incoming``, together with
-its own events (``Connected``, ``Reconnecting``, ``Reconnected``, ``Dropped``).
+its own events (``Connected``, ``Reconnecting``, ``Reconnected``, ``ServerFault``,
+``Dropped``).
 
 - Every setup asks for session resumption; a reconnect resumes with the latest resumable
   handle. Without one (or when the server refuses it) the conversation history is
   re-seeded as ``clientContent`` and the ``Reconnected`` event says ``restored=False``.
 - Retryable ends (1000 while the session is wanted, 1001, 1006, 1011-1014, network
-  errors, no setupComplete in time) reconnect after a capped, jittered backoff. Fatal ones
-  raise a ``LinkError`` subclass naming the likely cause (1007, 1008, a refused key or
-  handshake); so does giving up after ``max_reconnect_attempts`` failures in a row (a
-  connection that completed a turn or stayed up ``healthy_after`` seconds starts the
-  count again).
-- On ``goAway`` the link hands over at the next turn boundary, or on its own timer just
-  before the deadline if none comes (the server may go silent); it closes the old socket
-  before resuming.
+  errors, no setupComplete in time, a server that breaks the protocol) reconnect. Fatal
+  ones raise a ``LinkError`` subclass naming the likely cause (1007, 1008, a refused key
+  or handshake).
+- Every new connection goes through one rule (``Reconnects``): a capped, jittered backoff
+  counted over failures in a row, giving up (``ReconnectGaveUp``) past
+  ``max_reconnect_attempts``; a connection that completed a turn or stayed up
+  ``healthy_after`` seconds starts the count again, and only such a connection's goAway
+  hands over at once. On top, at most ``connections_per_window`` connections start per
+  ``connection_window`` seconds, whatever the reason.
+- A server that breaks the protocol (a message we cannot read, one impossible in the
+  session's state, or a WebSocket violation) is the server's fault: the connection is
+  closed with 1007 (1002 for an impossible sequence), a ``ServerFault`` says so, and the
+  link reconnects by the rule above.
+- On ``goAway`` the link hands over at the next turn boundary, or just before the deadline
+  if none comes (the server may go silent); it closes the old socket before resuming.
 - Outgoing messages wait in order while disconnected. Audio is bounded in time
   (``audio_buffer_seconds``): past it the oldest audio is dropped and reported.
 - A tool result is sent only if its call still awaits one (not cancelled, not answered).
+- Each side of a turn's transcript is capped at ``transcript_chars``: the rest is dropped,
+  counted, and reported (one ``Dropped``) when the turn ends.
+
+Structure: ``LinkState`` is what outlives connections and restarts, plain data (no trio
+primitive). ``Link`` is one incarnation of the actor, ``ConnectionRun`` one connection;
+each connection's end is an ``Ended`` value (an ``Outcome`` and its reason), returned, not
+raised, so the control flow reads top to bottom in ``Link.run``.
 """
 
 from __future__ import annotations
 
 import collections
+import dataclasses
+import enum
+import itertools
+import math
 import random as _random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,16 +51,22 @@ from dataclasses import dataclass, field
 import msgspec
 import trio
 
+from actors import limits
 from actors.endpoint import Endpoint
-from actors.transport import ConnectFailed, Connection, Transport, TransportClosed
+from actors.transport import (
+    ConnectFailed,
+    Connection,
+    PeerProtocolViolation,
+    Transport,
+    TransportClosed,
+)
 from protocol import RemoteProtocolError, wire
 from protocol.session import LiveSession, State
 from runtime import messages as m
+from runtime.audio import INPUT_BYTES_PER_SECOND, INPUT_MIME
+from runtime.drops import DropCounter
 from runtime.supervisor import ActorContext, Backoff
 from runtime.wiring import deliver, take
-
-AUDIO_MIME = "audio/pcm;rate=16000"
-AUDIO_BYTES_PER_SECOND = 32000
 
 
 class LinkError(Exception):
@@ -68,84 +93,178 @@ class ReconnectGaveUp(LinkError):
     """Reconnecting failed too many times in a row."""
 
 
-RECONNECT_BACKOFF = Backoff(initial=0.25, maximum=8.0, multiplier=2.0, jitter=0.2)
-
-
 @dataclass(frozen=True)
 class LinkOptions:
-    audio_buffer_seconds: float = 10.0
-    backoff: Backoff = RECONNECT_BACKOFF
-    max_reconnect_attempts: int = 8
-    setup_timeout: float = 30.0
-    handover_margin: float = 1.0  # how long before the goAway deadline the link moves anyway
-    history_turns: int = 50  # re-seeded turns when a session cannot be resumed
-    # A connection that completed a turn or stayed up this long was healthy: the next
-    # failure counts as the first in a row, not one more.
-    healthy_after: float = 30.0
+    """The link's bounds and timings; the defaults are ``actors.limits``."""
+
+    audio_buffer_seconds: float = limits.OUTGOING_AUDIO_SECONDS
+    backoff: Backoff = limits.RECONNECT_BACKOFF
+    max_reconnect_attempts: int = limits.RECONNECT_ATTEMPTS
+    setup_timeout: float = limits.SETUP_TIMEOUT
+    handover_margin: float = limits.HANDOVER_MARGIN
+    history_turns: int = limits.RESEED_TURNS
+    healthy_after: float = limits.HEALTHY_AFTER
+    transcript_chars: int = limits.TRANSCRIPT_CHARS
+    connections_per_window: int = limits.CONNECTIONS_PER_WINDOW
+    connection_window: float = limits.CONNECTION_WINDOW
     random: Callable[[], float] = _random.random
 
 
-def _set_event() -> trio.Event:
-    event = trio.Event()
-    event.set()
-    return event
+# --- what outlives connections and restarts: plain data ----------------------------------
+
+
+@dataclass
+class Outbox:
+    """Outgoing messages not yet written, in order. Audio is bounded in bytes (the oldest
+    chunk goes first); other messages are the application's own and few. ``unsent_frame``
+    is the head message already encoded (and recorded by the session) when a connection
+    failed writing it: it goes out first on the next connection."""
+
+    pending: collections.deque[m.InternalMessage] = field(default_factory=collections.deque)
+    audio_bytes: int = 0
+    unsent_frame: bytes | None = None
+    dropped: DropCounter = field(
+        default_factory=lambda: DropCounter(
+            "audio (buffer bound while disconnected)", limits.DROP_REPORT_INTERVAL
+        )
+    )
+
+    def put(self, message: m.InternalMessage, audio_limit: int) -> None:
+        self.pending.append(message)
+        if isinstance(message, m.AudioChunk):
+            self.audio_bytes += len(message.data)
+            while self.audio_bytes > audio_limit and self._drop_oldest_audio():
+                pass
+
+    def pop(self) -> None:
+        """The head message was written."""
+        message = self.pending.popleft()
+        if isinstance(message, m.AudioChunk):
+            self.audio_bytes -= len(message.data)
+
+    def _drop_oldest_audio(self) -> bool:
+        # The head is never dropped while its frame is half written (``unsent_frame``).
+        start = 1 if self.unsent_frame is not None else 0
+        candidates = itertools.islice(enumerate(self.pending), start, None)
+        index = next((i for i, p in candidates if isinstance(p, m.AudioChunk)), None)
+        if index is None:
+            return False
+        chunk = self.pending[index]
+        assert isinstance(chunk, m.AudioChunk)
+        del self.pending[index]
+        self.audio_bytes -= len(chunk.data)
+        self.dropped.add()
+        return True
+
+
+@dataclass
+class History:
+    """The conversation's text per turn and side: the per-turn transcript budget, and what
+    the link re-seeds a session with when the server cannot resume it. Kept as lists of
+    fragments (joined once, when re-seeding), never as strings grown by concatenation."""
+
+    _sides: dict[tuple[int, m.Role], list[str]] = field(default_factory=dict)
+    _lengths: dict[tuple[int, m.Role], int] = field(default_factory=dict)
+    dropped_chars: int = 0  # past the budget, not yet reported
+
+    def admit(self, turn_id: int, role: m.Role, text: str, *, budget: int, turns: int) -> str:
+        """Record the part of ``text`` within the side's budget of ``budget`` characters
+        and return it; count the rest. Keeps the latest ``turns`` turns."""
+        key = (turn_id, role)
+        if key not in self._sides:
+            self._sides[key], self._lengths[key] = [], 0
+            while len(self._sides) > 2 * turns:
+                oldest = min(self._sides)
+                del self._sides[oldest], self._lengths[oldest]
+        kept = text[: max(0, budget - self._lengths[key])]
+        self.dropped_chars += len(text) - len(kept)
+        if kept:
+            self._sides[key].append(kept)
+            self._lengths[key] += len(kept)
+        return kept
+
+    def contents(self, turns: int) -> list[wire.Content]:
+        """The last ``turns`` turns as Live content, in order, the user first in each."""
+        keys = sorted(self._sides, key=lambda key: (key[0], key[1] != "user"))
+        return [
+            wire.Content(
+                role="user" if role == "user" else "model",
+                parts=[wire.Part(text="".join(self._sides[(turn_id, role)]))],
+            )
+            for turn_id, role in keys[-2 * turns :]
+            if self._lengths[(turn_id, role)]
+        ]
+
+
+class Outcome(enum.Enum):
+    """How one connection ended."""
+
+    STOPPED = "stopped"  # asked to stop: closed normally; the link returns
+    HANDOVER = "handover"  # goAway: closed normally, to resume on a fresh connection
+    CLOSED = "closed"  # the connection ended: a retryable close code, a drop, a failed write
+    SERVER_FAULT = "server fault"  # the server broke the protocol; closed with close_code
+    RESUME_REFUSED = "resume refused"  # closed while resuming: go on without the handle
+    CONNECT_FAILED = "connect failed"  # no connection: network, TLS, HTTP 5xx or 429
+    SETUP_TIMEOUT = "setup timeout"  # no setupComplete in time
+    FATAL = "fatal"  # the session cannot go on: ``error`` says why
+
+
+@dataclass(frozen=True)
+class Ended:
+    outcome: Outcome
+    reason: str = ""
+    error: LinkError | None = None  # FATAL: what the link raises
+    close_code: int | None = None  # SERVER_FAULT: the code the connection is closed with
+    healthy: bool = False  # it completed a turn or stayed up ``healthy_after`` seconds
+
+
+@dataclass
+class Reconnects:
+    """The one rule every new connection goes through, whatever ended the last one."""
+
+    failures: int = 0  # in a row
+    starts: collections.deque[float] = field(default_factory=collections.deque)
+
+    def started(self, now: float) -> None:
+        self.starts.append(now)
+
+    def after(self, ended: Ended, now: float, options: LinkOptions) -> tuple[int, float] | None:
+        """(attempt, delay) before the next connection, or None to give up. Attempt 0 is
+        a healthy connection's handover, which does not wait."""
+        if ended.healthy:
+            self.failures = 0
+        if ended.outcome is Outcome.HANDOVER and ended.healthy:
+            attempt, delay = 0, 0.0
+        else:
+            self.failures += 1
+            if self.failures > options.max_reconnect_attempts:
+                return None
+            attempt = self.failures
+            delay = options.backoff.delay(self.failures, options.random)
+        return attempt, max(delay, self._rate_wait(now, options))
+
+    def _rate_wait(self, now: float, options: LinkOptions) -> float:
+        window, most = options.connection_window, options.connections_per_window
+        while self.starts and self.starts[0] <= now - window:
+            self.starts.popleft()
+        if len(self.starts) < most:
+            return 0.0
+        return self.starts[-most] + window - now
 
 
 @dataclass
 class LinkState:
-    """What outlives connections and link restarts (create one per session)."""
+    """What outlives connections and link restarts (create one per session). Plain data:
+    no trio primitive lives here."""
 
     session: LiveSession = field(default_factory=LiveSession)
-    pending: collections.deque[m.InternalMessage] = field(default_factory=collections.deque)
-    pending_audio_bytes: int = 0
-    unsent_frame: bytes | None = None  # encoded, then the connection failed mid-send
-    history: dict[tuple[int, str], str] = field(default_factory=dict)
-    connections: int = 0
-    audio_dropped: int = 0
-    healthy: bool = False  # the current connection completed a turn
-    # The pump takes outgoing messages only while no connection is up; the sender takes
-    # them itself while one is (one task hop fewer per audio chunk).
-    pump_allowed: trio.Event = field(default_factory=_set_event)
-    pump_scope: trio.CancelScope = field(default_factory=trio.CancelScope)
-    pump_parked: trio.Event = field(default_factory=_set_event)
-
-    async def pause_pump(self) -> None:
-        """Stop the pump taking messages; waits until it has queued any message already
-        handed to it (a receive it was waiting in is cancelled without taking one)."""
-        self.pump_allowed = trio.Event()
-        self.pump_scope.cancel()
-        await self.pump_parked.wait()
-
-    def resume_pump(self) -> None:
-        self.pump_allowed.set()
-
-    def enqueue(self, message: m.InternalMessage, bound_bytes: int) -> int:
-        """Queue an outgoing message; how many audio chunks the bound made it drop."""
-        self.pending.append(message)
-        dropped = 0
-        if isinstance(message, m.AudioChunk):
-            self.pending_audio_bytes += len(message.data)
-            while self.pending_audio_bytes > bound_bytes:
-                oldest = next(i for i, p in enumerate(self.pending) if isinstance(p, m.AudioChunk))
-                chunk = self.pending[oldest]
-                assert isinstance(chunk, m.AudioChunk)
-                del self.pending[oldest]
-                self.pending_audio_bytes -= len(chunk.data)
-                dropped += 1
-        self.audio_dropped += dropped
-        return dropped
+    outbox: Outbox = field(default_factory=Outbox)
+    history: History = field(default_factory=History)
+    reconnects: Reconnects = field(default_factory=Reconnects)
+    connections: int = 0  # connections that reached setupComplete
 
 
-class _Handover(Exception):
-    """Leave this connection to resume on a fresh one (goAway)."""
-
-
-class _Stop(Exception):
-    """The session is over: close this connection normally."""
-
-
-class _HandleRefused(Exception):
-    """The server closed the connection while we tried to resume: resume no more."""
+# --- the actor ---------------------------------------------------------------------------
 
 
 async def gemini_link(
@@ -162,311 +281,403 @@ async def gemini_link(
     """Run the session until ``ctx.stopping`` is set (then close normally and return).
 
     Says ready after the first setupComplete. Raises a ``LinkError`` on a fatal end.
-    Closes its own ``outgoing`` and ``incoming`` endpoints on exit.
+    Closes its own ``outgoing`` and ``incoming`` endpoints on exit. Cancelled, it leaves
+    unsent messages in ``state`` for the next incarnation.
     """
-    try:
-        async with outgoing, incoming, trio.open_nursery() as nursery:
-            nursery.start_soon(_pump, outgoing, incoming, state, options)
-            await _connections(ctx, endpoint, setup, transport, outgoing, incoming, state, options)
-            nursery.cancel_scope.cancel()
-    except BaseExceptionGroup as group:
-        leaf = _single(group)
-        if isinstance(leaf, Exception):  # one error (a LinkError, or a crash): as itself
-            raise leaf from leaf.__cause__
-        raise
+    async with outgoing, incoming:
+        link = Link(ctx, endpoint, setup, transport, outgoing, incoming, state, options)
+        error = await link.run()
+    if error is not None:
+        raise error from error.__cause__
 
 
-async def _pump(
-    outgoing: trio.MemoryReceiveChannel[m.InternalMessage],
-    incoming: trio.MemorySendChannel[m.InternalMessage],
-    state: LinkState,
-    options: LinkOptions,
-) -> None:
-    """Queue outgoing messages while no connection is up (the bound applies); paused by
-    ``_serve`` while it sends. Returns when ``outgoing`` ends."""
-    while True:
-        await state.pump_allowed.wait()
-        if not state.pump_allowed.is_set():
-            continue  # paused again before this task ran: the sender takes the messages
-        state.pump_parked = trio.Event()
+@dataclass
+class Link:
+    """One incarnation of the link actor: connections one after another until the session
+    ends, each through ``Reconnects``."""
+
+    ctx: ActorContext
+    endpoint: Endpoint
+    setup: wire.Setup
+    transport: Transport
+    outgoing: trio.MemoryReceiveChannel[m.InternalMessage]
+    incoming: trio.MemorySendChannel[m.InternalMessage]
+    state: LinkState
+    options: LinkOptions
+    outgoing_ended: bool = False
+
+    async def run(self) -> LinkError | None:
+        """Connect, serve, reconnect; the fatal error that ended the session, if any."""
+        session = self.state.session
+        if session.state is not State.IDLE:  # a previous incarnation crashed mid-connection
+            await self.report(session.connection_lost())
+        delay = 0.0
+        while True:
+            ended = await self._attempt(delay)
+            if ended.outcome is Outcome.STOPPED:
+                return None
+            if ended.outcome is Outcome.FATAL:
+                return ended.error
+            if ended.outcome is Outcome.SERVER_FAULT:
+                await deliver(
+                    self.incoming, m.ServerFault(what=ended.reason, code=ended.close_code or 0)
+                )
+            if ended.outcome is Outcome.RESUME_REFUSED:
+                session.resumption_handle, session.resumable = None, False
+            await self.report(session.connection_lost())
+            step = self.state.reconnects.after(ended, trio.current_time(), self.options)
+            if step is None:
+                failures = self.state.reconnects.failures - 1
+                return ReconnectGaveUp(
+                    f"gave up after {failures} reconnect attempts; last: {ended.reason}"
+                )
+            attempt, delay = step
+            await deliver(
+                self.incoming, m.Reconnecting(reason=ended.reason, attempt=attempt, delay=delay)
+            )
+
+    async def _attempt(self, delay: float) -> Ended:
+        """Wait ``delay``, then connect and serve one connection; how it ended. Until the
+        connection can send, a pump queues outgoing messages in the outbox (the bound
+        applies); then the sender takes them itself (one task hop fewer per message)."""
+        pump = _Pump(self)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(pump.run)
+            ended = await self._wait(delay) or await self._connect(pump)
+            await pump.stop()
+        return ended
+
+    async def _wait(self, delay: float) -> Ended | None:
+        """Sleep ``delay`` seconds; an Ended if the session was asked to stop meanwhile."""
+        with trio.move_on_after(delay):
+            await self.ctx.stopping.wait()
+        return Ended(Outcome.STOPPED) if self.ctx.stopping.is_set() else None
+
+    async def _connect(self, pump: _Pump) -> Ended:
+        now = trio.current_time()
+        self.state.reconnects.started(now)
         try:
-            with trio.CancelScope() as state.pump_scope:
-                async for message in outgoing:
-                    await _accept(message, incoming, state, options)
-                return
+            headers = await self.endpoint.headers()
+            async with self.transport.connect(self.endpoint.url, headers) as conn:
+                return await ConnectionRun(self, conn, now).run(pump)
+        except ConnectFailed as exc:
+            return _connect_failed(exc)
+        except TransportClosed as exc:  # from the transport's own close on the way out
+            return _closed(exc)
+
+    async def queue(self, message: m.InternalMessage) -> None:
+        """Put ``message`` in the outbox; report audio the bound dropped (aggregated)."""
+        outbox = self.state.outbox
+        outbox.put(message, int(self.options.audio_buffer_seconds * INPUT_BYTES_PER_SECOND))
+        report = outbox.dropped.due(trio.current_time())
+        if report is not None:
+            await deliver(self.incoming, report)
+
+    async def report(self, messages: list[m.SessionEvent]) -> None:
+        for message in messages:
+            await deliver(self.incoming, message)
+        await self.report_transcript_drops()
+
+    async def report_transcript_drops(self) -> None:
+        history = self.state.history
+        if history.dropped_chars:
+            what = f"transcript text past {self.options.transcript_chars} characters a turn"
+            await deliver(self.incoming, m.Dropped(what=what, count=history.dropped_chars))
+            history.dropped_chars = 0
+
+
+class _Pump:
+    """Takes outgoing messages into the outbox while no connection sends them. Lives for
+    one connection attempt; ``stop`` returns once it has queued what it took."""
+
+    def __init__(self, link: Link) -> None:
+        self._link = link
+        self._scope = trio.CancelScope()
+        self._done = trio.Event()
+
+    async def run(self) -> None:
+        try:
+            with self._scope:
+                while not self._link.outgoing_ended:
+                    try:
+                        message = await take(self._link.outgoing)
+                    except trio.EndOfChannel:
+                        self._link.outgoing_ended = True
+                        break
+                    await self._link.queue(message)
         finally:
-            state.pump_parked.set()
+            self._done.set()
+
+    async def stop(self) -> None:
+        # A message handed to the pump as it is cancelled still reaches the outbox: wait
+        # for that before the sender takes the next one, or the two could swap.
+        self._scope.cancel()
+        await self._done.wait()
 
 
-async def _accept(
-    message: m.InternalMessage,
-    incoming: trio.MemorySendChannel[m.InternalMessage],
-    state: LinkState,
-    options: LinkOptions,
-) -> None:
-    dropped = state.enqueue(message, int(options.audio_buffer_seconds * AUDIO_BYTES_PER_SECOND))
-    if dropped:
-        await deliver(
-            incoming, m.Dropped(what="audio (buffer bound while disconnected)", count=dropped)
+class ConnectionRun:
+    """One connection: setup, then sending and receiving at once until it ends. Every way
+    it ends is an ``Ended`` (the first one recorded wins), never an exception; an error
+    that is none of those (a bug) propagates as itself and the supervisor restarts the
+    link."""
+
+    def __init__(self, link: Link, conn: Connection, started: float) -> None:
+        self.link = link
+        self.conn = conn
+        self.started = started
+        self.session = link.state.session
+        self.handle = self.session.resumption_handle
+        self.completed_turn = False
+        self.handover_at = math.inf  # set by goAway: move before the server's deadline
+        self._ended: Ended | None = None
+        self._serving: trio.CancelScope | None = None
+
+    async def run(self, pump: _Pump) -> Ended:
+        ended = await self._setup()
+        if ended is None:
+            await pump.stop()  # from here the sender takes outgoing messages itself
+            ended = await self._announce() or await self._serve()
+        await self._close(ended)
+        up = trio.current_time() - self.started
+        healthy = self.completed_turn or up >= self.link.options.healthy_after
+        return dataclasses.replace(ended, healthy=healthy)
+
+    async def _setup(self) -> Ended | None:
+        """Send setup and wait for setupComplete; None once the session is ready."""
+        setup = self.link.setup
+        config = msgspec.structs.replace(
+            setup,
+            model=self.link.endpoint.model,
+            session_resumption=wire.SessionResumptionConfig(
+                handle=self.handle,
+                transparent=(
+                    setup.session_resumption or wire.SessionResumptionConfig()
+                ).transparent,
+            ),
+        )
+        try:
+            await self.conn.send(self.session.send(config))
+            with trio.fail_after(self.link.options.setup_timeout):
+                while self.session.state is State.SETUP_SENT:
+                    ended = await self._receive(await self.conn.receive())
+                    if ended is not None:
+                        return ended
+        except TransportClosed as exc:
+            refused = exc.code in (1007, 1008) and not isinstance(exc, PeerProtocolViolation)
+            if self.handle is not None and refused:
+                closed = f"{exc.code} {exc.reason}".strip()
+                return Ended(
+                    Outcome.RESUME_REFUSED,
+                    f"resumption refused ({closed}); re-seeding the history",
+                )
+            return _closed(exc)
+        except trio.TooSlowError:
+            return Ended(Outcome.SETUP_TIMEOUT, "no setupComplete in time")
+        return None
+
+    async def _announce(self) -> Ended | None:
+        """Tell the pipeline the session is (back) up, re-seeding it if it was not resumed."""
+        link, state = self.link, self.link.state
+        state.connections += 1
+        if state.connections == 1:
+            await deliver(link.incoming, m.Connected(resumed=False))
+            link.ctx.ready()
+            return None
+        contents = state.history.contents(link.options.history_turns)
+        if self.handle is None and contents:
+            seed = wire.ClientContent(turns=contents, turn_complete=False)
+            try:
+                await self.conn.send(self.session.send(seed))
+            except TransportClosed as exc:
+                return _closed(exc)
+        dropped = state.outbox.dropped.flush()
+        if dropped is not None:
+            await deliver(link.incoming, dropped)
+        await deliver(link.incoming, m.Reconnected(restored=self.handle is not None))
+        return None
+
+    async def _serve(self) -> Ended:
+        async with trio.open_nursery() as nursery:
+            self._serving = nursery.cancel_scope
+            nursery.start_soon(self._send_loop)
+            nursery.start_soon(self._stop_when_asked)
+            await self._receive_loop()
+        assert self._ended is not None
+        return self._ended
+
+    def _end(self, ended: Ended) -> None:
+        if self._ended is None:
+            self._ended = ended
+        if self._serving is not None:
+            self._serving.cancel()
+
+    async def _close(self, ended: Ended) -> None:
+        if ended.outcome in (Outcome.STOPPED, Outcome.HANDOVER):
+            await self.conn.aclose(1000, "")  # the old socket closes before resuming
+        elif ended.outcome is Outcome.SERVER_FAULT and ended.close_code is not None:
+            # A fixed reason: nothing the server sent is echoed back to it.
+            await self.conn.aclose(ended.close_code, "invalid message from the server")
+
+    # --- receiving -----------------------------------------------------------------------
+
+    async def _receive_loop(self) -> None:
+        self._end(await self._read_until_end())
+
+    async def _read_until_end(self) -> Ended:
+        """Read and pass on server messages until the connection ends; how it ended."""
+        try:
+            while True:
+                frame: bytes | str | None = None
+                with trio.move_on_at(self.handover_at):
+                    frame = await self.conn.receive()
+                if frame is None:  # no turn boundary came before the goAway deadline
+                    return Ended(Outcome.HANDOVER, "goAway handover")
+                ended = await self._receive(frame)
+                if ended is not None:
+                    return ended
+                if self.handover_at < math.inf and self._at_turn_boundary():
+                    return Ended(Outcome.HANDOVER, "goAway handover")  # before the deadline
+        except TransportClosed as exc:
+            return _closed(exc)
+
+    def _at_turn_boundary(self) -> bool:
+        return self.session.state is State.READY and not self.session.pending_calls
+
+    async def _receive(self, frame: bytes | str) -> Ended | None:
+        """Apply one server frame and pass on what it means; an Ended if it breaks the
+        protocol (the server's fault: the connection is closed, then reconnected)."""
+        try:
+            message = wire.decode_server(frame)
+        except RemoteProtocolError as exc:
+            return _server_fault(f"the server sent a message the client cannot read: {exc}", 1007)
+        try:
+            events = self.session.receive(message)
+        except RemoteProtocolError as exc:
+            return _server_fault(f"the server sent an impossible message: {exc}", 1002)
+        for event in events:
+            admitted = self._admit(event)
+            if admitted is not None:
+                await deliver(self.link.incoming, admitted)
+            if isinstance(event, m.TurnCompleted):
+                await self.link.report_transcript_drops()
+        return None
+
+    def _admit(self, event: m.SessionEvent) -> m.SessionEvent | None:
+        """Note what the link itself needs from ``event``; the event to pass on (its
+        transcript text cut to the turn's budget), or None when nothing is left of it."""
+        if isinstance(event, m.TurnCompleted) and not event.interrupted:
+            self.completed_turn = True
+        elif isinstance(event, m.GoAwayReceived) and self.handover_at == math.inf:
+            margin = self.link.options.handover_margin
+            self.handover_at = trio.current_time() + event.time_left - margin
+        elif isinstance(event, m.TranscriptFragment) and event.text:
+            kept = self._budget(event.turn_id, event.role, event.text)
+            if kept != event.text:
+                return msgspec.structs.replace(event, text=kept) if kept or event.finished else None
+        elif isinstance(event, m.ModelText) and not event.thought and event.text:
+            kept = self._budget(event.turn_id, "agent", event.text)
+            if kept != event.text:
+                return msgspec.structs.replace(event, text=kept) if kept else None
+        return event
+
+    def _budget(self, turn_id: int, role: m.Role, text: str) -> str:
+        options = self.link.options
+        return self.link.state.history.admit(
+            turn_id, role, text, budget=options.transcript_chars, turns=options.history_turns
         )
 
+    # --- sending and stopping ------------------------------------------------------------
 
-async def _connections(
-    ctx: ActorContext,
-    endpoint: Endpoint,
-    setup: wire.Setup,
-    transport: Transport,
-    outgoing: trio.MemoryReceiveChannel[m.InternalMessage],
-    incoming: trio.MemorySendChannel[m.InternalMessage],
-    state: LinkState,
-    options: LinkOptions,
-) -> None:
-    failures = 0
-    if state.session.state is not State.IDLE:  # a previous incarnation crashed mid-connection
-        for message in state.session.connection_lost():
-            await deliver(incoming, message)
-    while True:
-        delay = 0.0
-        started, state.healthy = trio.current_time(), False
+    async def _send_loop(self) -> None:
+        """Send queued messages in order, then each new one as it comes; a message leaves
+        the outbox only once written (cancelled mid-send, it stays for the next
+        connection)."""
+        link, outbox = self.link, self.link.state.outbox
         try:
-            async with transport.connect(endpoint.url, await endpoint.headers()) as conn:
-                await _serve(ctx, conn, endpoint, setup, outgoing, incoming, state, options)
-            return  # _serve returns only when the session is over
-        except _Handover:
-            reason, failures = "goAway handover", 0
-        except _HandleRefused as exc:
-            reason = f"resumption refused ({exc}); re-seeding the history"
-            state.session.resumption_handle = None
-            state.session.resumable = False
+            while True:
+                if outbox.unsent_frame is not None:
+                    await self.conn.send(outbox.unsent_frame)  # checked and recorded already
+                    outbox.unsent_frame = None
+                    outbox.pop()
+                elif outbox.pending:
+                    client_message = _to_wire(outbox.pending[0], self.session)
+                    if client_message is None:
+                        outbox.pop()
+                    else:
+                        outbox.unsent_frame = self.session.send(client_message)
+                elif link.outgoing_ended:
+                    await trio.sleep_forever()
+                else:
+                    try:
+                        message = await take(link.outgoing)
+                    except trio.EndOfChannel:
+                        link.outgoing_ended = True
+                        continue
+                    await link.queue(message)
         except TransportClosed as exc:
-            _raise_if_fatal(exc)
-            reason = f"closed with {exc.code} {exc.reason}".strip()
-            # Failures in a row: a session that ran for hours must not give up on its
-            # ninth drop (the soak's fault storms made a link give up, which showed that
-            # the count was never reset).
-            if state.healthy or trio.current_time() - started >= options.healthy_after:
-                failures = 0
-            failures += 1
-        except ConnectFailed as exc:
-            if exc.status in (401, 403):
-                raise CredentialsRefused(
-                    f"the server refused the credentials (HTTP {exc.status})"
-                ) from exc
-            if exc.status is not None and exc.status < 500 and exc.status != 429:
-                raise HandshakeRejected(
-                    f"the server refused the handshake (HTTP {exc.status}): "
-                    "check the URL and API version"
-                ) from exc
-            reason = str(exc)
-            failures += 1
-        except trio.TooSlowError:
-            reason = "no setupComplete in time"
-            failures += 1
-        for message in state.session.connection_lost():
-            await deliver(incoming, message)
-        if failures > options.max_reconnect_attempts:
-            raise ReconnectGaveUp(
-                f"gave up after {failures - 1} reconnect attempts; last: {reason}"
-            )
-        if failures:
-            delay = options.backoff.delay(failures, options.random)
-        await deliver(incoming, m.Reconnecting(reason=reason, attempt=failures, delay=delay))
-        await trio.sleep(delay)
+            # The read side usually learns why the connection ended (the close code) at
+            # the same moment: let it say so, and fall back on the write's error.
+            await trio.sleep(limits.SEND_FAILURE_GRACE)
+            self._end(_closed(exc))
+
+    async def _stop_when_asked(self) -> None:
+        await self.link.ctx.stopping.wait()
+        self._end(Ended(Outcome.STOPPED))
 
 
-def _raise_if_fatal(exc: TransportClosed) -> None:
+# --- how a connection ended --------------------------------------------------------------
+
+
+def _closed(exc: TransportClosed) -> Ended:
+    """A closed connection: fatal for the codes that mean we sent something wrong or
+    unsupported, the server's fault when it broke the WebSocket protocol, else retryable."""
+    if isinstance(exc, PeerProtocolViolation):
+        return _server_fault(str(exc), exc.code)
     code, reason = exc.code, exc.reason
     said = f" (server said: {reason})" if reason else ""
     if code == 1007:
         if "api key" in reason.lower() or "credential" in reason.lower():
-            raise CredentialsRefused(f"the key was refused{said}") from exc
-        raise InvalidRequest(f"invalid argument or context too large (1007){said}") from exc
+            return _fatal(CredentialsRefused(f"the key was refused{said}"), exc)
+        return _fatal(InvalidRequest(f"invalid argument or context too large (1007){said}"), exc)
     if code == 1008:
-        raise ModelNotSupported(
-            f"the model and API do not match, or an option is unsupported (1008){said}"
-        ) from exc
+        return _fatal(
+            ModelNotSupported(
+                f"the model and API do not match, or an option is unsupported (1008){said}"
+            ),
+            exc,
+        )
     if code in (1002, 1003, 1009):
-        raise InvalidRequest(f"the server rejected our messages ({code}){said}") from exc
+        return _fatal(InvalidRequest(f"the server rejected our messages ({code}){said}"), exc)
+    return Ended(Outcome.CLOSED, f"closed with {code} {reason}".strip())
 
 
-async def _serve(
-    ctx: ActorContext,
-    conn: Connection,
-    endpoint: Endpoint,
-    setup: wire.Setup,
-    outgoing: trio.MemoryReceiveChannel[m.InternalMessage],
-    incoming: trio.MemorySendChannel[m.InternalMessage],
-    state: LinkState,
-    options: LinkOptions,
-) -> None:
-    session = state.session
-    handle = session.resumption_handle
-    config = msgspec.structs.replace(
-        setup,
-        model=endpoint.model,
-        session_resumption=wire.SessionResumptionConfig(
-            handle=handle,
-            transparent=(setup.session_resumption or wire.SessionResumptionConfig()).transparent,
-        ),
-    )
-    await conn.send(session.send(config))
-    try:
-        with trio.fail_after(options.setup_timeout):
-            while session.state is State.SETUP_SENT:
-                await _receive_one(conn, incoming, state)
-    except TransportClosed as exc:
-        if handle is not None and exc.code in (1007, 1008):
-            raise _HandleRefused(f"{exc.code} {exc.reason}".strip()) from exc
-        raise
-    state.connections += 1
-    if state.connections == 1:
-        await deliver(incoming, m.Connected(resumed=False))
-        ctx.ready()
-    else:
-        if handle is None:
-            await _reseed(conn, state, options)
-        await deliver(incoming, m.Reconnected(restored=handle is not None))
-    go_away = _GoAway()
-    try:
-        await state.pause_pump()
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_send_pending, conn, outgoing, incoming, state, options)
-            nursery.start_soon(_stop_when_asked, ctx)
-            nursery.start_soon(_handover_timer, go_away)
-            while True:
-                for message in await _receive_one(conn, incoming, state):
-                    if isinstance(message, m.GoAwayReceived) and not go_away.received.is_set():
-                        go_away.deadline = (
-                            trio.current_time() + message.time_left - options.handover_margin
-                        )
-                        go_away.received.set()
-                at_boundary = session.state is State.READY and not session.pending_calls
-                if go_away.received.is_set() and at_boundary:
-                    raise _Handover  # a turn boundary came before the deadline
-    except BaseExceptionGroup as group:
-        if group.subgroup(_Stop) is not None:
-            await conn.aclose(1000, "")
-            return
-        if group.subgroup(_Handover) is not None:
-            await conn.aclose(1000, "")  # close the old socket before resuming
-            raise _Handover from None
-        leaves = _leaves(group)
-        if all(isinstance(leaf, TransportClosed) for leaf in leaves):
-            # One close, seen by the receiver and the sender at once (found by the soak: it
-            # escaped as a group and crashed the actor instead of reconnecting).
-            leaves = leaves[:1]
-        if len(leaves) != 1:
-            raise
-        leaf = leaves[0]
-        raise leaf from leaf.__cause__  # one error (a close, a send failure): as itself
-    finally:
-        state.resume_pump()
+def _connect_failed(exc: ConnectFailed) -> Ended:
+    if exc.status in (401, 403):
+        error: LinkError = CredentialsRefused(
+            f"the server refused the credentials (HTTP {exc.status})"
+        )
+        return _fatal(error, exc)
+    if exc.status is not None and exc.status < 500 and exc.status != 429:
+        error = HandshakeRejected(
+            f"the server refused the handshake (HTTP {exc.status}): check the URL and API version"
+        )
+        return _fatal(error, exc)
+    return Ended(Outcome.CONNECT_FAILED, str(exc))
 
 
-async def _receive_one(
-    conn: Connection, incoming: trio.MemorySendChannel[m.InternalMessage], state: LinkState
-) -> list[m.SessionEvent]:
-    frame = await conn.receive()
-    try:
-        messages = state.session.receive_frame(frame)
-    except RemoteProtocolError as exc:
-        # A frame we cannot read: report and skip it rather than end a working session.
-        await deliver(incoming, m.Dropped(what=f"server frame ({exc})", count=1))
-        return []
-    for message in messages:
-        if isinstance(message, m.TurnCompleted) and not message.interrupted:
-            state.healthy = True
-        if isinstance(message, m.TranscriptFragment) and message.text:
-            key = (message.turn_id, message.role)
-            state.history[key] = state.history.get(key, "") + message.text
-        await deliver(incoming, message)
-    return messages
+def _server_fault(reason: str, code: int) -> Ended:
+    return Ended(Outcome.SERVER_FAULT, reason, close_code=code)
 
 
-async def _send_pending(
-    conn: Connection,
-    outgoing: trio.MemoryReceiveChannel[m.InternalMessage],
-    incoming: trio.MemorySendChannel[m.InternalMessage],
-    state: LinkState,
-    options: LinkOptions,
-) -> None:
-    """Send queued messages in order, then each new one as it comes; a message leaves
-    the queue only once written (cancelled mid-send, it stays for the next connection)."""
-    ended = False
-    while True:
-        if state.unsent_frame is not None:
-            await conn.send(state.unsent_frame)  # already checked and recorded by the session
-            state.unsent_frame = None
-            _pop(state)
-        elif state.pending:
-            client_message = _to_wire(state.pending[0], state.session)
-            if client_message is None:
-                _pop(state)
-                continue
-            state.unsent_frame = state.session.send(client_message)
-        elif ended:
-            await trio.sleep_forever()
-        else:
-            try:
-                message = await take(outgoing)
-            except trio.EndOfChannel:
-                ended = True
-                continue
-            await _accept(message, incoming, state, options)
-
-
-def _pop(state: LinkState) -> None:
-    message = state.pending.popleft()
-    if isinstance(message, m.AudioChunk):
-        state.pending_audio_bytes -= len(message.data)
-
-
-async def _stop_when_asked(ctx: ActorContext) -> None:
-    await ctx.stopping.wait()
-    raise _Stop
-
-
-def _single(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
-    """The only leaf error of a (nested) group, if there is exactly one."""
-    leaves = list(_leaves(group))
-    return leaves[0] if len(leaves) == 1 else None
-
-
-def _leaves(error: BaseException) -> list[BaseException]:
-    if isinstance(error, BaseExceptionGroup):
-        return [leaf for inner in error.exceptions for leaf in _leaves(inner)]
-    return [error]
-
-
-@dataclass
-class _GoAway:
-    received: trio.Event = field(default_factory=trio.Event)
-    deadline: float = 0.0
-
-
-async def _handover_timer(go_away: _GoAway) -> None:
-    """Move before the goAway deadline even if no turn boundary comes (the server may go
-    silent after goAway)."""
-    await go_away.received.wait()
-    await trio.sleep_until(go_away.deadline)
-    raise _Handover
-
-
-async def _reseed(conn: Connection, state: LinkState, options: LinkOptions) -> None:
-    """Give a fresh session the conversation so far (it could not be resumed)."""
-    turns = sorted(state.history.items(), key=lambda item: (item[0][0], item[0][1] != "user"))
-    contents = [
-        wire.Content(role="user" if role == "user" else "model", parts=[wire.Part(text=text)])
-        for (_, role), text in turns[-2 * options.history_turns :]
-    ]
-    if contents:
-        await conn.send(state.session.send(wire.ClientContent(turns=contents, turn_complete=False)))
+def _fatal(error: LinkError, cause: BaseException) -> Ended:
+    error.__cause__ = cause
+    return Ended(Outcome.FATAL, str(error), error=error)
 
 
 def _to_wire(message: m.InternalMessage, session: LiveSession) -> wire.ClientMessage | None:
     """The wire message for an outgoing internal one; None when it must not be sent."""
     if isinstance(message, m.AudioChunk):
-        return wire.RealtimeInput(audio=wire.Blob(mime_type=AUDIO_MIME, data=message.data))
+        return wire.RealtimeInput(audio=wire.Blob(mime_type=INPUT_MIME, data=message.data))
     if isinstance(message, m.VideoFrame):
         return wire.RealtimeInput(video=wire.Blob(mime_type=message.mime_type, data=message.data))
     if isinstance(message, m.TextInput):

@@ -14,7 +14,7 @@ import trio
 
 from runtime import messages as m
 from runtime.supervisor import ActorContext
-from runtime.wiring import deliver
+from runtime.wiring import deliver, messages
 
 
 @dataclass
@@ -66,9 +66,10 @@ async def metrics(
     out: trio.MemorySendChannel[m.InternalMessage],
     tracker: Metrics,
 ) -> None:
-    """Turn ``inbox`` messages into ``MetricRecorded`` on ``out`` until ``inbox`` ends."""
+    """Turn ``inbox`` messages into ``MetricRecorded`` on ``out`` until ``inbox`` ends;
+    ``tracker`` outlives restarts. Closes both endpoints."""
     async with inbox, out:
         ctx.ready()
-        async for message in inbox:
+        async for message in messages(inbox):
             for metric in tracker.feed(message, trio.current_time()):
                 await deliver(out, metric)

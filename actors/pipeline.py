@@ -1,18 +1,19 @@
 """The whole pipeline, wired: every channel and actor of one voice session on one screen.
 
     capture ─raw─► encoder ─outgoing─► gemini-link ◄══► Gemini Live | emulator
-                                           │
-                        ┌──────incoming────┘
-                        ▼
-                     router ─calls─► tool-executor ─results─► router ─► outgoing (to the link)
-                        │  └─playout─► playout ─► sink
-                        ▼               │
-                    transcriber ◄───────┘  (+ metrics) ─► the application's events
+                      │                  ▲   │
+                      │       tool results   │ what the server said
+                      ▼                  │   ▼
+    playout ─────► reports ─────────► router ─calls─► tool-executor ─► reports
+      ▲  (progress)                    │ │ │
+      └───────────── playout ──────────┘ │ └─metrics─► metrics ─────────┐
+                                         └─observed─► transcriber ──────┴─► events
 
-The supervisor starts them in this order: transcriber, playout, tool-executor, router, link
-(ready once setupComplete arrived), encoder, capture, so no audio is captured before the
-session can take it. The application gets every internal message on ``events`` (model
-audio included), plus transcripts and metrics, and can push input with ``send``.
+Every actor that has something to say sends it to ``reports``; the router sends each
+message where it is needed (``actors.router``), and everything to the transcriber, through
+which the application's event stream passes. The supervisor starts them in this order:
+transcriber, metrics, playout, tool-executor, router, link (ready once setupComplete
+arrived), encoder, capture, so no audio is captured before the session can take it.
 """
 
 from __future__ import annotations
@@ -25,19 +26,19 @@ from actors.capture import Source, capture
 from actors.encoder import encoder
 from actors.endpoint import Endpoint
 from actors.gemini_link import LinkOptions, LinkState, gemini_link
-from actors.metrics import Metrics
+from actors.metrics import Metrics, metrics
 from actors.playout import PlayoutOptions, Sink, playout
+from actors.router import router
 from actors.tool_executor import ExecutorState, tool_executor
 from actors.tools import ToolSet
 from actors.transcriber import Transcripts, transcriber
 from actors.transport import NativeTransport, Transport
 from protocol import wire
 from runtime import messages as m
-from runtime.supervisor import ActorContext, ChildSpec, Restart, Supervisor
-from runtime.wiring import Wiring, deliver, messages
+from runtime.supervisor import ChildSpec, Restart, Supervisor
+from runtime.wiring import Wiring
 
-_TO_PLAYOUT = (m.ModelAudio, m.TurnInterrupted, m.GenerationCompleted, m.TurnCompleted)
-_TO_TOOLS = (m.ToolCallRequested, m.ToolCallsCancelled, m.TurnInterrupted)
+CHANNELS = ("raw", "outgoing", "reports", "calls", "playout", "metrics", "observed")
 
 
 @dataclass
@@ -56,8 +57,9 @@ class Pipeline:
     wiring: Wiring[m.InternalMessage] = field(default_factory=Wiring)
 
     def __post_init__(self) -> None:
-        for name in ("raw", "outgoing", "incoming", "calls", "results", "playout", "observed"):
+        for name in CHANNELS:
             self.wiring.add(name)
+        # What outlives an actor's restarts: plain data, given back to each incarnation.
         self._link_state = LinkState()
         self._executor_state = ExecutorState()
         self._metrics = Metrics()
@@ -67,44 +69,22 @@ class Pipeline:
         return self.wiring.sender("outgoing")
 
     def children(self, events: trio.MemorySendChannel[m.InternalMessage]) -> list[ChildSpec]:
+        """Every actor, in start-up order; ``events`` gets what the application sees."""
         w = self.wiring
-
-        async def router(ctx: ActorContext) -> None:
-            async with (
-                w.receiver("incoming") as incoming,
-                w.receiver("results") as results,
-                w.sender("calls") as calls,
-                w.sender("playout") as audio,
-                w.sender("outgoing") as outgoing,
-                w.sender("observed") as observed,
-                trio.open_nursery() as nursery,
-            ):
-                ctx.ready()
-
-                async def forward_results() -> None:
-                    async for result in results:
-                        await deliver(outgoing, result)
-                        await deliver(observed, result)
-
-                nursery.start_soon(forward_results)
-                async for message in messages(incoming):
-                    if isinstance(message, _TO_TOOLS):
-                        await deliver(calls, message)
-                    if isinstance(message, _TO_PLAYOUT):
-                        await deliver(audio, message)
-                    await deliver(observed, message)  # the transcriber needs the audio too
-                nursery.cancel_scope.cancel()
-
-        specs = [
+        return [
             ChildSpec(
-                "transcriber",  # and metrics; forwards everything it sees as the events
+                "transcriber",
                 lambda ctx: transcriber(
                     ctx,
                     inbox=w.receiver("observed"),
                     out=events.clone(),
                     transcripts=self.transcripts,
-                    metrics=self._metrics,
-                    forward=True,
+                ),
+            ),
+            ChildSpec(
+                "metrics",
+                lambda ctx: metrics(
+                    ctx, inbox=w.receiver("metrics"), out=events.clone(), tracker=self._metrics
                 ),
             ),
             ChildSpec(
@@ -113,7 +93,7 @@ class Pipeline:
                     ctx,
                     audio=w.receiver("playout"),
                     sink=self.sink,
-                    events=w.sender("observed"),
+                    events=w.sender("reports"),
                     options=self.playout_options,
                 ),
                 Restart.TRANSIENT,
@@ -124,11 +104,22 @@ class Pipeline:
                     ctx,
                     tools=self.tools,
                     calls=w.receiver("calls"),
-                    results=w.sender("results"),
+                    results=w.sender("reports"),
                     state=self._executor_state,
                 ),
             ),
-            ChildSpec("router", router),
+            ChildSpec(
+                "router",
+                lambda ctx: router(
+                    ctx,
+                    inbox=w.receiver("reports"),
+                    calls=w.sender("calls"),
+                    playout=w.sender("playout"),
+                    outgoing=w.sender("outgoing"),
+                    metrics=w.sender("metrics"),
+                    observed=w.sender("observed"),
+                ),
+            ),
             ChildSpec(
                 "gemini-link",
                 lambda ctx: gemini_link(
@@ -137,7 +128,7 @@ class Pipeline:
                     setup=self.setup,
                     transport=self.transport,
                     outgoing=w.receiver("outgoing"),
-                    incoming=w.sender("incoming"),
+                    incoming=w.sender("reports"),
                     state=self._link_state,
                     options=self.link_options,
                 ),
@@ -148,17 +139,23 @@ class Pipeline:
                     ctx,
                     raw=w.receiver("raw"),
                     out=w.sender("outgoing"),
+                    reports=w.sender("reports"),
                     chunk_ms=self.chunk_ms,
-                    reports=w.sender("observed"),
                     video_sources=frozenset({self.video.name} if self.video else ()),
                 ),
                 Restart.TRANSIENT,
             ),
+            *self._captures(),
         ]
-        for name, source in (("capture", self.source), ("video-capture", self.video)):
-            if source is not None:
-                specs.append(_capture_spec(name, source, w))
-        return specs
+
+    def _captures(self) -> list[ChildSpec]:
+        # Never restarted: a restarted file source would replay from the start.
+        sources = (("capture", self.source), ("video-capture", self.video))
+        return [
+            _capture_spec(name, source, self.wiring)
+            for name, source in sources
+            if source is not None
+        ]
 
     def supervisor(self, events: trio.MemorySendChannel[m.InternalMessage]) -> Supervisor:
         """A supervisor of ``children(events)``; run it with ``run()``, end it with ``stop()``."""
@@ -166,7 +163,6 @@ class Pipeline:
 
 
 def _capture_spec(name: str, source: Source, wiring: Wiring[m.InternalMessage]) -> ChildSpec:
-    # Never restarted: a restarted file source would replay from the start.
     return ChildSpec(
         name, lambda ctx: capture(ctx, source=source, out=wiring.sender("raw")), Restart.TEMPORARY
     )

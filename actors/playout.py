@@ -8,8 +8,13 @@ audio at once: at most the frame being written still plays (one frame, 20 ms by 
 It reports ``PlayoutProgress`` (samples played in the turn) and ``PlayoutFinished``
 (played fully, or interrupted at sample N).
 
-Sinks: ``WavSink`` (a 16-bit mono WAV file), ``CollectorSink`` (in memory, for tests and
-embedding), ``SpeakerSink`` (sounddevice, an optional extra).
+The jitter buffer holds at most ``buffer_seconds`` of audio (``actors.limits``): a server
+sending faster than that can be played loses what does not fit, counted and reported as
+``Dropped`` (at most once a second, and at each turn's end).
+
+Sinks: ``NullSink`` (plays nothing, at the pace of a speaker: the session's default),
+``WavSink`` (a 16-bit mono WAV file), ``CollectorSink`` (keeps everything in memory, for
+tests), ``SpeakerSink`` (sounddevice, an optional extra).
 """
 
 from __future__ import annotations
@@ -22,13 +27,14 @@ from typing import Protocol
 
 import trio
 
+from actors import limits
 from actors.capture import AudioDeviceUnavailable
 from runtime import messages as m
+from runtime.audio import OUTPUT_RATE
 from runtime.clock import paced_sleep_until
+from runtime.drops import DropCounter
 from runtime.supervisor import ActorContext
 from runtime.wiring import deliver, messages
-
-OUTPUT_RATE = 24000
 
 
 class Sink(Protocol):
@@ -38,9 +44,21 @@ class Sink(Protocol):
     async def aclose(self) -> None: ...
 
 
+class NullSink:
+    """Plays nothing, keeps nothing: the default when the application takes the reply's
+    audio from its ``audio_stream`` (playout still paces it, for barge-in truncation)."""
+
+    async def write(self, pcm: bytes) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        pass
+
+
 @dataclass
 class CollectorSink:
-    """Keeps what was played, and when (trio's clock)."""
+    """Keeps everything played, and when (trio's clock): for tests. Unbounded: a long
+    session grows it by 48 KB per second of reply."""
 
     chunks: list[bytes] = field(default_factory=list)
     times: list[float] = field(default_factory=list)
@@ -120,22 +138,37 @@ class _Turn:
 class JitterBuffer:
     """Per-turn audio queues; ``next_frame`` decides what plays now. No I/O."""
 
-    def __init__(self, *, frame_ms: int = 20, target_ms: int = 150, low_water_ms: int = 60) -> None:
+    def __init__(
+        self,
+        *,
+        frame_ms: int = 20,
+        target_ms: int = 150,
+        low_water_ms: int = 60,
+        max_bytes: int = limits.PLAYOUT_BUFFER_BYTES,
+    ) -> None:
         self.frame_bytes = 2 * OUTPUT_RATE * frame_ms // 1000
         self._target = 2 * OUTPUT_RATE * target_ms // 1000
         self._low_water = 2 * OUTPUT_RATE * low_water_ms // 1000
+        self.max_bytes = max_bytes
+        self.buffered = 0  # bytes, all turns
         self._turns: collections.OrderedDict[int, _Turn] = collections.OrderedDict()
         self._threshold = self._target
         self._flushed: set[int] = set()
         self.underruns = 0
 
-    def push(self, turn_id: int, pcm: bytes) -> None:
+    def push(self, turn_id: int, pcm: bytes) -> bool:
+        """Queue ``pcm`` for ``turn_id``; False when it was dropped because the buffer
+        would hold more than ``max_bytes``."""
         if turn_id in self._flushed:
-            return  # audio still arriving for an interrupted turn: never played
+            return True  # audio still arriving for an interrupted turn: never played
+        if self.buffered + len(pcm) > self.max_bytes:
+            return False
         turn = self._turns.setdefault(turn_id, _Turn(turn_id))
         if pcm:
             turn.data.append(pcm)
             turn.buffered += len(pcm)
+            self.buffered += len(pcm)
+        return True
 
     def complete(self, turn_id: int) -> None:
         """No more audio will come for ``turn_id``."""
@@ -146,7 +179,10 @@ class JitterBuffer:
         """Drop ``turn_id``'s audio now, and any that still comes for it; the turn as it
         stood (for its played count)."""
         self._flushed.add(turn_id)
-        return self._turns.pop(turn_id, None)
+        turn = self._turns.pop(turn_id, None)
+        if turn is not None:
+            self.buffered -= turn.buffered
+        return turn
 
     def next_frame(self) -> tuple[int, bytes] | tuple[int, None] | None:
         """What to play now: (turn, frame); (turn, None) when that turn has finished;
@@ -189,6 +225,7 @@ class JitterBuffer:
                 out += head[:need]
                 turn.data[0] = head[need:]
         turn.buffered -= size
+        self.buffered -= size
         return bytes(out)
 
 
@@ -199,6 +236,7 @@ class PlayoutOptions:
     low_water_ms: int = 60
     realtime: bool = True  # False: write as fast as the sink takes it (files, tests)
     progress_every_ms: int = 100
+    buffer_seconds: float = limits.PLAYOUT_BUFFER_SECONDS  # past it, arriving audio is dropped
 
 
 async def playout(
@@ -212,93 +250,117 @@ async def playout(
     """Play ``ModelAudio`` from ``audio`` (``GenerationCompleted`` / ``TurnCompleted`` end a
     turn's audio, ``TurnInterrupted`` flushes it) into ``sink`` until ``audio`` ends and
     everything queued has played. Closes ``audio``, ``events`` and the sink on exit."""
-    buffer = JitterBuffer(
-        frame_ms=options.frame_ms, target_ms=options.target_ms, low_water_ms=options.low_water_ms
-    )
-    wakeup = trio.Event()
-    ended = False
+    player = _Player(sink, events, options)
     async with audio, events:
         ctx.ready()
-
-        async def receive() -> None:
-            nonlocal wakeup, ended
-            async for message in messages(audio):
-                if isinstance(message, m.ModelAudio):
-                    if message.sample_rate != OUTPUT_RATE:
-                        await deliver(
-                            events,
-                            m.Dropped(what=f"model audio at {message.sample_rate} Hz", count=1),
-                        )
-                        continue
-                    buffer.push(message.turn_id, message.data)
-                elif isinstance(message, m.GenerationCompleted | m.TurnCompleted):
-                    buffer.complete(message.turn_id)
-                elif isinstance(message, m.TurnInterrupted):
-                    turn = buffer.flush(message.turn_id)
-                    played = turn.played if turn is not None else 0
-                    await deliver(
-                        events,
-                        m.PlayoutFinished(
-                            turn_id=message.turn_id, samples_played=played, interrupted=True
-                        ),
-                    )
-                wakeup.set()
-                wakeup = trio.Event()
-            ended = True
-            wakeup.set()
-
-        async def play() -> None:
-            frame_seconds = options.frame_ms / 1000
-            next_at = trio.current_time()
-            last_progress: dict[int, int] = {}
-            progress_samples = OUTPUT_RATE * options.progress_every_ms // 1000
-            underruns = 0
-            while True:
-                if options.realtime:
-                    # Wait first, take the frame after: an interruption that comes during
-                    # the wait flushes the frame before it is taken, not after it is written.
-                    await paced_sleep_until(next_at)
-                item = buffer.next_frame()
-                if buffer.underruns > underruns:
-                    underruns = buffer.underruns
-                    turn_id = buffer.current_turn or 0
-                    await deliver(
-                        events, m.PlayoutUnderrun(turn_id=turn_id, total_underruns=underruns)
-                    )
-                if item is None:
-                    if ended and buffer.current_turn is None:
-                        return
-                    await wakeup.wait()
-                    next_at = max(next_at, trio.current_time())
-                    continue
-                turn_id, frame = item
-                if frame is None:
-                    await deliver(
-                        events,
-                        m.PlayoutFinished(
-                            turn_id=turn_id,
-                            samples_played=last_progress.pop(turn_id, 0),
-                            interrupted=False,
-                        ),
-                    )
-                    continue
-                if options.realtime:
-                    next_at += frame_seconds
-                else:
-                    await trio.lowlevel.checkpoint()
-                await sink.write(frame)
-                played = buffer.played(turn_id) or last_progress.get(turn_id, 0) + len(frame) // 2
-                previous = last_progress.get(turn_id, 0)
-                last_progress[turn_id] = played
-                # The first frame of a turn too: time-to-first-audio is measured from it.
-                if previous == 0 or played // progress_samples > previous // progress_samples:
-                    await deliver(events, m.PlayoutProgress(turn_id=turn_id, samples_played=played))
-
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(receive)
-                await play()
+                nursery.start_soon(player.receive, audio)
+                await player.play()
                 nursery.cancel_scope.cancel()
         finally:
             with trio.CancelScope(shield=True):
                 await sink.aclose()
+
+
+class _Player:
+    """One playout incarnation: ``receive`` fills the jitter buffer as audio comes,
+    ``play`` writes a frame per frame time and reports progress."""
+
+    def __init__(
+        self, sink: Sink, events: trio.MemorySendChannel[m.InternalMessage], options: PlayoutOptions
+    ) -> None:
+        self.sink, self.events, self.options = sink, events, options
+        self.buffer = JitterBuffer(
+            frame_ms=options.frame_ms,
+            target_ms=options.target_ms,
+            low_water_ms=options.low_water_ms,
+            max_bytes=int(options.buffer_seconds * 2 * OUTPUT_RATE),
+        )
+        self.dropped = DropCounter("model audio (jitter buffer full)", limits.DROP_REPORT_INTERVAL)
+        self.wakeup = trio.Event()
+        self.ended = False
+        self.progress: dict[int, int] = {}  # samples played per turn, as last reported
+        self.underruns = 0
+
+    async def receive(self, audio: trio.MemoryReceiveChannel[m.InternalMessage]) -> None:
+        async for message in messages(audio):
+            if isinstance(message, m.ModelAudio):
+                await self._push(message)
+            elif isinstance(message, m.GenerationCompleted | m.TurnCompleted):
+                self.buffer.complete(message.turn_id)
+            elif isinstance(message, m.TurnInterrupted):
+                turn = self.buffer.flush(message.turn_id)
+                played = turn.played if turn is not None else 0
+                finished = m.PlayoutFinished(
+                    turn_id=message.turn_id, samples_played=played, interrupted=True
+                )
+                await self._report(finished)
+            self.wakeup.set()
+            self.wakeup = trio.Event()
+        self.ended = True
+        self.wakeup.set()
+
+    async def _push(self, message: m.ModelAudio) -> None:
+        if message.sample_rate != OUTPUT_RATE:
+            dropped = m.Dropped(what=f"model audio at {message.sample_rate} Hz", count=1)
+            await deliver(self.events, dropped)
+        elif not self.buffer.push(message.turn_id, message.data):
+            self.dropped.add()
+            report = self.dropped.due(trio.current_time())
+            if report is not None:
+                await deliver(self.events, report)
+
+    async def play(self) -> None:
+        frame_seconds = self.options.frame_ms / 1000
+        next_at = trio.current_time()
+        while True:
+            if self.options.realtime:
+                # Wait first, take the frame after: an interruption that comes during the
+                # wait flushes the frame before it is taken, not after it is written.
+                await paced_sleep_until(next_at)
+            item = self.buffer.next_frame()
+            await self._report_underruns()
+            if item is None:
+                if self.ended and self.buffer.current_turn is None:
+                    return
+                await self.wakeup.wait()
+                next_at = max(next_at, trio.current_time())
+                continue
+            turn_id, frame = item
+            if frame is None:
+                samples = self.progress.pop(turn_id, 0)
+                await self._report(
+                    m.PlayoutFinished(turn_id=turn_id, samples_played=samples, interrupted=False)
+                )
+                continue
+            if self.options.realtime:
+                next_at += frame_seconds
+            else:
+                await trio.lowlevel.checkpoint()
+            await self.sink.write(frame)
+            await self._played(turn_id, frame)
+
+    async def _played(self, turn_id: int, frame: bytes) -> None:
+        """Report progress every ``progress_every_ms``, and on a turn's first frame (time
+        to first audio is measured from it)."""
+        played = self.buffer.played(turn_id) or self.progress.get(turn_id, 0) + len(frame) // 2
+        previous = self.progress.get(turn_id, 0)
+        self.progress[turn_id] = played
+        step = OUTPUT_RATE * self.options.progress_every_ms // 1000
+        if previous == 0 or played // step > previous // step:
+            await deliver(self.events, m.PlayoutProgress(turn_id=turn_id, samples_played=played))
+
+    async def _report_underruns(self) -> None:
+        if self.buffer.underruns > self.underruns:
+            self.underruns = self.buffer.underruns
+            turn_id = self.buffer.current_turn or 0
+            underrun = m.PlayoutUnderrun(turn_id=turn_id, total_underruns=self.underruns)
+            await deliver(self.events, underrun)
+
+    async def _report(self, finished: m.PlayoutFinished) -> None:
+        """A turn's end, with what its bound dropped (if anything) just before."""
+        dropped = self.dropped.flush()
+        if dropped is not None:
+            await deliver(self.events, dropped)
+        await deliver(self.events, finished)

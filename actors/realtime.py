@@ -15,7 +15,6 @@ seed's: without Vertex a key is required; with Vertex a project and a location.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -27,14 +26,17 @@ import trio
 from actors import endpoint as ep
 from actors.capture import Source
 from actors.encoder import VideoEncoder
+from actors.event_queue import EventQueue, ReplyStreams, StreamBudget
 from actors.events import ResponseContent
 from actors.gemini_link import LinkOptions
 from actors.pipeline import Pipeline
-from actors.playout import CollectorSink, PlayoutOptions, Sink
+from actors.playout import NullSink, PlayoutOptions, Sink
 from actors.tools import Tool, ToolSet
 from actors.transport import NativeTransport, Transport
 from protocol import wire
 from runtime import messages as m
+from runtime.audio import INPUT_RATE
+from runtime.wiring import messages
 
 DEFAULT_MODEL = "gemini-2.5-flash-native-audio-preview-12-2025"
 DEFAULT_VERTEX_MODEL = "gemini-live-2.5-flash-native-audio"
@@ -97,42 +99,23 @@ class RealtimeModel:
         playout_options: PlayoutOptions | None = None,
     ) -> None:
         """Raises ``ValueError`` like the seed: no key without Vertex (or an ``endpoint``),
-        or Vertex without a project and a location."""
-        key = api_key or os.environ.get("GOOGLE_API_KEY") or os.environ.get("GEMINI_API_KEY")
-        if endpoint is not None:
-            self._endpoint = ep.custom(endpoint, model or DEFAULT_MODEL, api_key=key)
-        elif vertexai:
-            try:
-                self._endpoint = ep.vertex_ai(model or DEFAULT_VERTEX_MODEL, project, location)
-            except ep.MissingCredentials as exc:
-                raise ValueError(str(exc)) from None
-        else:
-            if not key:
-                raise ValueError(
-                    "API key is required for the Gemini API: pass api_key or set GOOGLE_API_KEY "
-                    "(or use vertexai=True, or endpoint= for the emulator)"
-                )
-            self._endpoint = ep.gemini_api(model or DEFAULT_MODEL, key, api_version=api_version)
+        or Vertex without a project and a location; and for a key with control characters.
+
+        The key comes from ``api_key``, else ``GOOGLE_API_KEY`` / ``GEMINI_API_KEY``; a
+        custom ``endpoint`` gets only a key passed as ``api_key``, never the environment's.
+        """
+        # Long only by its signature (the seed's options, one a line); the work is below.
+        self._endpoint = _endpoint(
+            endpoint, model, api_key, api_version, vertexai, project, location
+        )
         self.instructions = instructions
         self._transport = transport or NativeTransport()
         self._link_options = link_options or LinkOptions()
         self._playout_options = playout_options or PlayoutOptions()
-        detection = wire.AutomaticActivityDetection(
-            disabled=not automatic_activity_detection or None,
-            start_of_speech_sensitivity=start_of_speech_sensitivity,
-            end_of_speech_sensitivity=end_of_speech_sensitivity,
-            prefix_padding_ms=prefix_padding_ms,
-            silence_duration_ms=silence_duration_ms,
-        )
-        thinking = (
-            wire.ThinkingConfig(thinking_budget=thinking_budget, include_thoughts=include_thoughts)
-            if thinking_budget is not None or include_thoughts is not None
-            else None
-        )
         self._setup = wire.Setup(
             model=self._endpoint.model,
-            generation_config=wire.GenerationConfig(
-                response_modalities=list(modalities),
+            generation_config=_generation_config(
+                modalities=modalities,
                 candidate_count=candidate_count,
                 temperature=temperature,
                 max_output_tokens=max_output_tokens,
@@ -141,38 +124,32 @@ class RealtimeModel:
                 presence_penalty=presence_penalty,
                 frequency_penalty=frequency_penalty,
                 media_resolution=media_resolution,
-                speech_config=wire.SpeechConfig(
-                    voice_config=wire.VoiceConfig(
-                        prebuilt_voice_config=wire.PrebuiltVoiceConfig(voice_name=voice)
-                    ),
-                    language_code=language,
-                ),
-                thinking_config=thinking,
-                enable_affective_dialog=affective_dialog,
+                voice=voice,
+                language=language,
+                thinking_budget=thinking_budget,
+                include_thoughts=include_thoughts,
+                affective_dialog=affective_dialog,
             ),
-            system_instruction=wire.Content(role="user", parts=[wire.Part(text=instructions)])
-            if instructions
-            else None,
+            system_instruction=_text(instructions),
             realtime_input_config=wire.RealtimeInputConfig(
-                automatic_activity_detection=detection, activity_handling=activity_handling
+                automatic_activity_detection=wire.AutomaticActivityDetection(
+                    disabled=not automatic_activity_detection or None,
+                    start_of_speech_sensitivity=start_of_speech_sensitivity,
+                    end_of_speech_sensitivity=end_of_speech_sensitivity,
+                    prefix_padding_ms=prefix_padding_ms,
+                    silence_duration_ms=silence_duration_ms,
+                ),
+                activity_handling=activity_handling,
             ),
-            input_audio_transcription=wire.AudioTranscriptionConfig()
-            if enable_user_audio_transcription
-            else None,
-            output_audio_transcription=wire.AudioTranscriptionConfig()
-            if enable_agent_audio_transcription
-            else None,
-            context_window_compression=wire.ContextWindowCompression(
-                trigger_tokens=context_window_compression, sliding_window=wire.SlidingWindow()
-            )
-            if context_window_compression is not None
-            else None,
+            input_audio_transcription=_transcription(enable_user_audio_transcription),
+            output_audio_transcription=_transcription(enable_agent_audio_transcription),
+            context_window_compression=_compression(context_window_compression),
             proactivity=wire.ProactivityConfig(proactive_audio=proactive_audio)
             if proactive_audio is not None
             else None,
         )
         self.manual_activity = not automatic_activity_detection
-        self.capabilities = Capabilities(supports_truncate=True, input_audio_sample_rate=16000)
+        self.capabilities = Capabilities(supports_truncate=True, input_audio_sample_rate=INPUT_RATE)
 
     def __repr__(self) -> str:
         return f"RealtimeModel(endpoint={self._endpoint!r})"
@@ -192,12 +169,16 @@ class RealtimeModel:
         sink: Sink | None = None,
     ) -> AsyncIterator[RealtimeSession]:
         """Run a session's pipeline until the block exits. Waits for the server's
-        setupComplete before entering; on exit stops the actors (gracefully, bounded)."""
+        setupComplete before entering; on exit stops the actors (gracefully, bounded).
+
+        Without a ``sink`` the reply's audio is played into a ``NullSink`` (paced, kept
+        nowhere): take it from each reply's ``audio_stream``, or pass ``WavSink``,
+        ``SpeakerSink`` or your own."""
         toolset = ToolSet(tools)
         pipeline = Pipeline(
             endpoint=self._endpoint,
             setup=self.setup(toolset),
-            sink=sink or CollectorSink(),
+            sink=sink or NullSink(),
             source=source,
             video=video,
             tools=toolset,
@@ -206,14 +187,11 @@ class RealtimeModel:
             playout_options=self._playout_options,
         )
         events_send, events_receive = trio.open_memory_channel[m.InternalMessage](math.inf)
-        app_send, app_receive = trio.open_memory_channel[m.InternalMessage | ResponseContent](
-            math.inf
-        )
         supervisor = pipeline.supervisor(events_send)
         async with trio.open_nursery() as nursery:
             await nursery.start(supervisor.run)
-            session = RealtimeSession(self, pipeline, app_receive)
-            nursery.start_soon(session._track, events_receive, app_send)
+            session = RealtimeSession(self, pipeline, EventQueue())
+            nursery.start_soon(session._track, events_receive)
             context = tuple(chat_ctx)
             if context:
                 session.set_chat_ctx(context)
@@ -229,7 +207,7 @@ class RealtimeSession:
         self,
         model: RealtimeModel,
         pipeline: Pipeline,
-        events: trio.MemoryReceiveChannel[m.InternalMessage | ResponseContent],
+        events: EventQueue,
     ) -> None:
         self._model = model
         self._pipeline = pipeline
@@ -346,48 +324,57 @@ class RealtimeSession:
 
     async def _next_event(self) -> m.InternalMessage | ResponseContent:
         try:
-            return await self._events.receive()
+            return await self._events.get()
         except trio.EndOfChannel:
             raise StopAsyncIteration from None
 
-    async def _track(
-        self,
-        pipeline_events: trio.MemoryReceiveChannel[m.InternalMessage],
-        app: trio.MemorySendChannel[m.InternalMessage | ResponseContent],
-    ) -> None:
+    async def _track(self, pipeline_events: trio.MemoryReceiveChannel[m.InternalMessage]) -> None:
         """Keep the session's state (current turn, ``playout_complete``, the reply's
-        streams) whether or not the application reads ``events()``, and pass every event
-        on to it; a turn's start goes out as a ``ResponseContent`` with its streams."""
-        streams: dict[int, tuple[trio.MemorySendChannel[str], trio.MemorySendChannel[bytes]]] = {}
-        async with pipeline_events, app:
-            async for message in pipeline_events:
-                if isinstance(message, m.TurnStarted):
-                    self._current_turn = message.turn_id
-                    self.playout_complete = trio.Event()
-                    text_send, text_receive = trio.open_memory_channel[str](math.inf)
-                    audio_send, audio_receive = trio.open_memory_channel[bytes](math.inf)
-                    streams[message.turn_id] = (text_send, audio_send)
-                    item = f"turn-{message.turn_id}-agent"
-                    content = ResponseContent(
-                        item, item, text_receive, audio_receive, turn_id=message.turn_id
-                    )
-                    app.send_nowait(content)
-                    continue
-                if isinstance(message, m.PlayoutFinished) and message.turn_id == self._current_turn:
-                    self.playout_complete.set()
-                elif isinstance(message, m.ModelAudio) and message.turn_id in streams:
-                    streams[message.turn_id][1].send_nowait(message.data)
-                elif isinstance(message, m.TranscriptFragment) and message.turn_id in streams:
-                    if message.role == "agent":
-                        streams[message.turn_id][0].send_nowait(message.text)
-                elif isinstance(message, m.ModelText) and message.turn_id in streams:
-                    if not message.thought:
-                        streams[message.turn_id][0].send_nowait(message.text)
-                elif isinstance(message, m.TurnCompleted) and message.turn_id in streams:
-                    text_stream, audio_stream = streams.pop(message.turn_id)
-                    text_stream.close()
-                    audio_stream.close()
-                app.send_nowait(message)
+        streams) whether or not the application reads ``events()``, and queue every event
+        for it (bounded: see ``EventQueue``); a turn's start goes out as a
+        ``ResponseContent`` with its streams. Closes the queue when the pipeline's events
+        end."""
+        replies: dict[int, ReplyStreams] = {}
+        budget = StreamBudget()
+        try:
+            async with pipeline_events:
+                async for message in messages(pipeline_events):
+                    for event in self._on_event(message, replies, budget):
+                        self._events.put(event)
+                    discarded = budget.discarded.due(trio.current_time())
+                    if discarded is not None:
+                        self._events.put(discarded)
+        finally:
+            for reply in replies.values():
+                reply.close()
+            self._events.close()
+
+    def _on_event(
+        self, message: m.InternalMessage, replies: dict[int, ReplyStreams], budget: StreamBudget
+    ) -> list[m.InternalMessage | ResponseContent]:
+        """What the application gets for one pipeline event, after updating the state."""
+        turn_id = getattr(message, "turn_id", None)
+        reply = replies.get(turn_id) if isinstance(turn_id, int) else None
+        if isinstance(message, m.TurnStarted):
+            self._current_turn = message.turn_id
+            self.playout_complete = trio.Event()
+            replies[message.turn_id] = reply = ReplyStreams(message.turn_id, budget)
+            return [reply.content()]
+        if isinstance(message, m.PlayoutFinished) and message.turn_id == self._current_turn:
+            self.playout_complete.set()
+        elif reply is None:
+            pass
+        elif isinstance(message, m.ModelAudio):
+            reply.audio.put(message.data, len(message.data))
+        elif (isinstance(message, m.TranscriptFragment) and message.role == "agent") or (
+            isinstance(message, m.ModelText) and not message.thought
+        ):
+            if message.text:
+                reply.text.put(message.text, len(message.text))
+        elif isinstance(message, m.TurnCompleted):
+            del replies[message.turn_id]
+            return [message, *reply.close()]
+        return [message]
 
 
 class _Events:
@@ -403,3 +390,86 @@ class _Events:
 
 def _fields(struct: Any) -> dict[str, Any]:
     return {name: getattr(struct, name) for name in struct.__struct_fields__}
+
+
+def _endpoint(
+    url: str | None,
+    model: str | None,
+    api_key: str | None,
+    api_version: str,
+    vertexai: bool,
+    project: str | None,
+    location: str | None,
+) -> ep.Endpoint:
+    """Where sessions connect, with which credentials (``ValueError`` like the seed)."""
+    if url is not None:
+        return ep.custom(url, model or DEFAULT_MODEL, api_key=api_key)  # never the env's key
+    if vertexai:
+        try:
+            return ep.vertex_ai(model or DEFAULT_VERTEX_MODEL, project, location)
+        except ep.MissingCredentials as exc:
+            raise ValueError(str(exc)) from None
+    key = ep.check_api_key(api_key, "api_key") if api_key else ep.api_key_from_env()
+    if not key:
+        raise ValueError(
+            "API key is required for the Gemini API: pass api_key or set GOOGLE_API_KEY "
+            "(or use vertexai=True, or endpoint= for the emulator)"
+        )
+    return ep.gemini_api(model or DEFAULT_MODEL, key, api_version=api_version)
+
+
+def _generation_config(
+    *,
+    modalities: Sequence[Literal["AUDIO", "TEXT"]],
+    candidate_count: int,
+    temperature: float | None,
+    max_output_tokens: int | None,
+    top_p: float | None,
+    top_k: float | None,
+    presence_penalty: float | None,
+    frequency_penalty: float | None,
+    media_resolution: wire.MediaResolution | None,
+    voice: str,
+    language: str | None,
+    thinking_budget: int | None,
+    include_thoughts: bool | None,
+    affective_dialog: bool | None,
+) -> wire.GenerationConfig:
+    thinking = (
+        wire.ThinkingConfig(thinking_budget=thinking_budget, include_thoughts=include_thoughts)
+        if thinking_budget is not None or include_thoughts is not None
+        else None
+    )
+    voice_config = wire.VoiceConfig(
+        prebuilt_voice_config=wire.PrebuiltVoiceConfig(voice_name=voice)
+    )
+    return wire.GenerationConfig(
+        response_modalities=list(modalities),
+        candidate_count=candidate_count,
+        temperature=temperature,
+        max_output_tokens=max_output_tokens,
+        top_p=top_p,
+        top_k=top_k,
+        presence_penalty=presence_penalty,
+        frequency_penalty=frequency_penalty,
+        media_resolution=media_resolution,
+        speech_config=wire.SpeechConfig(voice_config=voice_config, language_code=language),
+        thinking_config=thinking,
+        enable_affective_dialog=affective_dialog,
+    )
+
+
+def _text(instructions: str | None) -> wire.Content | None:
+    return wire.Content(role="user", parts=[wire.Part(text=instructions)]) if instructions else None
+
+
+def _transcription(enabled: bool) -> wire.AudioTranscriptionConfig | None:
+    return wire.AudioTranscriptionConfig() if enabled else None
+
+
+def _compression(trigger_tokens: int | None) -> wire.ContextWindowCompression | None:
+    if trigger_tokens is None:
+        return None
+    return wire.ContextWindowCompression(
+        trigger_tokens=trigger_tokens, sliding_window=wire.SlidingWindow()
+    )

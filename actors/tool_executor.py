@@ -10,6 +10,9 @@ step that records it as answered, so no crash can fall between the two.
   once and the thread's eventual return is ignored).
 - An unknown tool, invalid arguments, an exception or a timeout becomes an error result
   for the model; nothing is raised into the pipeline.
+- At most ``max_running`` calls run at once (``actors.limits.RUNNING_TOOL_CALLS``): a call
+  past it is answered at once with an error, so a server cannot make the client start
+  tasks or threads without bound.
 - ``toolCallCancellation`` cancels the call and sends nothing (the server no longer
   wants an answer). An interruption cancels the turn's running BLOCKING calls and answers
   them with an error; NON_BLOCKING calls are meant to outlive the turn and go on.
@@ -26,6 +29,7 @@ from typing import Any
 import msgspec
 import trio
 
+from actors import limits
 from actors.tools import Tool, ToolArgumentsError, ToolSet
 from runtime import messages as m
 from runtime.supervisor import ActorContext
@@ -55,6 +59,7 @@ async def tool_executor(
     calls: trio.MemoryReceiveChannel[m.InternalMessage],
     results: trio.MemorySendChannel[m.ToolResult],
     state: ExecutorState,
+    max_running: int = limits.RUNNING_TOOL_CALLS,
 ) -> None:
     """Serve tool calls until ``calls`` ends or ``ctx.stopping`` is set.
 
@@ -71,8 +76,13 @@ async def tool_executor(
             nursery.start_soon(_stop_when_asked, ctx, nursery.cancel_scope)
             async for message in calls:
                 if isinstance(message, m.ToolCallRequested):
-                    if message.call_id not in state.started:
-                        state.started.add(message.call_id)
+                    if message.call_id in state.started:
+                        continue
+                    state.started.add(message.call_id)
+                    if len(state.running) >= max_running:
+                        busy = f"too many tool calls running ({max_running}); try again later"
+                        _answer(state, results, message, error=busy)
+                    else:
                         scope = trio.CancelScope()
                         running = _Running(message, scope, tools.get(message.name))
                         state.running[message.call_id] = running

@@ -5,11 +5,16 @@ transcript per side of each turn: ``TranscriptUpdated`` as fragments come, then 
 ``TranscriptCompleted`` per side (the user's when its fragments say finished or the turn
 ends; the agent's when the turn ends). The history is ordered by turn, the user's words
 before the agent's reply, even when the user's fragments arrive after the reply started.
+It keeps the latest ``max_turns`` turns.
 
 When a reply is interrupted, the agent's transcript is trimmed to what was heard: each
 output fragment is tagged with how much of the turn's audio had arrived with it, and
 playout's ``PlayoutFinished`` says how much was played. Without playout (text replies, or
 ``expect_playout=False``) the whole text is kept.
+
+Assembly is linear: each fragment is tidied once, as it comes (``_Text``), so a turn of n
+fragments costs n small steps, not n re-assemblies of everything so far. (The link caps a
+turn's text at ``actors.limits.TRANSCRIPT_CHARS``, so each update's copy is bounded too.)
 """
 
 from __future__ import annotations
@@ -19,20 +24,54 @@ from dataclasses import dataclass, field
 
 import trio
 
-from actors.metrics import Metrics
+from actors import limits
 from runtime import messages as m
 from runtime.supervisor import ActorContext
 from runtime.wiring import deliver, messages
 
 _SPACES = re.compile(r"\s+")
 _GLUED = re.compile(r"([.!?,;:])(?=[^\W\d_])")  # "Hi.How" -> "Hi. How"
+_LETTER = re.compile(r"[^\W\d_]")
+_PUNCTUATION = frozenset(".!?,;:")
 HEARD_TOLERANCE = 480  # one 20 ms frame at 24 kHz: a word just being played counts as heard
 
 
 def assemble(fragments: list[str]) -> str:
     """Join transcription fragments as the service sends them (spaces included), tidily."""
-    text = _SPACES.sub(" ", "".join(fragments)).strip()
-    return _GLUED.sub(r"\1 ", text)
+    text = _Text()
+    for fragment in fragments:
+        text.add(fragment)
+    return text.text()
+
+
+class _Text:
+    """Fragments joined tidily, one fragment at a time: runs of whitespace become one
+    space, none at either end, and a space goes after punctuation glued to a word
+    ("Hi.How" -> "Hi. How"). Adding a fragment costs its own length only."""
+
+    def __init__(self) -> None:
+        self._pieces: list[str] = []
+        self._space_before_next = False
+        self._last = ""
+
+    def add(self, fragment: str) -> None:
+        collapsed = _SPACES.sub(" ", fragment)
+        core = collapsed.strip(" ")
+        if not core:
+            self._space_before_next = self._space_before_next or bool(collapsed)
+            return
+        if self._pieces and (
+            self._space_before_next
+            or collapsed[0] == " "
+            or (self._last in _PUNCTUATION and _LETTER.match(core[0]))
+        ):
+            self._pieces.append(" ")
+        self._pieces.append(_GLUED.sub(r"\1 ", core))
+        self._last = core[-1]
+        self._space_before_next = collapsed[-1] == " "
+
+    def text(self) -> str:
+        return "".join(self._pieces)
 
 
 @dataclass
@@ -40,10 +79,16 @@ class _Side:
     fragments: list[tuple[str, int]] = field(default_factory=list)  # text, audio samples then
     final: str | None = None
     interrupted: bool = False
+    assembled: _Text = field(default_factory=_Text)
+
+    def add(self, text: str, audio_samples: int) -> None:
+        self.fragments.append((text, audio_samples))
+        self.assembled.add(text)
 
     def text(self, heard: int | None = None) -> str:
-        kept = [t for t, at in self.fragments if heard is None or at <= heard + HEARD_TOLERANCE]
-        return assemble(kept)
+        if heard is None:
+            return self.assembled.text()
+        return assemble([t for t, at in self.fragments if at <= heard + HEARD_TOLERANCE])
 
 
 @dataclass
@@ -57,21 +102,29 @@ class _TurnState:
 
 
 class Transcripts:
-    def __init__(self, *, expect_playout: bool = True) -> None:
+    def __init__(
+        self, *, expect_playout: bool = True, max_turns: int = limits.TRANSCRIPT_TURNS
+    ) -> None:
         self.expect_playout = expect_playout
+        self.max_turns = max_turns
         self._turns: dict[int, _TurnState] = {}
+        self._interim_due: dict[tuple[int, m.Role], None] = {}  # sides changed, in order
 
-    def feed(self, message: m.InternalMessage) -> list[m.InternalMessage]:
-        """Apply one pipeline message; the transcript events it causes."""
+    def feed(self, message: m.InternalMessage, *, interim: bool = True) -> list[m.InternalMessage]:
+        """Apply one pipeline message; the transcript events it causes. With
+        ``interim=False`` a fragment causes no ``TranscriptUpdated`` at once: ``interim()``
+        gives one per side changed since, when asked (one copy of the text per batch of
+        fragments, not per fragment)."""
         if isinstance(message, m.TranscriptFragment):
-            return self._fragment(message)
+            return self._fragment(message, interim)
         if isinstance(message, m.ModelAudio):
             turn = self._turn(message.turn_id)
             turn.audio_samples = max(turn.audio_samples, message.offset + len(message.data) // 2)
         elif isinstance(message, m.ModelText) and not message.thought:
-            return self._fragment(
-                m.TranscriptFragment(role="agent", turn_id=message.turn_id, text=message.text)
+            fragment = m.TranscriptFragment(
+                role="agent", turn_id=message.turn_id, text=message.text
             )
+            return self._fragment(fragment, interim)
         elif isinstance(message, m.TurnCompleted):
             turn = self._turn(message.turn_id)
             turn.completed, turn.interrupted = True, message.interrupted
@@ -82,6 +135,17 @@ class Transcripts:
             turn.interrupted = turn.interrupted or message.interrupted
             return self._finish(message.turn_id)
         return []
+
+    def interim(self) -> list[m.TranscriptUpdated]:
+        """The interim transcript of each side changed since the last call, in order."""
+        out = []
+        for turn_id, role in self._interim_due:
+            turn = self._turns.get(turn_id)
+            if turn is not None:
+                side = turn.user if role == "user" else turn.agent
+                out.append(m.TranscriptUpdated(role=role, turn_id=turn_id, text=side.text()))
+        self._interim_due.clear()
+        return out
 
     def history(self) -> list[m.ChatTurn]:
         """The conversation so far, in turn order, the user before the agent in each turn."""
@@ -103,17 +167,26 @@ class Transcripts:
         return out
 
     def _turn(self, turn_id: int) -> _TurnState:
-        return self._turns.setdefault(turn_id, _TurnState())
+        turn = self._turns.get(turn_id)
+        if turn is None:
+            turn = self._turns[turn_id] = _TurnState()
+            while len(self._turns) > self.max_turns:
+                del self._turns[next(iter(self._turns))]  # the oldest turn is forgotten
+        return turn
 
-    def _fragment(self, fragment: m.TranscriptFragment) -> list[m.InternalMessage]:
+    def _fragment(self, fragment: m.TranscriptFragment, interim: bool) -> list[m.InternalMessage]:
         turn = self._turn(fragment.turn_id)
         side = turn.user if fragment.role == "user" else turn.agent
         if side.final is not None:
             return []  # late fragments after the final one are not news
-        side.fragments.append((fragment.text, turn.audio_samples))
-        out: list[m.InternalMessage] = [
-            m.TranscriptUpdated(role=fragment.role, turn_id=fragment.turn_id, text=side.text())
-        ]
+        side.add(fragment.text, turn.audio_samples)
+        out: list[m.InternalMessage] = []
+        if interim:
+            out.append(
+                m.TranscriptUpdated(role=fragment.role, turn_id=fragment.turn_id, text=side.text())
+            )
+        else:
+            self._interim_due[(fragment.turn_id, fragment.role)] = None
         if fragment.role == "user" and fragment.finished:
             out += self._final(fragment.turn_id, "user", side, side.text())
         return out
@@ -160,21 +233,23 @@ async def transcriber(
     inbox: trio.MemoryReceiveChannel[m.InternalMessage],
     out: trio.MemorySendChannel[m.InternalMessage],
     transcripts: Transcripts,
-    metrics: Metrics | None = None,
-    forward: bool = False,
 ) -> None:
-    """Feed ``inbox`` to ``transcripts`` (which outlives restarts) and send its events to
-    ``out`` until ``inbox`` ends. Closes both endpoints.
+    """Pass every ``inbox`` message on to ``out``, followed by the transcript events it
+    causes in ``transcripts`` (which outlives restarts), until ``inbox`` ends. Closes both
+    endpoints.
 
-    With ``metrics``, its ``MetricRecorded`` go to ``out`` too; with ``forward``, every
-    inbox message goes to ``out`` before what it caused (the pipeline's event stream)."""
+    The application's event stream runs through here so that a turn's transcripts come
+    right after what completed them: an application that sees ``TurnCompleted`` finds the
+    turn in ``chat_ctx_copy()``. Interim transcripts go out once per batch of queued
+    messages (a flood of fragments costs one copy of the text per batch, not per
+    fragment), always before the final transcript of their side."""
     async with inbox, out:
         ctx.ready()
         async for message in messages(inbox):
-            if forward:
-                await deliver(out, message)
-            for event in transcripts.feed(message):
+            await deliver(out, message)
+            events = transcripts.feed(message, interim=False)
+            if events or not inbox.statistics().current_buffer_used:
+                for update in transcripts.interim():
+                    await deliver(out, update)
+            for event in events:
                 await deliver(out, event)
-            if metrics is not None:
-                for metric in metrics.feed(message, trio.current_time()):
-                    await deliver(out, metric)

@@ -33,16 +33,15 @@ import argparse
 import asyncio
 import collections
 import json
-import math
 import os
 import subprocess
 import sys
 import time
 from array import array
-from collections.abc import AsyncIterator, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 
@@ -177,180 +176,10 @@ def client_name(native: bool) -> str:
 def run_ours(
     url: str, sessions: int, duration: float, emulator_pid: int, *, native: bool = True
 ) -> dict[str, Any]:
-    import trio
+    # Imported here: the google-genai worker must not load trio or our pipeline.
+    from benchmarks.session_ours import measure_ours
 
-    from actors import endpoint as ep
-    from actors.pipeline import Pipeline
-    from actors.realtime import RealtimeModel
-    from actors.tools import ToolSet
-    from actors.transport import Connection, NativeTransport, Transport, WebSocketTransport
-    from runtime import messages as m
-    from runtime.clock import paced_sleep_until
-    from runtime.wiring import Wiring
-
-    recorder = Recorder()
-    transport_type: type[NativeTransport | WebSocketTransport] = (
-        NativeTransport if native else WebSocketTransport
-    )
-    setup = RealtimeModel(endpoint=url, silence_duration_ms=300).setup(ToolSet())
-
-    class MemorySource:
-        """Capture from memory: the cycle's frames, each yielded at its due time."""
-
-        name = "load"
-
-        def __init__(self, offset: int, captured: collections.deque[float]) -> None:
-            self.offset = offset
-            self.captured = captured
-
-        async def frames(self) -> AsyncIterator[m.RawAudio]:
-            start = trio.current_time()
-            index = 0
-            while recorder.sending:
-                due = start + index * FRAME_SECONDS
-                await paced_sleep_until(due)  # as the library's own sources pace
-                self.captured.append(due)
-                yield m.RawAudio(
-                    data=frame_at(index, self.offset),
-                    sample_rate=16000,
-                    channels=1,
-                    sample_format="s16",
-                    timestamp=due,
-                    source=self.name,
-                )
-                index += 1
-
-    class ProbeConnection:
-        """The real connection, timing audio messages as they are written and read."""
-
-        def __init__(
-            self,
-            inner: Connection,
-            captured: collections.deque[float],
-            read: collections.deque[float],
-        ) -> None:
-            self.inner, self.captured, self.read = inner, captured, read
-
-        async def send(self, frame: bytes) -> None:
-            await self.inner.send(frame)
-            if frame.startswith(AUDIO_PREFIX):
-                recorder.sent(trio.current_time() - self.captured.popleft())
-
-        async def receive(self) -> bytes | str:
-            frame = await self.inner.receive()
-            if isinstance(frame, bytes) and b'"inlineData"' in frame:
-                recorder.audio_messages_read += 1
-                self.read.append(trio.current_time())
-            return frame
-
-        async def aclose(self, code: int = 1000, reason: str = "") -> None:
-            await self.inner.aclose(code, reason)
-
-    @dataclass
-    class ProbeTransport:
-        captured: collections.deque[float]
-        read: collections.deque[float]
-        inner: Transport = field(default_factory=lambda: transport_type())
-
-        @asynccontextmanager
-        async def connect(
-            self, url: str, headers: Sequence[tuple[str, str]]
-        ) -> AsyncIterator[Connection]:
-            async with self.inner.connect(url, headers) as conn:
-                yield ProbeConnection(conn, self.captured, self.read)
-
-    class ProbeReceiver:
-        """The playout actor's input channel, timing each audio message's arrival."""
-
-        def __init__(
-            self,
-            inner: trio.MemoryReceiveChannel[m.InternalMessage],
-            read: collections.deque[float],
-        ) -> None:
-            self.inner, self.read = inner, read
-
-        async def __aenter__(self) -> ProbeReceiver:
-            return self
-
-        async def __aexit__(self, *exc: object) -> None:
-            await self.inner.aclose()
-
-        def receive_nowait(self) -> m.InternalMessage:
-            return self._seen(self.inner.receive_nowait())
-
-        async def receive(self) -> m.InternalMessage:
-            return self._seen(await self.inner.receive())
-
-        def _seen(self, message: m.InternalMessage) -> m.InternalMessage:
-            if isinstance(message, m.ModelAudio) and self.read:
-                recorder.delivered(trio.current_time() - self.read.popleft())
-            return message
-
-    class ProbeWiring(Wiring[m.InternalMessage]):
-        def __init__(self, read: collections.deque[float]) -> None:
-            super().__init__()
-            self.read = read
-
-        def receiver(self, name: str) -> trio.MemoryReceiveChannel[m.InternalMessage]:
-            inner = super().receiver(name)
-            if name != "playout":
-                return inner
-            return cast(
-                "trio.MemoryReceiveChannel[m.InternalMessage]", ProbeReceiver(inner, self.read)
-            )
-
-    class NullSink:
-        async def write(self, pcm: bytes) -> None:
-            pass
-
-        async def aclose(self) -> None:
-            pass
-
-    async def session(index: int, task_status: trio.TaskStatus[None]) -> None:
-        captured: collections.deque[float] = collections.deque()
-        read: collections.deque[float] = collections.deque()
-        pipeline = Pipeline(
-            endpoint=ep.custom(url, MODEL),
-            setup=setup,
-            sink=NullSink(),
-            source=MemorySource((index * 37) % FRAMES_PER_CYCLE, captured),
-            transport=ProbeTransport(captured, read),
-            wiring=ProbeWiring(read),
-        )
-        events_send, events_receive = trio.open_memory_channel[m.InternalMessage](math.inf)
-        async with trio.open_nursery() as nursery:
-            try:
-                await nursery.start(pipeline.supervisor(events_send).run)
-            except Exception:
-                recorder.sessions_failed += 1
-                task_status.started()
-                return
-            task_status.started()
-            async for event in events_receive:  # as an application would
-                if isinstance(event, m.TurnCompleted) and recorder.measuring:
-                    recorder.turns_completed += 1
-                elif isinstance(event, m.PlayoutUnderrun) and recorder.measuring:
-                    recorder.playout_underruns += 1
-                elif isinstance(event, m.Reconnecting) and recorder.measuring:
-                    recorder.reconnects += 1
-
-    async def main() -> dict[str, Any]:
-        window = Window(emulator_pid)
-        rss0 = rss_bytes(os.getpid())
-        async with trio.open_nursery() as nursery:
-            async with trio.open_nursery() as starting:
-                for index in range(sessions):
-                    starting.start_soon(nursery.start, session, index)
-            await trio.sleep(CYCLE_SECONDS)
-            recorder.measuring = True
-            window.open()
-            await trio.sleep(duration)
-            window.close()
-            recorder.measuring = recorder.sending = False
-            nursery.cancel_scope.cancel()
-        return _report(client_name(native), sessions, recorder, window, rss0)
-
-    return trio.run(main)
+    return measure_ours(url, sessions, duration, emulator_pid, native=native)
 
 
 # --- google-genai --------------------------------------------------------------------------

@@ -2,9 +2,9 @@
 
 Here the playout actor (jitter buffer into a speaker or file) is replaced by a level meter
 that prints how loud each reply was. Everything else is the stock pipeline: the meter
-reads the same "playout" channel the stock actor reads, and reports on the same channel,
-so nothing else changes. Run it with `python examples/custom_pipeline.py` (it starts the
-emulator itself).
+reads the same "playout" channel the stock actor reads and reports on the same "reports"
+channel (which the router passes on), so nothing else changes. Run it with
+`python examples/custom_pipeline.py` (it starts the emulator itself).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def level_meter(pipeline: Pipeline) -> ChildSpec:
         peaks: dict[int, float] = {}
         async with (
             pipeline.wiring.receiver("playout") as audio,
-            pipeline.wiring.sender("observed") as events,
+            pipeline.wiring.sender("reports") as events,
         ):
             ctx.ready()
             async for message in audio:

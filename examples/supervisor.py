@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -129,7 +128,7 @@ def show(message: m.InternalMessage) -> None:
 
 
 async def converse(args: argparse.Namespace) -> dict[str, Any]:
-    key = os.environ.get("GOOGLE_API_KEY") or os.environ.get("GEMINI_API_KEY")
+    key = ep.api_key_from_env()
     scenario = load_scenario(args.scenario) if args.scenario else DEMO
     if not args.speaker:
         args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -71,6 +71,7 @@ __all__ = [
     "Role",
     "SampleFormat",
     "Scheduling",
+    "ServerFault",
     "SessionEvent",
     "SessionReady",
     "TextInput",
@@ -254,6 +255,16 @@ class Reconnected(Message, frozen=True, tag="link.reconnected"):
     restored: bool
 
 
+class ServerFault(Message, frozen=True, tag="link.server_fault"):
+    """The server broke the protocol (a message we cannot read or that is impossible in
+    the session's state, or a WebSocket violation): the connection was closed with
+    ``code`` and the link reconnects, by the same backoff and give-up rule as any failure.
+    The server's fault, never a rejection of what we sent."""
+
+    what: str
+    code: int
+
+
 class Dropped(Message, frozen=True, tag="dropped"):
     """Something was discarded on purpose (by a bound or a latest-wins policy)."""
 
@@ -347,6 +358,7 @@ InternalMessage = (
     | Connected
     | Reconnecting
     | Reconnected
+    | ServerFault
     | Dropped
     | PlayoutProgress
     | PlayoutFinished

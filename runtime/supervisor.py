@@ -242,10 +242,14 @@ class Supervisor:
     async def _run_one_for_all(self, task_status: trio.TaskStatus[None]) -> None:
         status: trio.TaskStatus[None] = task_status
         while True:
+            began = trio.current_time()
             failed = await self._generation(status)
             status = trio.TASK_STATUS_IGNORED
             if failed is None:
                 return
+            if trio.current_time() - began >= self._intensity.window:
+                for child in self._children:
+                    child.attempt = 0  # they ran well for a while: start the backoff over
             await trio.sleep(await self._count_restart(failed.child, failed.error))
 
     async def _generation(self, task_status: trio.TaskStatus[None]) -> _ChildFailed | None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import math
-import struct
 from pathlib import Path
 
 import numpy as np
@@ -23,100 +22,11 @@ from actors.capture import (
     MicrophoneSource,
     WavSource,
     capture,
-    read_wav,
 )
 from actors.encoder import encoder
 from runtime import messages as m
 from runtime.supervisor import ActorContext
-
-
-def write_wav(path: Path, samples: np.ndarray, rate: int, kind: str) -> Path:
-    """Write float samples (frames x channels) as 16/24/32-bit PCM, float, or extensible."""
-    channels = samples.shape[1]
-    if kind == "s16":
-        tag, bits, data = 1, 16, (samples * 32767).astype("<i2").tobytes()
-    elif kind == "s24":
-        ints = (samples * 8388607).astype("<i4").reshape(-1)
-        tag, bits, data = 1, 24, b"".join(int(v).to_bytes(3, "little", signed=True) for v in ints)
-    elif kind == "s32":
-        tag, bits, data = 1, 32, (samples * 2147483647).astype("<i4").tobytes()
-    else:
-        tag, bits, data = 3, 32, samples.astype("<f4").tobytes()
-    block = channels * bits // 8
-    fmt = struct.pack("<HHIIHH", tag, channels, rate, rate * block, block, bits)
-    if kind == "extensible":
-        fmt = struct.pack("<HHIIHH", 0xFFFE, channels, rate, rate * block, block, bits)
-        fmt += struct.pack("<HHI", 22, bits, 0) + struct.pack("<H", 3) + bytes(14)
-    body = (
-        b"WAVE"
-        + b"fmt "
-        + struct.pack("<I", len(fmt))
-        + fmt
-        + b"data"
-        + struct.pack("<I", len(data))
-        + data
-    )
-    path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
-    return path
-
-
-def tone(rate: int, seconds: float, channels: int = 1, freq: float = 440.0) -> np.ndarray:
-    t = np.arange(int(rate * seconds)) / rate
-    return np.repeat((0.5 * np.sin(2 * np.pi * freq * t))[:, None], channels, axis=1)
-
-
-def as_float(audio_data: bytes, fmt: str) -> np.ndarray:
-    dtype, scale = {"s16": ("<i2", 32768.0), "s32": ("<i4", 2147483648.0), "f32": ("<f4", 1.0)}[fmt]
-    return np.frombuffer(audio_data, dtype=dtype) / scale
-
-
-@pytest.mark.parametrize("kind", ["s16", "s24", "s32", "f32", "extensible"])
-def test_every_wav_encoding_reads_back(tmp_path: Path, kind: str) -> None:
-    samples = tone(22050, 0.2, channels=2)
-    audio = read_wav(write_wav(tmp_path / "a.wav", samples, 22050, kind))
-    assert (audio.sample_rate, audio.channels) == (22050, 2)
-    expected_format = {"s16": "s16", "s24": "s32", "s32": "s32", "f32": "f32", "extensible": "f32"}[
-        kind
-    ]
-    assert audio.sample_format == expected_format
-    decoded = as_float(audio.data, audio.sample_format).reshape(-1, 2)
-    assert np.abs(decoded - samples).max() < 1e-4
-
-
-@pytest.mark.parametrize(
-    ("content", "words"),
-    [
-        (None, "cannot read"),
-        (b"not a wav at all", "not a WAV file"),
-        (b"RIFF\x04\x00\x00\x00WAVE", "no fmt chunk"),
-    ],
-    ids=["missing", "garbage", "no-fmt"],
-)
-def test_unreadable_wavs_are_typed_errors(
-    tmp_path: Path, content: bytes | None, words: str
-) -> None:
-    path = tmp_path / "bad.wav"
-    if content is not None:
-        path.write_bytes(content)
-    with pytest.raises(CaptureError, match=words):
-        read_wav(path)
-
-
-def test_an_unsupported_encoding_is_named(tmp_path: Path) -> None:
-    fmt = struct.pack("<HHIIHH", 1, 1, 8000, 8000, 1, 8)  # 8-bit PCM
-    body = (
-        b"WAVE"
-        + b"fmt "
-        + struct.pack("<I", 16)
-        + fmt
-        + b"data"
-        + struct.pack("<I", 2)
-        + b"\x80\x80"
-    )
-    path = tmp_path / "8bit.wav"
-    path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
-    with pytest.raises(CaptureError, match="format 1, 8 bits"):
-        read_wav(path)
+from tests.runtime.test_audio import as_float, tone, write_wav
 
 
 async def collect(source: object) -> list[m.InternalMessage]:
@@ -214,6 +124,7 @@ async def test_capture_then_encoder_with_a_real_wav_file(
                 ActorContext("encoder", 1, trio.Event(), lambda: None),
                 raw=raw_receive,
                 out=out_send,
+                reports=out_send.clone(),
             )
         )
         got = [message async for message in out_receive]
@@ -245,7 +156,10 @@ async def test_capture_then_encoder_with_real_images(
         )
         nursery.start_soon(
             lambda: encoder(
-                ActorContext("e", 1, trio.Event(), lambda: None), raw=raw_receive, out=out_send
+                ActorContext("e", 1, trio.Event(), lambda: None),
+                raw=raw_receive,
+                out=out_send,
+                reports=out_send.clone(),
             )
         )
         got = [message async for message in out_receive]

@@ -198,9 +198,12 @@ def test_about_one_frame_a_second_while_speaking_fewer_otherwise_latest_wins(
 async def test_the_encoder_actor_with_fake_peers(autojump_clock: MockClock) -> None:
     raw_send, raw_receive = trio.open_memory_channel[m.InternalMessage](math.inf)
     out_send, out_receive = trio.open_memory_channel[m.InternalMessage](math.inf)
+    reports_send, reports_receive = trio.open_memory_channel[m.InternalMessage](math.inf)
     ctx = ActorContext("encoder", 1, trio.Event(), lambda: None)
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(lambda: encoder(ctx, raw=raw_receive, out=out_send))
+        nursery.start_soon(
+            lambda: encoder(ctx, raw=raw_receive, out=out_send, reports=reports_send)
+        )
         signal = sine(44100, 0.5, 500, 0.3, channels=2)
         for i in range(0, len(signal), 441):
             await raw_send.send(raw(signal[i : i + 441], 44100))
@@ -213,9 +216,15 @@ async def test_the_encoder_actor_with_fake_peers(autojump_clock: MockClock) -> N
         await raw_send.send(m.EndOfStream(source="a", timestamp=0.5))
         await raw_send.aclose()
         got = [message async for message in out_receive]
+        reports = [message async for message in reports_receive]
     chunks = [x for x in got if isinstance(x, m.AudioChunk)]
     assert abs(sum(len(c.data) for c in chunks) // 2 - 8000) <= 4
-    assert any(isinstance(x, m.Dropped) and "whole number" in x.what for x in got)
     assert any(isinstance(x, m.VideoFrame) for x in got)
-    end = next(i for i, x in enumerate(got) if isinstance(x, m.EndOfStream))
-    assert all(i < end for i, x in enumerate(got) if isinstance(x, m.AudioChunk))  # flushed first
+    # The link gets only what the server takes, the end of the audio last.
+    assert {type(x) for x in got} == {m.AudioChunk, m.VideoFrame, m.AudioStreamEnded}
+    assert isinstance(got[-1], m.AudioStreamEnded)
+    # The rest of the pipeline hears about the bad frame and the end of the stream.
+    assert [type(x) for x in reports] == [m.Dropped, m.AudioStreamEnded, m.EndOfStream]
+    dropped = reports[0]
+    assert isinstance(dropped, m.Dropped)
+    assert "whole number" in dropped.what

@@ -253,8 +253,13 @@ async def test_audio_waits_while_disconnected_within_its_bound(autojump_clock: M
         for sequence in range(20):  # 400 ms of audio while the link is down
             await link.outgoing.send(m.AudioChunk(data=chunk, timestamp=0.0, sequence=sequence))
         got = await link.until(lambda x: isinstance(x, m.Reconnected))
-        assert m.Dropped(what="audio (buffer bound while disconnected)", count=1) in got
-        assert link.state.audio_dropped == 15  # only the newest 100 ms (5 chunks) were kept
+        assert link.state.outbox.dropped.total == 15  # only the newest 100 ms (5 chunks) kept
+        # Reported aggregated: the first drop at once, the rest when the link is back.
+        reports = [x for x in got if isinstance(x, m.Dropped)]
+        assert reports == [
+            m.Dropped(what="audio (buffer bound while disconnected)", count=1),
+            m.Dropped(what="audio (buffer bound while disconnected)", count=14),
+        ]
         await trio.sleep(1)
         audio_sent = [x for x in link.transport.sent if isinstance(x, w.RealtimeInput) and x.audio]
         assert len(audio_sent) == 5
@@ -276,11 +281,20 @@ async def test_results_for_cancelled_calls_are_not_sent(autojump_clock: MockCloc
         assert not any(isinstance(x, w.ToolResponse) for x in link.transport.sent)
 
 
-async def test_a_malformed_server_frame_is_reported_and_skipped(autojump_clock: MockClock) -> None:
+async def test_a_malformed_server_frame_is_the_servers_fault_and_the_session_resumes(
+    autojump_clock: MockClock,
+) -> None:
     async with running_link(faults=("malformed:at=mid-reply",)) as link:
-        turn = await link.say("one")
-        assert any(isinstance(x, m.Dropped) and x.what.startswith("server frame") for x in turn)
-        assert not any(isinstance(x, m.Reconnecting) for x in link.seen)
+        cut = await link.say("one")  # the bad frame ends the connection mid-reply
+        assert cut[-1] == m.TurnCompleted(turn_id=1, interrupted=True, reason="CONNECTION_LOST")
+        fault = next(x for x in cut if isinstance(x, m.ServerFault))
+        assert fault.code == 1007
+        assert fault.what.startswith("the server sent a message the client cannot read")
+        await link.until(lambda x: isinstance(x, m.Reconnected))
+        reconnecting = next(x for x in link.seen if isinstance(x, m.Reconnecting))
+        assert (reconnecting.attempt, reconnecting.delay) == (1, 0.25)  # the usual backoff
+        assert m.Reconnected(restored=True) in link.seen
+        assert agent_text(await link.say("two")) == "Second answer."
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ import pytest
 import trio
 from trio.testing import MockClock
 
+from actors.limits import PLAYOUT_BUFFER_BYTES
 from actors.playout import CollectorSink, JitterBuffer, PlayoutOptions, WavSink, playout
 from runtime import messages as m
 from runtime.supervisor import ActorContext
@@ -210,3 +211,37 @@ def test_audio_arriving_after_a_flush_is_not_played() -> None:
     buffer.push(1, audio(40))  # the server did not know: it goes on sending
     buffer.complete(1)
     assert buffer.next_frame() is None
+
+
+@pytest.mark.parametrize("extra", [0, 1])
+def test_the_jitter_buffer_holds_its_bound_and_drops_what_comes_past_it(extra: int) -> None:
+    buffer = JitterBuffer()
+    assert buffer.max_bytes == PLAYOUT_BUFFER_BYTES
+    assert buffer.push(1, bytes(PLAYOUT_BUFFER_BYTES - 2))
+    assert buffer.push(2, bytes(2 + extra)) is (extra == 0)
+    assert buffer.buffered == PLAYOUT_BUFFER_BYTES - (2 if extra else 0)
+    buffer.next_frame()
+    assert buffer.push(2, bytes(FRAME))  # a frame played: a frame's room again
+
+
+async def test_audio_at_a_hundred_times_real_time_is_bounded_and_reported(
+    autojump_clock: MockClock,
+) -> None:
+    # Five minutes of audio in three seconds: the buffer keeps what it may hold (two
+    # minutes), drops the rest, and says so a few times, not once per chunk.
+    chunk = audio(40)
+    chunks = 5 * 60 * 25
+    async with player() as p:
+        for n in range(chunks):
+            await p.audio.send(model_audio(1, chunk, offset=n * 960))
+            if n % 100 == 0:
+                await trio.sleep(0.04)  # 100 chunks (4 s of audio) per 40 ms
+        flooded = trio.current_time()
+        await p.audio.send(m.TurnInterrupted(turn_id=1))  # the rest is reported at the end
+        await trio.sleep(1)
+        reports = [x for x in p.drain() if isinstance(x, m.Dropped)]
+    assert 1 < len(reports) < 10
+    assert {r.what for r in reports} == {"model audio (jitter buffer full)"}
+    played = int((flooded - 0.15) / 0.04) + 1  # chunks played while it came (after the target)
+    kept = PLAYOUT_BUFFER_BYTES // len(chunk)
+    assert abs(sum(r.count for r in reports) - (chunks - kept - played)) <= 2

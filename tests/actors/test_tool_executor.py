@@ -13,6 +13,7 @@ import pytest
 import trio
 from trio.testing import MockClock
 
+from actors.limits import RUNNING_TOOL_CALLS
 from actors.tool_executor import ExecutorState, tool_executor
 from actors.tools import Tool, ToolDefinitionError, ToolSet, tool
 from runtime import messages as m
@@ -329,3 +330,23 @@ def test_a_type_that_cannot_be_resolved_is_a_clear_error() -> None:
 
 def test_tools_are_tools() -> None:
     assert isinstance(add, Tool)
+
+
+@pytest.mark.parametrize("calls", [RUNNING_TOOL_CALLS, RUNNING_TOOL_CALLS + 1])
+async def test_running_calls_are_bounded_and_the_one_past_is_answered_at_once(
+    autojump_clock: MockClock, calls: int
+) -> None:
+    async with executor() as h:
+        for index in range(calls):
+            await h.calls.send(call(f"c{index}", "slow", seconds=1.0))
+        await trio.sleep(0.5)
+        early = h.pending()
+        await trio.sleep(1.0)
+        late = h.pending()
+    busy = f"too many tool calls running ({RUNNING_TOOL_CALLS}); try again later"
+    if calls > RUNNING_TOOL_CALLS:
+        assert early == [m.ToolResult(call_id=f"c{RUNNING_TOOL_CALLS}", name="slow", error=busy)]
+    else:
+        assert early == []
+    assert len(late) == RUNNING_TOOL_CALLS
+    assert {r.output for r in late} == {"done"}

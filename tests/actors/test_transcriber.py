@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from trio.testing import MockClock
 
+from actors.limits import TRANSCRIPT_TURNS
 from actors.transcriber import Transcripts, assemble, transcriber
 from runtime import messages as m
 from runtime.supervisor import ActorContext
@@ -163,3 +167,52 @@ def test_completed_transcripts_carry_the_seeds_event_names() -> None:
         "input_speech_transcription_completed",
         "agent_speech_transcription_completed",
     ]
+
+
+def reference_assemble(fragments: list[str]) -> str:
+    """The whole-text tidying the transcriber did before it went incremental."""
+    text = re.sub(r"\s+", " ", "".join(fragments)).strip()
+    return re.sub(r"([.!?,;:])(?=[^\W\d_])", r"\1 ", text)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.text(alphabet=" \t\n.,!?;:aZé3_-x", max_size=8), max_size=12))
+def test_incremental_assembly_equals_assembling_the_whole_text(fragments: list[str]) -> None:
+    assert assemble(fragments) == reference_assemble(fragments)
+
+
+@pytest.mark.parametrize("turns", [TRANSCRIPT_TURNS, TRANSCRIPT_TURNS + 1])
+def test_the_history_keeps_the_latest_turns_up_to_its_limit(turns: int) -> None:
+    t = Transcripts(expect_playout=False)
+    for turn in range(1, turns + 1):
+        t.feed(agent(turn, f"reply {turn}"))
+        t.feed(m.TurnCompleted(turn_id=turn))
+    history = t.history()
+    assert len(history) == TRANSCRIPT_TURNS
+    assert history[-1].text == f"reply {turns}"
+    assert history[0].text == f"reply {turns - TRANSCRIPT_TURNS + 1}"
+
+
+def test_assembly_costs_each_fragment_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The quadratic case of issue 12: every fragment re-tidied the whole text so far.
+    import actors.transcriber as module
+
+    tidied = 0
+
+    class Counting:
+        def __init__(self, pattern: re.Pattern[str]) -> None:
+            self.pattern = pattern
+
+        def sub(self, replacement: str, text: str) -> str:
+            nonlocal tidied
+            tidied += len(text)
+            return self.pattern.sub(replacement, text)
+
+    monkeypatch.setattr(module, "_SPACES", Counting(module._SPACES))
+    t = Transcripts()
+    fragments = 2000
+    for _ in range(fragments):
+        t.feed(agent(1, " word"))
+    updates = t.feed(agent(1, " end"))
+    assert updates[-1].text.startswith("word word")  # type: ignore[union-attr]
+    assert tidied <= fragments * len(" word") + len(" end")

@@ -4,12 +4,14 @@ and the endpoints."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import pytest
 import trio
 
 from actors import endpoint as ep
 from actors.gemini_link import HandshakeRejected, LinkOptions, LinkState, gemini_link
+from actors.realtime import RealtimeModel
 from actors.transport import (
     ConnectFailed,
     Connection,
@@ -22,6 +24,7 @@ from protocol import encode
 from protocol import wire as w
 from runtime import messages as m
 from runtime.supervisor import ActorContext, no_jitter
+from tests.hostile import Peer, hostile_server, setup_complete
 
 MODEL = "gemini-2.5-flash-native-audio-preview-12-2025"
 SCENARIO = Scenario(
@@ -193,3 +196,86 @@ def test_the_gemini_api_url_and_key_header_match_google_genai() -> None:
     assert ours.url == uri.replace("//ws/", "/ws/")  # the SDK's base URL ends in '/'
     assert headers["x-goog-api-key"] == "test-key"
     assert trio.run(ours.headers) == [("x-goog-api-key", "test-key")]
+
+
+# --- keys: checked where they come in, never echoed, never sent where they do not belong ------
+
+SECRET = "AIzaSyDUMMYsecret"
+
+
+@pytest.mark.parametrize("padding", ["\n", "\r\n", " ", "\t", "  \n"])
+async def test_surrounding_whitespace_is_stripped_from_a_key(padding: str) -> None:
+    headers = await ep.gemini_api(MODEL, SECRET + padding).headers()
+    assert headers == [("x-goog-api-key", SECRET)]
+    headers = await ep.custom("ws://127.0.0.1:9", MODEL, api_key=padding + SECRET).headers()
+    assert headers == [("x-goog-api-key", SECRET)]
+
+
+@pytest.mark.parametrize(
+    ("key", "words"),
+    [
+        (SECRET[:5] + "\r\n" + SECRET[5:], "control character at position 5"),
+        (SECRET[:5] + "\x00" + SECRET[5:], "control character at position 5"),
+        (SECRET[:5] + "\x7f" + SECRET[5:], "control character at position 5"),
+        (SECRET[:5] + " " + SECRET[5:], "space or non-ASCII character at position 5"),
+        (SECRET[:5] + "é" + SECRET[5:], "space or non-ASCII character at position 5"),
+        (" \n ", "is empty"),
+    ],
+)
+def test_a_key_with_control_characters_is_refused_without_echoing_it(
+    monkeypatch: pytest.MonkeyPatch, key: str, words: str
+) -> None:
+    monkeypatch.delenv("GOOGLE_API_KEY", raising=False)
+    monkeypatch.delenv("GEMINI_API_KEY", raising=False)
+    attempts: list[Callable[[], object]] = [
+        lambda: ep.gemini_api(MODEL, key),
+        lambda: ep.custom("ws://127.0.0.1:9", MODEL, api_key=key),
+        lambda: RealtimeModel(api_key=key),
+        lambda: RealtimeModel(api_key=key, endpoint="ws://127.0.0.1:9"),
+    ]
+    for attempt in attempts:
+        with pytest.raises(ValueError, match=words) as info:
+            attempt()
+        assert isinstance(info.value, ep.InvalidApiKey)
+        assert "from api_key" in str(info.value)
+        assert SECRET[:5] not in str(info.value)
+        assert SECRET[6:] not in str(info.value)
+    if "\x00" in key:
+        return  # an environment variable cannot hold one
+    monkeypatch.setenv("GOOGLE_API_KEY", key)
+    with pytest.raises(ValueError, match="the API key from GOOGLE_API_KEY") as info:
+        RealtimeModel()
+    assert SECRET[6:] not in str(info.value)
+
+
+async def test_an_environment_key_is_stripped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GOOGLE_API_KEY", raising=False)
+    monkeypatch.setenv("GEMINI_API_KEY", SECRET + "\n")  # as `export K=$(cat key.txt)` leaves it
+    assert await ep.gemini_api(MODEL).headers() == [("x-goog-api-key", SECRET)]
+
+
+async def test_an_environment_key_never_goes_to_a_custom_endpoint(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("GOOGLE_API_KEY", SECRET)
+    monkeypatch.setenv("GEMINI_API_KEY", SECRET)
+    requests: list[bytes] = []
+
+    async def script(peer: Peer) -> None:
+        requests.append(peer.request)
+        await setup_complete(peer)
+        await peer.until_closed()
+
+    async with hostile_server(script) as server:
+        for model in (
+            RealtimeModel(endpoint=server.url),
+            RealtimeModel(endpoint=server.url, api_key="explicit-key"),
+        ):
+            with trio.fail_after(30):
+                async with model.session():
+                    pass
+    assert len(requests) == 2
+    assert SECRET.encode() not in requests[0]
+    assert b"x-goog-api-key" not in requests[0].lower()
+    assert b"x-goog-api-key: explicit-key" in requests[1].lower()
+    assert SECRET.encode() not in requests[1]

@@ -41,6 +41,7 @@ STABLE_TAGS = {
     "Connected": "link.connected",
     "Reconnecting": "link.reconnecting",
     "Reconnected": "link.reconnected",
+    "ServerFault": "link.server_fault",
     "Dropped": "dropped",
     "PlayoutProgress": "playout.progress",
     "PlayoutFinished": "playout.finished",

@@ -241,6 +241,42 @@ async def test_one_for_all_restarts_every_child_in_order(autojump_clock: MockClo
     assert log == ["first#1", "second#1", "third#1", "first#2", "second#2", "third#2"]
 
 
+async def test_one_for_all_starts_its_backoff_over_after_a_long_healthy_run(
+    autojump_clock: MockClock,
+) -> None:
+    # Two quick failures, then a generation that runs longer than the intensity window,
+    # then a failure: its backoff is the first step again, not the third (one-for-one
+    # already did this; one-for-all never reset its count).
+    lifetimes = [0.01, 0.01, 40.0, 0.01]
+
+    async def flaky(ctx: ActorContext) -> None:
+        ctx.ready()
+        if ctx.incarnation <= len(lifetimes):
+            await trio.sleep(lifetimes[ctx.incarnation - 1])
+            raise RuntimeError("broke")
+        await ctx.stopping.wait()
+
+    async def steady(ctx: ActorContext) -> None:
+        ctx.ready()
+        await ctx.stopping.wait()
+
+    recorder = Recorder()
+    supervisor = Supervisor(
+        [ChildSpec("steady", steady), ChildSpec("flaky", flaky)],
+        events=recorder.send,
+        strategy=Strategy.ONE_FOR_ALL,
+        backoff=NO_JITTER,
+        intensity=Intensity(max_restarts=10, window=30.0),
+        random=no_jitter,
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(supervisor.run)
+        await trio.sleep(60)
+        supervisor.stop()
+    restarts = [e for _, e in recorder.drain() if isinstance(e, m.ActorRestarting)]
+    assert [(r.attempt, r.delay) for r in restarts] == [(1, 0.1), (2, 0.2), (1, 0.1), (2, 0.2)]
+
+
 async def test_stop_waits_for_a_graceful_exit_then_cancels(autojump_clock: MockClock) -> None:
     finished: list[str] = []
 
