@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from typing import Final
 from urllib.parse import parse_qs, urlsplit
 
+from protocol.models import Api
+
 INVALID_KEY_REASON: Final = "API key not valid. Please pass a valid API key."
 
 _GEMINI_PATH: Final = re.compile(
@@ -31,7 +33,7 @@ _VERTEX_PATH: Final = re.compile(
 class Handshake:
     """What the client's HTTP upgrade request said, checked."""
 
-    api: str  # "gemini" or "vertex"
+    api: Api
     version: str
     credential: str | None
     ephemeral: bool

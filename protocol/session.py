@@ -258,11 +258,22 @@ class LiveSession:
             out.append(m.GoAwayReceived(time_left=self.go_away_time_left))
         if message.voice_activity is not None:
             self._step(E.INFO, "voiceActivity")
-            kind = message.voice_activity.type
-            if kind in ("ACTIVITY_START", "ACTIVITY_END"):
+            activity = message.voice_activity
+            if activity.type in ("ACTIVITY_START", "ACTIVITY_END"):
+                offset = activity.audio_offset
                 out.append(
-                    m.VoiceActivityDetected(kind="start" if kind == "ACTIVITY_START" else "end")
+                    m.VoiceActivityDetected(
+                        kind="start" if activity.type == "ACTIVITY_START" else "end",
+                        audio_offset=wire.parse_duration(offset) if offset is not None else None,
+                    )
                 )
+        if message.voice_activity_detection_signal is not None:
+            self._step(E.INFO, "voiceActivityDetectionSignal")
+            signal = message.voice_activity_detection_signal.vad_signal_type
+            if signal == "VAD_SIGNAL_TYPE_SOS":
+                out.append(m.VoiceActivityDetected(kind="start", signal=True))
+            elif signal == "VAD_SIGNAL_TYPE_EOS":
+                out.append(m.VoiceActivityDetected(kind="end", signal=True))
         if message.tool_call_cancellation is not None:
             self._step(E.INFO, "toolCallCancellation")
             self._on_cancellation(message.tool_call_cancellation, out)
@@ -301,6 +312,10 @@ class LiveSession:
         return self._turn.turn_id
 
     def _on_server_content(self, content: wire.ServerContent, out: list[m.SessionEvent]) -> None:
+        # interimInputTranscription is taken (the table's INFO) and not reported: an early,
+        # revisable view of the inputTranscription that follows.
+        if content.interim_input_transcription is not None:
+            self._step(E.INFO, "interimInputTranscription")
         if content.input_transcription is not None:
             self._step(E.INFO, "inputTranscription")
             text = content.input_transcription.text or ""
@@ -329,11 +344,20 @@ class LiveSession:
                             finished=bool(transcript.finished),
                         )
                     )
+        if content.grounding_metadata is not None or content.url_context_metadata is not None:
+            out.append(
+                m.GroundingReported(
+                    turn_id=self.current_turn_id,
+                    grounding=content.grounding_metadata,
+                    url_context=content.url_context_metadata,
+                )
+            )
         if content.generation_complete and self._step(E.GENERATION_COMPLETE, "generationComplete"):
             assert self._turn is not None
             out.append(m.GenerationCompleted(turn_id=self._turn.turn_id))
         if content.interrupted:
             self._on_interrupted(out)
+        turn_id = self.current_turn_id
         if content.turn_complete:
             was = self.state
             if self._step(E.TURN_COMPLETE, "turnComplete") and self._turn is not None:
@@ -342,9 +366,14 @@ class LiveSession:
                         turn_id=self._turn.turn_id,
                         interrupted=was is S.INTERRUPTED,
                         reason=content.turn_complete_reason,
+                        waiting_for_input=bool(content.waiting_for_input),
                     )
                 )
                 self._turn = None
+        if content.interaction_status is not None:
+            out.append(
+                m.InteractionStatusChanged(status=content.interaction_status, turn_id=turn_id)
+            )
 
     def _emit_parts(self, turn_id: int, parts: list[wire.Part], out: list[m.SessionEvent]) -> None:
         assert self._turn is not None
@@ -363,6 +392,26 @@ class LiveSession:
                 self._turn.audio_samples += len(blob.data) // 2
             if part.text:
                 out.append(m.ModelText(turn_id=turn_id, text=part.text, thought=bool(part.thought)))
+            code = part.executable_code
+            if code is not None:
+                out.append(
+                    m.ModelCode(
+                        turn_id=turn_id,
+                        code=code.code or "",
+                        language=code.language,
+                        code_id=code.id,
+                    )
+                )
+            result = part.code_execution_result
+            if result is not None:
+                out.append(
+                    m.ModelCodeResult(
+                        turn_id=turn_id,
+                        outcome=result.outcome,
+                        output=result.output or "",
+                        code_id=result.id,
+                    )
+                )
 
     def _on_interrupted(self, out: list[m.SessionEvent]) -> None:
         was = self.state
@@ -419,6 +468,14 @@ class LiveSession:
             total_tokens=usage.total_token_count or 0,
             thoughts_tokens=usage.thoughts_token_count or 0,
             cached_tokens=usage.cached_content_token_count or 0,
+            tool_use_prompt_tokens=usage.tool_use_prompt_token_count or 0,
+            prompt_by_modality=_by_modality(usage.prompt_tokens_details),
+            response_by_modality=_by_modality(
+                usage.response_tokens_details or usage.candidates_tokens_details
+            ),
+            cached_by_modality=_by_modality(usage.cache_tokens_details),
+            service_tier=usage.service_tier,
+            traffic_type=usage.traffic_type,
         )
         self.usage.prompt_tokens += report.prompt_tokens
         self.usage.response_tokens += report.response_tokens
@@ -433,3 +490,11 @@ def _asks_for_reply(message: wire.ClientMessage) -> bool:
     if isinstance(message, wire.ClientContent):
         return bool(message.turn_complete)
     return isinstance(message, wire.RealtimeInput) and message.text is not None
+
+
+def _by_modality(details: list[wire.ModalityTokenCount] | None) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for detail in details or ():
+        if detail.modality:
+            counts[detail.modality] = counts.get(detail.modality, 0) + (detail.token_count or 0)
+    return counts

@@ -121,8 +121,8 @@ def test_setups_the_service_refuses(setup: w.Setup, code: int, words: str) -> No
     assert session.state is State.IDLE  # nothing changed
 
 
-def test_transparent_resumption_on_vertex_and_any_model_without_a_list() -> None:
-    vertex = ServerSession(ServiceRules(api="vertex"))
+def test_transparent_resumption_on_vertex_and_any_model_when_unknown_names_are_served() -> None:
+    vertex = ServerSession(ServiceRules(api="vertex", unknown_models="any"))
     setup = w.Setup(
         model="projects/p/locations/l/publishers/google/models/anything",
         session_resumption=w.SessionResumptionConfig(transparent=True),
