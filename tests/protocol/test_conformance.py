@@ -659,9 +659,11 @@ def test_a_multi_speaker_voice_config_parses_in_the_sdk() -> None:
         ),
     )
     sdk = _sdk_client_message(encode(setup))
-    assert sdk.setup is not None and sdk.setup.generation_config is not None
+    assert sdk.setup is not None
+    assert sdk.setup.generation_config is not None
     speech_config = sdk.setup.generation_config.speech_config
-    assert speech_config is not None and speech_config.multi_speaker_voice_config is not None
+    assert speech_config is not None
+    assert speech_config.multi_speaker_voice_config is not None
     speakers = speech_config.multi_speaker_voice_config.speaker_voice_configs or []
     assert [s.speaker for s in speakers] == ["Joe", "Jane"]
     assert decode_client(encode(setup)) == setup
