@@ -13,7 +13,8 @@ answers with: 1007 for a malformed, misplaced or oversized message or one the mo
 family refuses (``protocol.models``), 1008 for an unknown model or an unsupported option,
 1000 when the session's audio allowance is used up. A rejected message changes nothing.
 ``send()`` takes a server message and returns its frame. What outlives the connection
-(session id, audio time, tool-call numbering) is a ``SessionRecord``, handed over by ``accept()`` when the server answers the setup.
+(session id, audio time, tool-call numbering) is a ``SessionRecord``, handed over by
+``accept()`` when the server answers the setup.
 
 It never does I/O, never waits and never decides *what* to say: that is the caller's
 (the emulator's script player). The order of use: receive the setup, ``accept()`` it or
