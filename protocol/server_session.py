@@ -272,6 +272,9 @@ class ContentReceived(msgspec.Struct, frozen=True, gc=False):
 class ToolResponsesReceived(msgspec.Struct, frozen=True, gc=False):
     answered: tuple[str, ...]  # calls now complete (a willContinue response keeps one open)
     responses: tuple[wire.FunctionResponse, ...]  # every response to a pending call
+    # Responses to calls of an earlier connection of the session (after a resume): not
+    # pending here, but a NON_BLOCKING call's result may still be spoken about.
+    late: tuple[wire.FunctionResponse, ...] = ()
 
 
 class ContextUpdated(msgspec.Struct, frozen=True, gc=False):
@@ -609,13 +612,14 @@ class ServerSession:
                     field=f"toolResponse.functionResponses[{index}].id",
                 )
         kept = [r for r in responses if r.id and r.id in self._pending] + named
+        late = tuple(r for r in responses if r.id and r.id not in self._pending)
         answered: list[str] = []
         for response in kept:
             call_id = response.id or ""
             if not response.will_continue and call_id in self._pending:
                 del self._pending[call_id]
                 answered.append(call_id)
-        return ToolResponsesReceived(tuple(answered), tuple(kept))
+        return ToolResponsesReceived(tuple(answered), tuple(kept), late)
 
     def _check_text(self, text: str, where: str) -> None:
         if len(text) > self.rules.max_text_chars:

@@ -51,8 +51,9 @@ def test_speech_makes_a_user_turn_and_barge_in_only_while_replying() -> None:
     turns = TurnTaking(config(), deque())
     pcm = speech(seconds=0.4, silence=0.6)
     reaction = turns.handle(AudioReceived(pcm, 16000))
-    assert reaction == Reaction.USER_TURN  # start, then end, in one chunk
-    assert turns.next_turn() == UserTurn(None)
+    assert reaction == Reaction.USER_TURN | Reaction.VOICE_ACTIVITY  # start, then end
+    assert [kind for kind, _ in turns.take_activity()] == ["start", "end"]
+    assert turns.next_turn() == UserTurn(None, spoken=True)
     turns.replying = True
     assert Reaction.BARGE_IN in turns.handle(AudioReceived(pcm, 16000))
 
@@ -78,7 +79,7 @@ def test_manual_activity_and_content_turns() -> None:
     assert turns.handle(content) == Reaction.NONE
     assert turns.handle(ContentReceived((), True)) == Reaction.USER_TURN
     assert [turns.next_turn(), turns.next_turn(), turns.next_turn()] == [
-        UserTurn(None),
+        UserTurn(None, spoken=True),
         UserTurn("first"),  # the latest non-empty user text
         None,
     ]

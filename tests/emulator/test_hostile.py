@@ -48,7 +48,7 @@ from tests.emulator.client import (
 )
 
 FAST = Behaviour(pace="fast", first_audio_delay_ms=0)
-SETUP = encode(w.Setup(model="models/gemini-2.0-flash-exp"))
+SETUP = encode(w.Setup(model="models/gemini-3.8-live"))
 
 
 def nested(depth: int, inner: bytes = b"1") -> bytes:
@@ -325,10 +325,10 @@ async def test_a_bug_in_one_session_closes_it_1011_and_is_logged_and_others_go_o
 ) -> None:
     original = ScriptPlayer.reply
 
-    def reply(self: ScriptPlayer, turn: Turn, transcript: str):  # type: ignore[no-untyped-def]
+    def reply(self: ScriptPlayer, turn: Turn, transcript: str, **kw: bool):  # type: ignore[no-untyped-def]
         if transcript == "explode":
             raise RuntimeError("a bug")
-        return original(self, turn, transcript)
+        return original(self, turn, transcript, **kw)
 
     monkeypatch.setattr(ScriptPlayer, "reply", reply)
     async with (
@@ -434,6 +434,20 @@ async def test_audio_at_100x_real_time_does_not_grow_the_emulator(
 # --- TLS leaves nothing behind ----------------------------------------------------------
 
 
+class BlockError(Exception):
+    pass
+
+
+async def test_an_error_in_the_block_comes_out_as_itself_not_in_a_group() -> None:
+    with pytest.raises(BlockError) as info:
+        async with open_emulator(scenario=Scenario(behaviour=FAST)) as emu, connect(emu.url) as client:
+            await client.converse()
+            raise BlockError("mine")
+    assert not isinstance(info.value, BaseExceptionGroup)
+    assert str(info.value) == "mine"
+    assert info.traceback[-1].name == "test_an_error_in_the_block_comes_out_as_itself_not_in_a_group"
+
+
 @pytest.mark.parametrize("ending", ["normal", "error", "cannot-listen"])
 async def test_the_tls_ca_directory_is_removed_however_the_emulator_ends(
     ending: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -445,7 +459,7 @@ async def test_the_tls_ca_directory_is_removed_however_the_emulator_ends(
     port = busy.getsockname()[1] if ending == "cannot-listen" else 0
     expected: Any = {
         "normal": contextlib.nullcontext(),
-        "error": pytest.RaisesGroup(RuntimeError),
+        "error": pytest.raises(RuntimeError, match="the block failed"),  # as itself
         "cannot-listen": pytest.raises(OSError, match="in use"),
     }[ending]
     served = []

@@ -22,7 +22,7 @@ import trio
 
 from emulator import Behaviour, Reply, Scenario, Turn, open_emulator
 from emulator.audio import synthesize_speech
-from emulator.scenario import DEFAULT_MODELS
+
 from tests.emulator.client import WEATHER_TURN
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,7 +63,7 @@ GO_AWAY = "goaway:at=turn-end,time_left=0.5,connection=1"
 def allowing(scenario: Scenario, *models: str) -> Scenario:
     """The scenario with ``models`` added to the emulator's model allow-list."""
     behaviour = scenario.behaviour
-    allowed = Behaviour(**{**_fields(behaviour), "models": (*DEFAULT_MODELS, *models)})
+    allowed = Behaviour(**{**_fields(behaviour), "models": (*behaviour.models, *models)})
     return Scenario(turns=scenario.turns, behaviour=allowed)
 
 
