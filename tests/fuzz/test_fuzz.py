@@ -222,9 +222,7 @@ def test_the_running_emulator_answers_garbage_with_close_codes_and_keeps_serving
                     emu.url + GEMINI_PATH, message_queue_size=1024
                 ) as ws:
                     try:
-                        await ws.send_message(
-                            b'{"setup": {"model": "models/gemini-3.8-live"}}'
-                        )
+                        await ws.send_message(b'{"setup": {"model": "models/gemini-3.8-live"}}')
                         await ws.get_message()
                         for frame in frames:
                             await ws.send_message(frame)
