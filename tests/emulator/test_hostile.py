@@ -177,6 +177,25 @@ async def test_a_message_at_the_size_limit_is_taken_and_one_byte_more_closes_100
     assert reason.code == 1009
 
 
+async def test_the_emulator_bounds_partial_messages_over_all_its_connections(
+    virtual_clock: MockClock,
+) -> None:
+    """The process-wide budget (MAX_PARTIAL_MESSAGE_BYTES_TOTAL; exact arithmetic at the
+    limit and one past in test_ws_hostile_client): a message whose unfinished part
+    would take the emulator past it closes that connection with 1013."""
+    video = b'{"realtimeInput": {"video": {"mimeType": "image/jpeg", "data": "%s"}}}'
+    small, large = video % (b"A" * 200_000), video % (b"A" * 1_000_000)
+    async with open_emulator(scenario=Scenario(behaviour=FAST), max_partial_bytes=256 << 10) as emu:
+        async with connect(emu.url) as client:
+            await client.ws.send_message(small)
+            await still_serves(client)
+            reason = await closed_with(lambda: _send_and_read(client, large))
+        assert reason.code == 1013
+        assert emu.partial_bytes.used == 0
+        async with connect(emu.url) as client:  # the next connection is served
+            await still_serves(client)
+
+
 async def test_a_huge_setup_is_served_and_one_with_too_many_containers_is_not(
     virtual_clock: MockClock,
 ) -> None:
