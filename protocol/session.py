@@ -15,7 +15,10 @@ side, so what a server may send is exactly what this client accepts.
 Alongside the turn state it tracks what outlives a turn: tool calls awaiting their one
 response, the latest resumption handle, the goAway notice and token usage. It never does
 I/O: ``send()`` takes a wire message and returns the frame to write; ``receive_frame()``
-takes a frame and returns the internal messages it means. Frames received after a
+takes a frame and returns the internal messages it means. The service transcribes audio
+only: when the setup asks for input transcription, what the user typed is reported here
+as the user's transcript of the turn it starts (a ``TranscriptFragment`` right after its
+``TurnStarted``). Frames received after a
 connection is lost belong to the next connection: call ``connection_lost()`` first.
 """
 
@@ -132,6 +135,8 @@ class LiveSession:
     _turn: _Turn | None = None
     _last_turn_id: int = 0
     _awaiting_reply: bool = False  # a user turn was sent, and nothing of its reply came yet
+    _typed: str = ""  # what the user typed for the reply still to come
+    _transcribe_typed: bool = False  # the setup asked for input transcription
     _answered: set[str] = field(default_factory=set)
     _cancelled: set[str] = field(default_factory=set)
 
@@ -177,8 +182,13 @@ class LiveSession:
                     self._answered.add(response.id)
         self.state = next_state
         self.messages_sent += 1
+        if isinstance(message, wire.Setup):
+            self._transcribe_typed = message.input_audio_transcription is not None
         if _asks_for_reply(message):
             self._awaiting_reply = True
+            typed = _typed_text(message) if self._transcribe_typed else ""
+            if typed:
+                self._typed = f"{self._typed} {typed}" if self._typed else typed
         return frame
 
     def _check_tool_response(self, message: wire.ToolResponse) -> None:
@@ -226,6 +236,7 @@ class LiveSession:
                 )
             )
         self._awaiting_reply = False
+        self._typed = ""
         self.state = State.IDLE
         self.go_away_time_left = None
         self.resumable = self.resumable and self.resumption_handle is not None
@@ -309,6 +320,13 @@ class LiveSession:
             self._last_turn_id += 1
             self._turn = _Turn(self._last_turn_id)
             out.append(m.TurnStarted(turn_id=self._turn.turn_id))
+            if self._typed:
+                out.append(
+                    m.TranscriptFragment(
+                        role="user", turn_id=self._turn.turn_id, text=self._typed, finished=True
+                    )
+                )
+                self._typed = ""
         return self._turn.turn_id
 
     def _on_server_content(self, content: wire.ServerContent, out: list[m.SessionEvent]) -> None:
@@ -483,6 +501,17 @@ class LiveSession:
         self.usage.thoughts_tokens += report.thoughts_tokens
         self.usage.cached_tokens += report.cached_tokens
         out.append(report)
+
+
+def _typed_text(message: wire.ClientMessage) -> str:
+    """What the user typed in a message that asks for a reply ("" for none, or blank)."""
+    if isinstance(message, wire.RealtimeInput):
+        return (message.text or "").strip()
+    assert isinstance(message, wire.ClientContent)
+    for turn in reversed(message.turns or ()):
+        if turn.role in (None, "user"):
+            return " ".join(p.text for p in turn.parts or () if p.text).strip()
+    return ""
 
 
 def _asks_for_reply(message: wire.ClientMessage) -> bool:

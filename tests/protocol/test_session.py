@@ -589,3 +589,39 @@ def test_interim_input_transcription_is_taken_and_not_reported() -> None:
     session = in_turn()
     assert session.receive_frame(content(interimInputTranscription={"text": "wha"})) == []
     assert state(session) is State.MODEL_TURN
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [
+        w.RealtimeInput(text="what now?"),
+        w.ClientContent(
+            turns=[
+                w.Content(role="model", parts=[w.Part(text="Earlier.")]),
+                w.Content(role="user", parts=[w.Part(text="what now?")]),
+            ],
+            turn_complete=True,
+        ),
+    ],
+    ids=["realtimeInput.text", "clientContent"],
+)
+def test_typed_text_is_the_users_transcript_of_the_turn_it_starts(typed: w.ClientMessage) -> None:
+    """The service transcribes audio only (issue 15): the session reports what was typed,
+    when the setup asks for input transcription."""
+    session = LiveSession()
+    session.send(w.Setup(model="m", input_audio_transcription=w.AudioTranscriptionConfig()))
+    session.receive_frame(frame(setupComplete={}))
+    session.send(typed)
+    session.send(w.RealtimeInput(text=" "))  # a blank nudge adds nothing
+    out = session.receive_frame(content(modelTurn={"parts": [{"text": "This."}]}))
+    assert out[:2] == [
+        m.TurnStarted(turn_id=1),
+        m.TranscriptFragment(role="user", turn_id=1, text="what now?", finished=True),
+    ]
+    session.receive_frame(content(turnComplete=True))
+    out = session.receive_frame(content(modelTurn={"parts": [{"text": "More."}]}))
+    assert not any(isinstance(x, m.TranscriptFragment) for x in out)  # reported once
+    untranscribed = ready()  # no input transcription asked for: nothing
+    untranscribed.send(typed)
+    out = untranscribed.receive_frame(content(modelTurn={"parts": [{"text": "This."}]}))
+    assert out == [m.TurnStarted(turn_id=1), m.ModelText(turn_id=1, text="This.")]
