@@ -211,6 +211,9 @@ class Emulator:
                 return
         upgrade = await read_request(stream)
         if isinstance(upgrade, PostStart):
+            if self.open_streams > self.max_connections:
+                await reject(stream, 503, b"too many connections")
+                return
             await rest.serve_post(stream, upgrade.data, self.tokens, self.key_accepted)
             return
         if upgrade is None:

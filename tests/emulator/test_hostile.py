@@ -320,6 +320,12 @@ async def test_connections_past_the_cap_get_503_at_the_upgrade(virtual_clock: Mo
         stream, status, _ = await raw_upgrade(emu.port)
         await stream.aclose()
         assert status.startswith(b"HTTP/1.1 503 ")
+        token_request = await trio.open_tcp_stream("127.0.0.1", emu.port)  # POSTs count too
+        async with token_request:
+            await token_request.send_all(
+                b"POST /v1alpha/auth_tokens HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}"
+            )
+            assert (await token_request.receive_some(1024)).startswith(b"HTTP/1.1 503 ")
         await held[0][0].aclose()
         with trio.fail_after(5):  # the server notices the close (no event to wait on)
             while emu.open_streams > 2:  # noqa: ASYNC110
