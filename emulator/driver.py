@@ -17,7 +17,6 @@ socket is open, 1000 for the session's audio limit.
 from __future__ import annotations
 
 import logging
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import NoReturn
@@ -135,8 +134,7 @@ class SessionDriver:
         self.interrupt = trio.Event()  # set on barge-in; a new one for every reply
         self._turn_ready = trio.Event()  # a user turn or a result reply waits
         self._calls_answered = trio.Event()  # also set on barge-in: wakes a tool wait
-        self._notices: deque[w.ServerMessage] = deque()  # voiceActivity, in order
-        self._notice_ready = trio.Event()
+        self._notice_ready = trio.Event()  # voiceActivity to report (in TurnTaking)
         self._nursery: trio.Nursery | None = None
         self._turns: TurnTaking | None = None
         self._player: ScriptPlayer | None = None
@@ -313,14 +311,10 @@ class SessionDriver:
 
     def _on_voice_activity(self) -> None:
         assert self._turns is not None
-        activity = self._turns.take_activity()
-        if not self.services.scenario.behaviour.voice_activity:
-            return
-        for transition, offset in activity:
-            kind = "ACTIVITY_START" if transition == "start" else "ACTIVITY_END"
-            notice = w.VoiceActivity(type=kind, audio_offset=w.format_duration(offset))
-            self._notices.append(w.ServerMessage(voice_activity=notice))
-        self._notice_ready.set()
+        if self.services.scenario.behaviour.voice_activity:
+            self._notice_ready.set()
+        else:
+            self._turns.take_activity()  # heard, not reported
 
     # --- replying -------------------------------------------------------------------
 
@@ -428,7 +422,7 @@ class SessionDriver:
     async def send(self, message: w.ServerMessage) -> None:
         """Send one message (after any voiceActivity notice due before it), then fire the
         faults due after it."""
-        if self._notices:
+        if self._notice_ready.is_set():
             await self._flush_notices()
         try:
             frame = self.session.send(message)
@@ -441,13 +435,15 @@ class SessionDriver:
         """Send voiceActivity notices while no reply is sending them first."""
         while True:
             await self._notice_ready.wait()
-            self._notice_ready = trio.Event()
             await self._flush_notices()
 
     async def _flush_notices(self) -> None:
-        while self._notices:
-            notice = self._notices.popleft()
-            await self._send_frame(self.session.send(notice))
+        assert self._turns is not None
+        self._notice_ready = trio.Event()
+        for transition, offset in self._turns.take_activity():
+            kind = "ACTIVITY_START" if transition == "start" else "ACTIVITY_END"
+            notice = w.VoiceActivity(type=kind, audio_offset=w.format_duration(offset))
+            await self._send_frame(self.session.send(w.ServerMessage(voice_activity=notice)))
 
     async def _send_frame(self, frame: bytes, *, faults: bool = True) -> None:
         unknown = self._unknown

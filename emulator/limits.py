@@ -28,6 +28,7 @@ MAX_FUNCTION_RESPONSES: Final = 128  # functionResponses in one toolResponse; pa
 
 # --- what a session holds ---------------------------------------------------------------
 MAX_PENDING_USER_TURNS: Final = 4  # user turns awaiting a reply; more merge into the last
+MAX_PENDING_VOICE_ACTIVITY: Final = 32  # voiceActivity notices not sent yet; oldest dropped
 MAX_HISTORY_ENTRIES: Final = 100  # remembered turns of a conversation; older are forgotten
 MAX_RESUMPTION_HANDLES: Final = 10_000  # handles honoured at once; the oldest goes first
 RESUMPTION_HANDLE_LIFETIME_S: Final = 7_200.0  # as the service's: 2 hours; then 1008

@@ -24,7 +24,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Final
 
-from emulator.limits import MAX_PENDING_USER_TURNS, MAX_TEXT_CHARS
+from emulator.limits import MAX_PENDING_USER_TURNS, MAX_PENDING_VOICE_ACTIVITY, MAX_TEXT_CHARS
 from emulator.vad import EnergyVad, InputResampler, Transition
 from protocol.server_session import (
     ActivityEnded,
@@ -77,7 +77,9 @@ class TurnTaking:
         self.nudges_joined = 0  # blank text inputs that joined an owed reply
         self._max_pending = max_pending
         self._pending: deque[UserTurn] = deque()
-        self._activity: list[tuple[Transition, float]] = []
+        # Speech starts and ends not yet reported; a client streaming audio faster than it
+        # reads cannot grow it (the oldest go first).
+        self._activity: deque[tuple[Transition, float]] = deque(maxlen=MAX_PENDING_VOICE_ACTIVITY)
 
     @property
     def pending(self) -> int:
@@ -90,7 +92,8 @@ class TurnTaking:
     def take_activity(self) -> list[tuple[Transition, float]]:
         """Speech starts and ends the detector heard since the last call, each with its
         offset (seconds) in the connection's audio stream."""
-        activity, self._activity = self._activity, []
+        activity = list(self._activity)
+        self._activity.clear()
         return activity
 
     def handle(self, event: ClientEvent) -> Reaction:

@@ -15,6 +15,7 @@ from emulator.handshake import credential_accepted, parse_handshake
 from emulator.limits import (
     MAX_HISTORY_ENTRIES,
     MAX_PENDING_USER_TURNS,
+    MAX_PENDING_VOICE_ACTIVITY,
     MAX_QUEUED_RESULT_REPLIES,
     MAX_RUNNING_CALL_GROUPS,
 )
@@ -433,3 +434,21 @@ def test_running_call_groups_at_the_limit_and_one_past_forget_the_oldest() -> No
     assert len(results.running) == MAX_RUNNING_CALL_GROUPS
     assert "c0" not in results.running
     assert "new" in results.running
+
+
+@pytest.mark.parametrize(
+    "utterances", [MAX_PENDING_VOICE_ACTIVITY // 2, MAX_PENDING_VOICE_ACTIVITY // 2 + 1]
+)
+def test_unreported_voice_activity_at_the_limit_and_past_it_keeps_the_newest(
+    utterances: int,
+) -> None:
+    turns = TurnTaking(config(), deque())
+    pcm = speech(seconds=0.4, silence=0.6)  # a start and an end each
+    for _ in range(utterances):
+        assert Reaction.VOICE_ACTIVITY in turns.handle(AudioReceived(pcm, 16000))
+    activity = turns.take_activity()
+    assert len(activity) == MAX_PENDING_VOICE_ACTIVITY
+    assert activity[-1][1] == pytest.approx(utterances - 0.6 + 0.0, abs=0.02)  # the newest end
+    first_start = 0.0 if utterances * 2 == MAX_PENDING_VOICE_ACTIVITY else 1.0
+    assert activity[0] == ("start", pytest.approx(first_start, abs=0.03))
+    assert turns.take_activity() == []
