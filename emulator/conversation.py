@@ -2,7 +2,9 @@
 that resume it.
 
 A ``Conversation`` is the protocol's ``SessionRecord`` (session id, audio time, tool-call
-numbering) plus the script's position and a short history. ``ConversationStore`` issues
+numbering) plus the script's position, a short history, the NON_BLOCKING calls still
+running (their results may come on a later connection) and whether a connection serves
+it now (the service refuses a resume while the old socket is open). ``ConversationStore`` issues
 resumption handles and finds a conversation by one; it holds at most
 ``MAX_RESUMPTION_HANDLES`` handles, each valid for ``RESUMPTION_HANDLE_LIFETIME_S``.
 Sans-IO: time comes from the ``now`` it is given.
@@ -20,6 +22,7 @@ from emulator.limits import (
     MAX_RESUMPTION_HANDLES,
     RESUMPTION_HANDLE_LIFETIME_S,
 )
+from emulator.tool_results import ToolResults
 from protocol.server_session import SessionRecord
 
 
@@ -32,6 +35,14 @@ class Conversation:
     record: SessionRecord
     next_turn: int = 0  # the scenario's turn that answers the next user turn
     history: deque[tuple[str, str]] = field(default_factory=_history)  # (role, text)
+    results: ToolResults = field(default_factory=ToolResults)
+    # Whether the connection serving it is still open (None: no connection serves it).
+    in_use: Callable[[], bool] | None = None
+
+    @property
+    def served_elsewhere(self) -> bool:
+        """A connection serves this conversation and its socket is still open."""
+        return self.in_use is not None and self.in_use()
 
 
 class ConversationStore:

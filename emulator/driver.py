@@ -2,13 +2,16 @@
 
 Everything this module decides, it asks a sans-IO part: ``protocol.server_session`` what a
 client message means and whether a message may be sent, ``emulator.turn_taking`` who has
-the floor, ``emulator.player`` what a reply does. What is left here is doing it: a reader
+the floor, ``emulator.player`` what a reply does, ``emulator.tool_results`` when the
+results of NON_BLOCKING calls are spoken about. What is left here is doing it: a reader
 task (client frames in; audio may also be taken synchronously by the WebSocket's read
-callback, through the same ``_take`` path), a responder task (user turns out as replies,
-performing the player's steps), a lifetime timer (goAway, then the close), injected
-faults, and the close itself. Errors go out only as close frames with the real codes:
-1007 bad client message, 1008 unknown model or unsupported option or invalid handle, 1011
-internal error or deadline, 1000 for the session's audio limit and the lifetime's end.
+callback, through the same ``_take`` path), a responder task (user turns and results out
+as replies, performing the player's steps), a notifier task (voiceActivity), a lifetime
+timer (goAway, then the close; an ephemeral token's expiry), injected faults, and the
+close itself. Errors go out only as close frames with the real codes: 1007 bad client
+message, 1008 unknown model or unsupported option or invalid handle or spent token, 1011
+internal error, deadline (the lifetime's end after goAway) or a resume while the old
+socket is open, 1000 for the session's audio limit.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from emulator.limits import (
 from emulator.player import (
     AwaitTools,
     Checkpoint,
+    Defer,
     PaceUntil,
     Pause,
     ScriptPlayer,
@@ -42,6 +46,8 @@ from emulator.player import (
 )
 from emulator.scenario import Scenario
 from emulator.stats import EmulatorStats
+from emulator.tokens import Token, TokenRefused, TokenStore
+from emulator.tool_results import ResultReply
 from emulator.turn_taking import NO_REACTION, Reaction, TurnTaking, UserTurn
 from emulator.wsserver import ConnectionClosed, ServerWebSocket
 from protocol import RemoteProtocolError, decode_client
@@ -55,12 +61,15 @@ from protocol.server_session import (
     SetupRequested,
     ToolResponsesReceived,
 )
+from protocol.websocket import ConnectionState
 from runtime.clock import Pacer
 
 log = logging.getLogger("emulator")
 
 CLOSE_WAIT_S = 2.0  # how long a close waits for the client's close frame
 MAX_CLOSE_REASON_BYTES = 123  # RFC 6455: 125 bytes of close payload, 2 of them the code
+DEADLINE_REASON = "Deadline expired before operation could complete."  # the service's 1011
+IN_USE_REASON = "Internal error encountered."  # 1011: a resume while the old socket is open
 
 
 @dataclass(frozen=True)
@@ -72,6 +81,7 @@ class SessionServices:
     stats: EmulatorStats
     pacer: Pacer
     conversations: ConversationStore
+    tokens: TokenStore
 
 
 class _Closed(Exception):
@@ -85,6 +95,10 @@ def service_rules(handshake: Handshake, scenario: Scenario) -> ServiceRules:
         api=handshake.api,
         version=handshake.version,
         models=behaviour.models,
+        unknown_models=behaviour.unknown_models,
+        families=behaviour.families_in_force(),
+        transparent_on_gemini_api=behaviour.transparent_on_gemini_api,
+        omit_call_ids=behaviour.omit_call_ids,
         session_audio_limit_s=behaviour.session_audio_limit_s,
         session_audio_video_limit_s=behaviour.session_audio_video_limit_s,
         max_text_chars=MAX_TEXT_CHARS,
@@ -104,19 +118,28 @@ class SessionDriver:
     """One emulated session over one accepted WebSocket. ``run()`` serves it to the end."""
 
     def __init__(
-        self, services: SessionServices, ws: ServerWebSocket, handshake: Handshake, index: int
+        self,
+        services: SessionServices,
+        ws: ServerWebSocket,
+        handshake: Handshake,
+        index: int,
+        token: Token | None = None,
     ) -> None:
         self.services = services
         self.ws = ws
         self.index = index
-        self.session = ServerSession(service_rules(handshake, services.scenario))
+        self.token = token  # the ephemeral token this session opened with
+        constraints = token.constraints if token is not None else None
+        self.session = ServerSession(service_rules(handshake, services.scenario), constraints)
         self.interrupt = trio.Event()  # set on barge-in; a new one for every reply
-        self._turn_ready = trio.Event()
+        self._turn_ready = trio.Event()  # a user turn or a result reply waits
         self._calls_answered = trio.Event()  # also set on barge-in: wakes a tool wait
+        self._notice_ready = trio.Event()  # voiceActivity to report (in TurnTaking)
         self._nursery: trio.Nursery | None = None
         self._turns: TurnTaking | None = None
         self._player: ScriptPlayer | None = None
         self._conversation: Conversation | None = None
+        self._losing = 0  # a "lose" fault: client messages still to read and not consume
         slow = services.faults.active("slow", connection=index)
         self._pace_factor = slow.factor if slow else 1.0
         self._unknown = services.faults.active("unknown", connection=index)
@@ -135,6 +158,7 @@ class SessionDriver:
                 await self._setup()
                 nursery.start_soon(self._read)
                 nursery.start_soon(self._respond)
+                nursery.start_soon(self._notify)
                 nursery.start_soon(self._lifetime)
         except* _Closed:
             pass
@@ -142,6 +166,12 @@ class SessionDriver:
             log.info("connection %d: closed by the client", self.index)
         except* trio.BrokenResourceError:
             log.info("connection %d: transport broken", self.index)
+        finally:
+            if self._conversation is not None and self._conversation.in_use == self._open:
+                self._conversation.in_use = None
+
+    def _open(self) -> bool:
+        return self.ws.state is ConnectionState.OPEN
 
     async def close(self, code: int, reason: str) -> NoReturn:
         """Close with ``code`` and unwind every task of this session."""
@@ -170,7 +200,13 @@ class SessionDriver:
     async def _start(self, event: SetupRequested) -> None:
         config = event.config
         conversation = await self._conversation_for(config.resume_handle)
+        if self.token is not None:
+            try:
+                self.services.tokens.admit(self.token, resuming=config.resume_handle is not None)
+            except TokenRefused as exc:
+                await self.close(exc.code, str(exc))
         self._conversation = conversation
+        conversation.in_use = self._open
         self._turns = TurnTaking(config, conversation.history)
         self._player = ScriptPlayer(
             self.services.scenario,
@@ -178,6 +214,7 @@ class SessionDriver:
             conversation,
             now=trio.current_time,
             pace_factor=self._pace_factor,
+            api=self.session.rules.api,
         )
         await self._send_frame(self.session.accept(conversation.record))
         self.ws.fast_handler = self._take_fast
@@ -192,6 +229,8 @@ class SessionDriver:
         conversation = None if refused else store.resume(handle)
         if conversation is None:
             await self.close(1008, "session resumption handle is invalid or expired")
+        if conversation.served_elsewhere:  # the service refuses while the old socket is open
+            await self.close(1011, IN_USE_REASON)
         return conversation
 
     # --- reading --------------------------------------------------------------------
@@ -200,10 +239,20 @@ class SessionDriver:
         """What the next client message means; a rejected one closes the connection."""
         frame = await self.ws.receive()
         self.services.stats.messages_in += 1
+        if self._losing:
+            await self._lose()
+            return None
         try:
             return self.session.receive_frame(frame)
         except ClientRejected as exc:
             await self.close(exc.close_code, str(exc))
+
+    async def _lose(self) -> None:
+        """A "lose" fault: this message is read and never consumed; after the last one the
+        connection drops (the client resumes and replays what was not consumed)."""
+        self._losing -= 1
+        if not self._losing:
+            await self.drop()
 
     async def _read(self) -> None:
         while True:
@@ -214,6 +263,8 @@ class SessionDriver:
         input is audio, and this spares it a task switch. Anything else, or audio the
         session rejects, returns False and reaches ``_read`` in order (a rejected message
         changes nothing, so the reader meets the same rejection and closes)."""
+        if self._losing:
+            return False
         try:
             message = decode_client(frame)
         except RemoteProtocolError:
@@ -234,9 +285,11 @@ class SessionDriver:
             return
         assert self._turns is not None  # set before the reader starts
         reaction = self._turns.handle(event)
-        if type(event) is ToolResponsesReceived and event.answered:
-            self._calls_answered.set()
+        if type(event) is ToolResponsesReceived:
+            self._on_tool_responses(event)
         if reaction is not NO_REACTION:
+            if Reaction.VOICE_ACTIVITY in reaction:
+                self._on_voice_activity()
             if Reaction.BARGE_IN in reaction:
                 self.interrupt.set()
                 self._calls_answered.set()
@@ -245,11 +298,34 @@ class SessionDriver:
             if Reaction.MERGED in reaction:
                 self.services.stats.user_turns_merged += 1
 
+    def _on_tool_responses(self, event: ToolResponsesReceived) -> None:
+        if event.answered:
+            self._calls_answered.set()
+        results = self._live_conversation().results
+        interrupt = results.on_responses(event.responses + event.late)
+        if results.busy:
+            self._turn_ready.set()
+        if interrupt and self._turns is not None and self._turns.replying:
+            self.interrupt.set()  # INTERRUPT: the reply playing now stops for the result
+            self._calls_answered.set()
+
+    def _on_voice_activity(self) -> None:
+        assert self._turns is not None
+        if self.services.scenario.behaviour.voice_activity:
+            self._notice_ready.set()
+        else:
+            self._turns.take_activity()  # heard, not reported
+
     # --- replying -------------------------------------------------------------------
 
     async def _respond(self) -> None:
         assert self._turns is not None
+        results = self._live_conversation().results
         while True:
+            result = results.next_reply()
+            if result is not None:
+                await self._result_reply(result)
+                continue
             user_turn = self._turns.next_turn()
             if user_turn is None:
                 await self._turn_ready.wait()
@@ -258,19 +334,38 @@ class SessionDriver:
             await self._reply(user_turn)
 
     async def _reply(self, user_turn: UserTurn) -> None:
+        assert self._player is not None
+        if user_turn.empty:
+            await self._play(self._player.empty_reply())
+            return
+        turn = self._player.next_turn()
+        text = user_turn.text if user_turn.text and user_turn.text.strip() else turn.user
+        await self._play(self._player.reply(turn, text, spoken=user_turn.spoken))
+        self.services.stats.turns += 1
+        await self._apply_faults("turn-end")
+
+    async def _result_reply(self, result: ResultReply) -> None:
+        assert self._player is not None
+        self.services.stats.result_replies += 1
+        await self._play(self._player.result_reply(result))
+
+    async def _play(self, steps: Iterator[Step]) -> None:
+        """Perform a reply; on barge-in, end it as interrupted (pending BLOCKING calls are
+        cancelled; NON_BLOCKING ones run on)."""
         assert self._turns is not None
         assert self._player is not None
-        turn = self._player.next_turn()
         self.interrupt = trio.Event()
         self._turns.replying = True
         try:
-            completed = await self._perform(self._player.reply(turn, user_turn.text or turn.user))
+            completed = await self._perform(steps)
         finally:
             self._turns.replying = False
         if not completed:
-            await self._perform(self._player.interrupted(self.session.pending_calls), whole=True)
-        self.services.stats.turns += 1
-        await self._apply_faults("turn-end")
+            running = self._live_conversation().results.running
+            blocking = [c for c in self.session.pending_calls if c not in running]
+            cancellable = [c for c in self.session.cancellable_calls if c in blocking]
+            self.session.forget_calls([c for c in blocking if c not in cancellable])
+            await self._perform(self._player.interrupted(cancellable), whole=True)
 
     async def _perform(self, steps: Iterator[Step], *, whole: bool = False) -> bool:
         """Perform the player's steps; False if a barge-in stopped them (never if ``whole``)."""
@@ -299,6 +394,8 @@ class SessionDriver:
             await self._await_tools(step.call_ids)
         elif isinstance(step, Checkpoint):
             await self._apply_faults(step.point)
+        elif isinstance(step, Defer):
+            self._live_conversation().results.defer(step.call_ids, step.replies, step.progress)
         else:
             await self._update_resumption(step.resumable)
 
@@ -316,16 +413,37 @@ class SessionDriver:
             self._calls_answered = trio.Event()
             await self._calls_answered.wait()
 
+    def _live_conversation(self) -> Conversation:
+        assert self._conversation is not None  # set before any task but _setup runs
+        return self._conversation
+
     # --- sending --------------------------------------------------------------------
 
     async def send(self, message: w.ServerMessage) -> None:
-        """Send one message, then fire the faults due after it."""
+        """Send one message (after any voiceActivity notice due before it), then fire the
+        faults due after it."""
+        if self._notice_ready.is_set():
+            await self._flush_notices()
         try:
             frame = self.session.send(message)
         except LocalProtocolError as exc:
             log.error("connection %d: not sent, a bug: %s", self.index, exc)
             await self.close(1011, f"internal error: {_short(exc)}")
         await self._send_frame(frame)
+
+    async def _notify(self) -> None:
+        """Send voiceActivity notices while no reply is sending them first."""
+        while True:
+            await self._notice_ready.wait()
+            await self._flush_notices()
+
+    async def _flush_notices(self) -> None:
+        assert self._turns is not None
+        self._notice_ready = trio.Event()
+        for transition, offset in self._turns.take_activity():
+            kind = "ACTIVITY_START" if transition == "start" else "ACTIVITY_END"
+            notice = w.VoiceActivity(type=kind, audio_offset=w.format_duration(offset))
+            await self._send_frame(self.session.send(w.ServerMessage(voice_activity=notice)))
 
     async def _send_frame(self, frame: bytes, *, faults: bool = True) -> None:
         unknown = self._unknown
@@ -341,11 +459,18 @@ class SessionDriver:
             await self._apply_faults("message")
 
     async def _update_resumption(self, resumable: bool) -> None:
-        assert self._conversation is not None
-        if self.session.config is None or not self.session.config.resumption:
+        config = self.session.config
+        if config is None or not config.resumption:
             return
-        handle = self.services.conversations.issue_handle(self._conversation) if resumable else None
-        update = w.SessionResumptionUpdate(new_handle=handle, resumable=resumable)
+        conversation = self._live_conversation()
+        handle = self.services.conversations.issue_handle(conversation) if resumable else None
+        update = w.SessionResumptionUpdate(
+            new_handle=handle,
+            resumable=resumable,
+            last_consumed_client_message_index=self.session.last_consumed_index
+            if config.transparent
+            else None,
+        )
         await self.send(w.ServerMessage(session_resumption_update=update))
 
     # --- time and faults ------------------------------------------------------------
@@ -353,7 +478,13 @@ class SessionDriver:
     async def _lifetime(self) -> None:
         behaviour = self.services.scenario.behaviour
         notice = min(behaviour.go_away_notice_s, behaviour.connection_lifetime_s)
-        await trio.sleep(behaviour.connection_lifetime_s - notice)
+        go_away_in = behaviour.connection_lifetime_s - notice
+        if self.token is not None:
+            left = self.services.tokens.seconds_left(self.token)
+            if left < go_away_in:  # the token's sessions end first
+                await trio.sleep(left)
+                await self.close(1008, "The auth token has expired.")
+        await trio.sleep(go_away_in)
         await self._go_away(notice)
 
     async def _go_away(self, time_left: float) -> None:
@@ -364,7 +495,7 @@ class SessionDriver:
 
     async def _close_after(self, seconds: float) -> None:
         await trio.sleep(seconds)
-        await self.close(1000, "connection lifetime reached after goAway")
+        await self.close(1011, DEADLINE_REASON)
 
     def _faults_due(self, point: Point) -> list[Fault]:
         return self.services.faults.due(
@@ -384,6 +515,8 @@ class SessionDriver:
                 await self.ws.send(b'{"serverContent": {"modelTurn": ')
             elif fault.kind == "stall":
                 await trio.sleep_forever()
+            elif fault.kind == "lose":
+                self._losing = max(1, fault.count)
 
 
 def _short(exc: Exception) -> str:

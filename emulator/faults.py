@@ -14,6 +14,9 @@ scenario's ``faults`` list:
     slow:factor=4                  replies paced 4x slower
     stall:at=mid-reply             stop sending, keep the socket open
     refuse-resume                  refuse the next resumption handle (close 1008)
+    lose:at=turn-end,count=2       read the next 2 client messages without consuming
+                                   them, then drop the TCP connection (resume and replay:
+                                   lastConsumedClientMessageIndex says what was lost)
 
 Triggers: ``after=N`` (server messages sent on the connection) or ``at=POINT``.
 ``connection=N`` picks the Nth connection the emulator accepted (default: the first one
@@ -29,7 +32,7 @@ from typing import Any, Literal
 from protocol.websocket import sendable_close_code
 
 FaultKind = Literal[
-    "close", "drop", "goaway", "malformed", "unknown", "slow", "stall", "refuse-resume"
+    "close", "drop", "goaway", "malformed", "unknown", "slow", "stall", "refuse-resume", "lose"
 ]
 Point = Literal["message", "mid-reply", "tool-pending", "turn-end", "setup"]
 
@@ -42,9 +45,21 @@ _KINDS: tuple[FaultKind, ...] = (
     "slow",
     "stall",
     "refuse-resume",
+    "lose",
 )
 _POINTS = ("mid-reply", "tool-pending", "turn-end")
-_KEYS = {"code", "reason", "after", "at", "time_left", "every", "factor", "connection", "repeat"}
+_KEYS = {
+    "code",
+    "reason",
+    "after",
+    "at",
+    "time_left",
+    "every",
+    "factor",
+    "connection",
+    "repeat",
+    "count",
+}
 
 
 class FaultSpecError(ValueError):
@@ -63,6 +78,7 @@ class Fault:
     factor: float = 1.0
     connection: int | None = None
     repeat: bool = False
+    count: int = 1  # "lose": client messages lost before the drop
     fired: int = field(default=0, compare=False)
 
     @property
@@ -92,7 +108,7 @@ def parse_fault(spec: str) -> Fault:
         if not sep or key not in _KEYS:
             raise FaultSpecError(f"bad fault parameter {item!r} in {spec!r}")
         try:
-            if key in ("code", "after", "every", "connection"):
+            if key in ("code", "after", "every", "connection", "count"):
                 setattr(fault, key, int(value))
             elif key in ("time_left", "factor"):
                 setattr(fault, key, float(value))
@@ -107,7 +123,7 @@ def parse_fault(spec: str) -> Fault:
         except ValueError as exc:
             raise FaultSpecError(f"bad value for {key!r} in {spec!r}") from exc
     if (
-        fault.kind in ("close", "drop", "goaway", "malformed", "stall")
+        fault.kind in ("close", "drop", "goaway", "malformed", "stall", "lose")
         and fault.after is None
         and fault.at is None
     ):

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from typing import Final
 from urllib.parse import parse_qs, urlsplit
 
+from protocol.models import Api
+
 INVALID_KEY_REASON: Final = "API key not valid. Please pass a valid API key."
 
 _GEMINI_PATH: Final = re.compile(
@@ -31,13 +33,18 @@ _VERTEX_PATH: Final = re.compile(
 class Handshake:
     """What the client's HTTP upgrade request said, checked."""
 
-    api: str  # "gemini" or "vertex"
+    api: Api
     version: str
     credential: str | None
-    ephemeral: bool
+    ephemeral: bool  # a token was given as such (Authorization: Token, ?access_token=)
+    constrained: bool = False  # the ...BidiGenerateContentConstrained method
+    key_given: bool = False  # the credential came as a key (x-goog-api-key, ?key=)
 
     def __repr__(self) -> str:  # never shows the credential
-        return f"Handshake(api={self.api!r}, version={self.version!r}, ephemeral={self.ephemeral})"
+        return (
+            f"Handshake(api={self.api!r}, version={self.version!r}, "
+            f"ephemeral={self.ephemeral}, constrained={self.constrained})"
+        )
 
 
 def parse_handshake(path: str, headers: Iterable[tuple[bytes, bytes]]) -> Handshake | None:
@@ -47,6 +54,7 @@ def parse_handshake(path: str, headers: Iterable[tuple[bytes, bytes]]) -> Handsh
     query = parse_qs(parts.query)
     header = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in headers}
     credential = header.get("x-goog-api-key") or next(iter(query.get("key", [])), None)
+    key_given = credential is not None
     ephemeral = False
     authorization = header.get("authorization", "")
     scheme, _, token = authorization.partition(" ")
@@ -56,14 +64,17 @@ def parse_handshake(path: str, headers: Iterable[tuple[bytes, bytes]]) -> Handsh
     if not credential and query.get("access_token"):
         credential, ephemeral = query["access_token"][0], True
     if match := _GEMINI_PATH.match(route):
+        constrained = match.group(2).endswith("Constrained")
         return Handshake(
             "gemini",
             match.group(1),
             credential,
-            ephemeral or match.group(2).endswith("Constrained"),
+            ephemeral or constrained,
+            constrained=constrained,
+            key_given=key_given,
         )
     if match := _VERTEX_PATH.match(route):
-        return Handshake("vertex", match.group(1), credential, False)
+        return Handshake("vertex", match.group(1), credential, False, key_given=key_given)
     return None
 
 

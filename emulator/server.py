@@ -3,9 +3,11 @@
 ``open_emulator()`` serves on loopback (port 0 by default) and yields an ``Emulator`` with
 its ``url``; with ``tls=True`` it serves wss:// with a certificate from a throwaway trustme
 CA whose PEM path is ``ca_path`` (deleted when the emulator stops). Each accepted
-connection runs an ``emulator.driver.SessionDriver``. Whatever one connection does, or
-whatever bug it meets, ends that connection only (closed 1011 and logged); the accept loop
-and every other session keep going.
+connection runs an ``emulator.driver.SessionDriver``, or answers the one REST call
+(``emulator.rest``: minting ephemeral tokens). Whatever one connection does, or whatever
+bug it meets, ends that connection only (closed 1011 and logged); the accept loop and
+every other session keep going. An error raised in an ``open_emulator()`` block comes out
+as itself, not wrapped in an exception group.
 
 Two ways to read sockets (``io=``): "fast", one epoll for every plain-TCP connection
 (``emulator.reactor``, Linux only), and "portable", each connection's task reading its own
@@ -19,6 +21,7 @@ import logging
 import shutil
 import ssl
 import tempfile
+import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from functools import partial
@@ -28,15 +31,20 @@ from urllib.parse import urlsplit
 
 import trio
 
-from emulator import reactor
+from emulator import reactor, rest
 from emulator.conversation import ConversationStore
 from emulator.driver import CLOSE_WAIT_S, SessionDriver, SessionServices
 from emulator.faults import Fault, FaultPlan, parse_fault
 from emulator.handshake import INVALID_KEY_REASON, Handshake, credential_accepted, parse_handshake
-from emulator.limits import MAX_CONNECTIONS, TLS_HANDSHAKE_TIMEOUT_S
+from emulator.limits import (
+    MAX_CONNECTIONS,
+    MAX_PARTIAL_MESSAGE_BYTES_TOTAL,
+    TLS_HANDSHAKE_TIMEOUT_S,
+)
 from emulator.scenario import Scenario
 from emulator.stats import EmulatorStats
-from emulator.wsserver import ServerWebSocket, accept, accept_upgrade, reject
+from emulator.tokens import TOKEN_PREFIX, Token, TokenStore
+from emulator.wsserver import ByteBudget, PostStart, ServerWebSocket, accept, read_request, reject
 from protocol.limits import MAX_CLIENT_MESSAGE_BYTES
 from runtime.clock import Pacer
 
@@ -91,6 +99,7 @@ class Emulator:
         client_ssl: ssl.SSLContext | None,
         io: Literal["fast", "portable"] = "portable",
         max_connections: int = MAX_CONNECTIONS,
+        max_partial_bytes: int = MAX_PARTIAL_MESSAGE_BYTES_TOTAL,
     ) -> None:
         self.scenario = scenario
         self.faults = FaultPlan(list(faults))
@@ -112,8 +121,12 @@ class Emulator:
         self.conversations = ConversationStore(
             id_prefix=scenario.behaviour.session_id_prefix, now=trio.current_time
         )
+        # Tokens carry wall-clock times; trio's clock (virtual in tests) moves them.
+        epoch, start = time.time(), trio.current_time()
+        self.tokens = TokenStore(now=lambda: epoch + trio.current_time() - start)
+        self.partial_bytes = ByteBudget(max_partial_bytes)  # over every connection
         self._services = SessionServices(
-            scenario, self.faults, self.stats, self.pacer, self.conversations
+            scenario, self.faults, self.stats, self.pacer, self.conversations, self.tokens
         )
 
     def __repr__(self) -> str:  # never shows the key
@@ -142,6 +155,22 @@ class Emulator:
 
     def key_accepted(self, credential: str | None) -> bool:
         return credential_accepted(credential, self._api_key)
+
+    def _admit(self, handshake: Handshake) -> tuple[Token | None, tuple[int, str] | None]:
+        """The token a connection opens with, or why its credential is refused (a close
+        code and reason). The constrained endpoint takes tokens this emulator minted;
+        the others take the API key, never a token."""
+        credential = handshake.credential
+        if handshake.constrained:
+            token = self.tokens.find(credential)
+            return token, None if token is not None else (1007, INVALID_KEY_REASON)
+        if credential is not None and credential.startswith(TOKEN_PREFIX):
+            if handshake.ephemeral and not handshake.key_given:  # ?access_token=
+                return None, (1008, rest.NO_KEY)
+            return None, (1007, INVALID_KEY_REASON)
+        if not self.key_accepted(credential):
+            return None, (1007, INVALID_KEY_REASON)
+        return None, None
 
     async def run_reactor(self) -> None:
         """Serve the fast path's reads until cancelled (returns at once on the portable one)."""
@@ -180,7 +209,13 @@ class Emulator:
             except (trio.BrokenResourceError, trio.TooSlowError):
                 log.info("TLS handshake failed")
                 return
-        upgrade = await accept_upgrade(stream)
+        upgrade = await read_request(stream)
+        if isinstance(upgrade, PostStart):
+            if self.open_streams > self.max_connections:
+                await reject(stream, 503, b"too many connections")
+                return
+            await rest.serve_post(stream, upgrade.data, self.tokens, self.key_accepted)
+            return
         if upgrade is None:
             return
         request, leftover = upgrade
@@ -199,6 +234,7 @@ class Emulator:
             leftover,
             max_message_size=MAX_CLIENT_MESSAGE_BYTES,
             reactor=self._reactor if direct else None,
+            budget=self.partial_bytes,
         )
         await self._run_session(ws, handshake)
 
@@ -207,12 +243,13 @@ class Emulator:
         self._set_active(self.active_connections + 1)
         index = self.connections
         try:
-            if not self.key_accepted(handshake.credential):
+            token, refusal = self._admit(handshake)
+            if refusal is not None:
                 log.info("connection %d: refused credential", index)
-                await ws.aclose(1007, INVALID_KEY_REASON)
+                await ws.aclose(*refusal)
                 return
             try:
-                await SessionDriver(self._services, ws, handshake, index).run()
+                await SessionDriver(self._services, ws, handshake, index, token).run()
             except* Exception:
                 with trio.move_on_after(CLOSE_WAIT_S):
                     await ws.aclose(1011, "internal error")
@@ -221,6 +258,19 @@ class Emulator:
             with trio.CancelScope(shield=True):
                 await ws.abort()
             self._set_active(self.active_connections - 1)
+
+
+@asynccontextmanager
+async def _one_error_as_itself() -> AsyncIterator[None]:
+    """Let a lone exception out of a nursery as itself: the error raised in the
+    ``open_emulator`` block, not an ExceptionGroup around it (trio's strict groups)."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        if len(group.exceptions) != 1 or isinstance(group.exceptions[0], BaseExceptionGroup):
+            raise
+        error = group.exceptions[0]
+        raise error from error.__cause__
 
 
 def _tls_contexts(directory: Path) -> tuple[ssl.SSLContext, ssl.SSLContext, Path]:
@@ -247,11 +297,13 @@ async def open_emulator(
     faults: Iterable[str | Fault] = (),
     io: IoMode = "auto",
     max_connections: int = MAX_CONNECTIONS,
+    max_partial_bytes: int = MAX_PARTIAL_MESSAGE_BYTES_TOTAL,
 ) -> AsyncIterator[Emulator]:
     """Serve an emulator until the block exits; yields it once it accepts connections.
 
     On exit (or cancellation, or an error) the server stops, every open connection is
-    dropped and the TLS CA's temporary directory is deleted. Raises ``FaultSpecError``
+    dropped and the TLS CA's temporary directory is deleted. An exception raised in the
+    block propagates as itself (not inside an ExceptionGroup). Raises ``FaultSpecError``
     for a bad fault spec and ``ValueError`` for an ``io`` this platform lacks, before
     anything is served.
     """
@@ -270,10 +322,11 @@ async def open_emulator(
             client_ssl=client_ssl,
             io=chosen,
             max_connections=max_connections,
+            max_partial_bytes=max_partial_bytes,
         )
         # Bound before the nursery, so that a port in use is a plain OSError.
         listeners = await trio.open_tcp_listeners(port, host=host)
-        async with trio.open_nursery() as nursery:
+        async with _one_error_as_itself(), trio.open_nursery() as nursery:
             nursery.start_soon(emulator.run_reactor)
             nursery.start_soon(emulator.pacer.run)
             await nursery.start(

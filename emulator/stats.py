@@ -24,7 +24,8 @@ class EmulatorStats:
     connections: int = 0
     messages_in: int = 0
     messages_out: int = 0
-    turns: int = 0
+    turns: int = 0  # replies to user turns (the script's turns played)
+    result_replies: int = 0  # replies about NON_BLOCKING results
     user_turns_merged: int = 0  # turns faster than replies, past MAX_PENDING_USER_TURNS
     paced_chunks: int = 0
     chunks_late: int = 0
@@ -53,6 +54,7 @@ class EmulatorStats:
             "messages_in": self.messages_in,
             "messages_out": self.messages_out,
             "turns": self.turns,
+            "result_replies": self.result_replies,
             "user_turns_merged": self.user_turns_merged,
             "paced_chunks": self.paced_chunks,
             "pacing_lag_ms": {

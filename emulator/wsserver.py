@@ -8,6 +8,12 @@ feeds it and a ``fast_handler`` may take data messages synchronously; it then al
 and writes the socket directly, skipping trio's speculative read that fails with EAGAIN on
 every message (most of the per-message cost at this scale). Without a reactor (TLS, the
 portable path, in-memory streams) it only uses the trio stream, and ``receive()`` reads it.
+
+What partly received messages hold is also counted against a ``ByteBudget`` shared by every
+connection: the one that would take it past its limit is closed with 1013.
+
+``read_request`` reads the first request of a connection: a WebSocket upgrade, or an
+HTTP POST (the emulator's one REST call, ``emulator.rest``).
 """
 
 from __future__ import annotations
@@ -38,11 +44,13 @@ from protocol.websocket import (
 )
 
 __all__ = [
+    "ByteBudget",
     "CloseReason",
     "ConnectionClosed",
     "ServerWebSocket",
     "accept",
     "accept_upgrade",
+    "read_request",
     "reject",
 ]
 
@@ -55,6 +63,22 @@ _STREAM_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError)
 class CloseReason:
     code: int
     reason: str
+
+
+class ByteBudget:
+    """Bytes held by many connections together, against one limit."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def adjust(self, delta: int) -> bool:
+        """Count ``delta`` more bytes (fewer if negative); False if now past the limit."""
+        self.used += delta
+        return self.used <= self.limit
+
+
+OVER_BUDGET = CloseReason(1013, "server busy: too many partly received messages, try again")
 
 
 class ServerWebSocket:
@@ -71,9 +95,13 @@ class ServerWebSocket:
         max_message_size: int = limits.MAX_CLIENT_MESSAGE_BYTES,
         leftover: bytes = b"",
         reactor: ReadReactor | None = None,
+        budget: ByteBudget | None = None,
     ) -> None:
         self._stream = stream
         self._ws = WebSocket(Role.SERVER, max_message_size=max_message_size)
+        self._budget = budget
+        self._held = 0  # what this connection counts in the budget
+        self._refused: CloseReason | None = None  # past the budget: closing with this
         raw: socket.socket | None = None
         if reactor is not None and isinstance(stream, trio.SocketStream):
             raw = stream.socket._sock  # type: ignore[attr-defined]  # trio's private socket
@@ -114,7 +142,12 @@ class ServerWebSocket:
 
     @property
     def _reads_more(self) -> bool:
-        return not self._input_ended and self._internal_error is None and self._ws.state in _READING
+        return (
+            not self._input_ended
+            and self._internal_error is None
+            and self._refused is None
+            and self._ws.state in _READING
+        )
 
     def _ingest(self, data: bytes) -> None:
         if self._input_ended:
@@ -135,9 +168,21 @@ class ServerWebSocket:
             self._messages.append(event.data)
             self._queued_bytes += sys.getsizeof(event.data)
             news = True
+        if self._budget is not None and self._ws.buffered_bytes != self._held:
+            news |= self._account(self._ws.buffered_bytes)
         if news:
             self._wake()
             self._watch()
+
+    def _account(self, held: int) -> bool:
+        """Count what this connection holds now in the shared budget; True if that made it
+        go past the limit (this connection is then refused: it reads no more)."""
+        assert self._budget is not None
+        delta, self._held = held - self._held, held
+        if self._budget.adjust(delta) or delta <= 0 or self._refused is not None:
+            return False
+        self._refused = OVER_BUDGET
+        return True
 
     def _watch(self) -> None:
         """Keep the reactor watching the socket exactly while we want its input."""
@@ -218,6 +263,10 @@ class ServerWebSocket:
         if error is not None:
             await self._send_close(1011, "internal error")
             raise ConnectionClosed(1011, "internal error") from error
+        refused = self._refused
+        if refused is not None and self._ws.state in _READING:
+            await self._send_close(refused.code, refused.reason)
+            raise ConnectionClosed(refused.code, refused.reason)
         if self._ws.state is ConnectionState.REMOTE_CLOSING:
             await self._send_close(None, "")  # echo the client's code
         reason = self.close_reason or CloseReason(1006, "")
@@ -303,27 +352,64 @@ class ServerWebSocket:
         if not self._input_ended:
             self._input_ended = True
             self._ws.receive_data(b"")
+        if self._budget is not None and self._held:
+            self._account(0)  # the stream is closed: what it held is let go
         self._watch()
         self._wake()
 
 
-async def accept_upgrade(
+@dataclass(frozen=True)
+class PostStart:
+    """An HTTP POST began: the bytes read so far (its head, at least its first line)."""
+
+    data: bytes
+
+
+async def read_request(
     stream: trio.abc.Stream,
+) -> tuple[UpgradeRequest, bytes] | PostStart | None:
+    """The connection's first request: an upgrade request (and what followed it), or the
+    start of a POST for ``emulator.rest``. None when the upgrade was bad or late (as
+    ``accept_upgrade``)."""
+    data = b""
+    try:
+        with trio.fail_after(limits.HANDSHAKE_TIMEOUT):
+            while len(data) < 5 and b"\n" not in data:
+                more = await _receive(stream)
+                if not more:
+                    break
+                data += more
+    except trio.TooSlowError:
+        await trio.aclose_forcefully(stream)
+        return None
+    if data.startswith(b"POST "):
+        return PostStart(data)
+    return await accept_upgrade(stream, data)
+
+
+async def _receive(stream: trio.abc.Stream) -> bytes:
+    try:
+        return bytes(await stream.receive_some(limits.READ_SIZE))
+    except _STREAM_ERRORS:
+        return b""
+
+
+async def accept_upgrade(
+    stream: trio.abc.Stream, first: bytes = b""
 ) -> tuple[UpgradeRequest, bytes] | None:
     """Read the client's upgrade request (at most ``MAX_HANDSHAKE_BYTES`` within
-    ``HANDSHAKE_TIMEOUT``). On a bad one, answer with an HTTP error and close the stream;
-    on none in time, close the stream. Then return None."""
+    ``HANDSHAKE_TIMEOUT``; ``first`` is what was read of it already). On a bad one,
+    answer with an HTTP error and close the stream; on none in time, close the stream.
+    Then return None."""
     reader = HandshakeReader(limits.MAX_HANDSHAKE_BYTES)
     try:
         with trio.fail_after(limits.HANDSHAKE_TIMEOUT):
+            data = first or await _receive(stream)
             while True:
-                try:
-                    data = bytes(await stream.receive_some(limits.READ_SIZE))
-                except _STREAM_ERRORS:
-                    data = b""
                 request = reader.feed(data)
                 if request is not None:
                     return request, reader.trailing_data
+                data = await _receive(stream)
     except HandshakeError as exc:
         await reject(stream, exc.status, exc.reason.encode())
     except trio.TooSlowError:
@@ -345,10 +431,15 @@ async def accept(
     *,
     max_message_size: int = limits.MAX_CLIENT_MESSAGE_BYTES,
     reactor: ReadReactor | None = None,
+    budget: ByteBudget | None = None,
 ) -> ServerWebSocket:
     """Complete the handshake (101) and return the open WebSocket. ``reactor`` is used only
     on plain TCP; without one only the trio stream is used (the portable path)."""
     await stream.send_all(accept_response(request))
     return ServerWebSocket(
-        stream, max_message_size=max_message_size, leftover=leftover, reactor=reactor
+        stream,
+        max_message_size=max_message_size,
+        leftover=leftover,
+        reactor=reactor,
+        budget=budget,
     )

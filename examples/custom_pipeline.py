@@ -67,7 +67,7 @@ async def main() -> None:
     )
     async with open_emulator(scenario=scenario) as emu:
         pipeline = Pipeline(
-            endpoint=ep.custom(emu.url, "gemini-2.0-flash-exp"),
+            endpoint=ep.custom(emu.url, "gemini-2.5-flash-native-audio-latest"),
             setup=wire.Setup(model=""),
             sink=CollectorSink(),
             source=WavSource(QUESTION, realtime=False),

@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from protocol import wire
+
 Role = Literal["user", "agent"]
 
 
@@ -58,7 +60,8 @@ class TurnInterrupted(Message, frozen=True, tag="turn.interrupted"):
 class TurnCompleted(Message, frozen=True, tag="turn.complete"):
     turn_id: int
     interrupted: bool = False
-    reason: str | None = None
+    reason: str | None = None  # turnCompleteReason (NEED_MORE_INPUT, safety reasons...)
+    waiting_for_input: bool = False  # the model expects the user to go on
 
 
 class TranscriptFragment(Message, frozen=True, tag="transcript.fragment"):
@@ -69,7 +72,12 @@ class TranscriptFragment(Message, frozen=True, tag="transcript.fragment"):
 
 
 class VoiceActivityDetected(Message, frozen=True, tag="voice_activity"):
+    """The service heard the user start or stop speaking (``voiceActivity``, or the
+    allowlisted ``voiceActivityDetectionSignal`` when ``signal``)."""
+
     kind: Literal["start", "end"]
+    audio_offset: float | None = None  # seconds from the start of the audio stream
+    signal: bool = False
 
 
 class ToolCallRequested(Message, frozen=True, tag="tool.call"):
@@ -93,12 +101,56 @@ class GoAwayReceived(Message, frozen=True, tag="session.go_away"):
 
 
 class UsageReported(Message, frozen=True, tag="usage"):
+    """Token usage; the ``*_by_modality`` maps (AUDIO, TEXT, IMAGE, VIDEO...) hold only
+    what the server reported (a missing modality is "not reported", not 0)."""
+
     turn_id: int | None
     prompt_tokens: int = 0
     response_tokens: int = 0
     total_tokens: int = 0
     thoughts_tokens: int = 0
     cached_tokens: int = 0
+    tool_use_prompt_tokens: int = 0
+    prompt_by_modality: dict[str, int] = msgspec.field(default_factory=dict)
+    response_by_modality: dict[str, int] = msgspec.field(default_factory=dict)
+    cached_by_modality: dict[str, int] = msgspec.field(default_factory=dict)
+    service_tier: str | None = None  # Gemini API (lower case: "standard", "flex"...)
+    traffic_type: str | None = None  # Vertex ("ON_DEMAND"...)
+
+
+class InteractionStatusChanged(Message, frozen=True, tag="session.interaction_status"):
+    """``interactionStatus`` (3.8 thinking models, with each turnComplete): IN_PROGRESS
+    while the model is still working (a NON_BLOCKING call, background reasoning: more
+    turns follow), IDLE once it is done. ``REQUIRES_ACTION`` (deprecated) means IDLE."""
+
+    status: str
+    turn_id: int | None = None
+
+
+class GroundingReported(Message, frozen=True, tag="model.grounding"):
+    """What a built-in tool grounded a turn on: search results (``googleSearch``) or the
+    URLs fetched (``urlContext``)."""
+
+    turn_id: int | None
+    grounding: wire.GroundingMetadata | None = None
+    url_context: wire.UrlContextMetadata | None = None
+
+
+class ModelCode(Message, frozen=True, tag="model.code"):
+    """Code the model ran with the built-in ``codeExecution`` tool; ``code_id`` pairs it
+    with its ``ModelCodeResult``."""
+
+    turn_id: int
+    code: str
+    language: str | None = None
+    code_id: str | None = None
+
+
+class ModelCodeResult(Message, frozen=True, tag="model.code_result"):
+    turn_id: int
+    outcome: str | None  # OUTCOME_OK, OUTCOME_FAILED, OUTCOME_DEADLINE_EXCEEDED
+    output: str = ""
+    code_id: str | None = None
 
 
 SessionEvent = (
@@ -116,4 +168,8 @@ SessionEvent = (
     | ResumptionUpdated
     | GoAwayReceived
     | UsageReported
+    | InteractionStatusChanged
+    | GroundingReported
+    | ModelCode
+    | ModelCodeResult
 )

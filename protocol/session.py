@@ -15,7 +15,10 @@ side, so what a server may send is exactly what this client accepts.
 Alongside the turn state it tracks what outlives a turn: tool calls awaiting their one
 response, the latest resumption handle, the goAway notice and token usage. It never does
 I/O: ``send()`` takes a wire message and returns the frame to write; ``receive_frame()``
-takes a frame and returns the internal messages it means. Frames received after a
+takes a frame and returns the internal messages it means. The service transcribes audio
+only: when the setup asks for input transcription, what the user typed is reported here
+as the user's transcript of the turn it starts (a ``TranscriptFragment`` right after its
+``TurnStarted``). Frames received after a
 connection is lost belong to the next connection: call ``connection_lost()`` first.
 """
 
@@ -132,6 +135,8 @@ class LiveSession:
     _turn: _Turn | None = None
     _last_turn_id: int = 0
     _awaiting_reply: bool = False  # a user turn was sent, and nothing of its reply came yet
+    _typed: str = ""  # what the user typed for the reply still to come
+    _transcribe_typed: bool = False  # the setup asked for input transcription
     _answered: set[str] = field(default_factory=set)
     _cancelled: set[str] = field(default_factory=set)
 
@@ -177,8 +182,13 @@ class LiveSession:
                     self._answered.add(response.id)
         self.state = next_state
         self.messages_sent += 1
+        if isinstance(message, wire.Setup):
+            self._transcribe_typed = message.input_audio_transcription is not None
         if _asks_for_reply(message):
             self._awaiting_reply = True
+            typed = _typed_text(message) if self._transcribe_typed else ""
+            if typed:
+                self._typed = f"{self._typed} {typed}" if self._typed else typed
         return frame
 
     def _check_tool_response(self, message: wire.ToolResponse) -> None:
@@ -226,6 +236,7 @@ class LiveSession:
                 )
             )
         self._awaiting_reply = False
+        self._typed = ""
         self.state = State.IDLE
         self.go_away_time_left = None
         self.resumable = self.resumable and self.resumption_handle is not None
@@ -258,11 +269,22 @@ class LiveSession:
             out.append(m.GoAwayReceived(time_left=self.go_away_time_left))
         if message.voice_activity is not None:
             self._step(E.INFO, "voiceActivity")
-            kind = message.voice_activity.type
-            if kind in ("ACTIVITY_START", "ACTIVITY_END"):
+            activity = message.voice_activity
+            if activity.type in ("ACTIVITY_START", "ACTIVITY_END"):
+                offset = activity.audio_offset
                 out.append(
-                    m.VoiceActivityDetected(kind="start" if kind == "ACTIVITY_START" else "end")
+                    m.VoiceActivityDetected(
+                        kind="start" if activity.type == "ACTIVITY_START" else "end",
+                        audio_offset=wire.parse_duration(offset) if offset is not None else None,
+                    )
                 )
+        if message.voice_activity_detection_signal is not None:
+            self._step(E.INFO, "voiceActivityDetectionSignal")
+            signal = message.voice_activity_detection_signal.vad_signal_type
+            if signal == "VAD_SIGNAL_TYPE_SOS":
+                out.append(m.VoiceActivityDetected(kind="start", signal=True))
+            elif signal == "VAD_SIGNAL_TYPE_EOS":
+                out.append(m.VoiceActivityDetected(kind="end", signal=True))
         if message.tool_call_cancellation is not None:
             self._step(E.INFO, "toolCallCancellation")
             self._on_cancellation(message.tool_call_cancellation, out)
@@ -298,9 +320,20 @@ class LiveSession:
             self._last_turn_id += 1
             self._turn = _Turn(self._last_turn_id)
             out.append(m.TurnStarted(turn_id=self._turn.turn_id))
+            if self._typed:
+                out.append(
+                    m.TranscriptFragment(
+                        role="user", turn_id=self._turn.turn_id, text=self._typed, finished=True
+                    )
+                )
+                self._typed = ""
         return self._turn.turn_id
 
     def _on_server_content(self, content: wire.ServerContent, out: list[m.SessionEvent]) -> None:
+        # interimInputTranscription is taken (the table's INFO) and not reported: an early,
+        # revisable view of the inputTranscription that follows.
+        if content.interim_input_transcription is not None:
+            self._step(E.INFO, "interimInputTranscription")
         if content.input_transcription is not None:
             self._step(E.INFO, "inputTranscription")
             text = content.input_transcription.text or ""
@@ -329,11 +362,20 @@ class LiveSession:
                             finished=bool(transcript.finished),
                         )
                     )
+        if content.grounding_metadata is not None or content.url_context_metadata is not None:
+            out.append(
+                m.GroundingReported(
+                    turn_id=self.current_turn_id,
+                    grounding=content.grounding_metadata,
+                    url_context=content.url_context_metadata,
+                )
+            )
         if content.generation_complete and self._step(E.GENERATION_COMPLETE, "generationComplete"):
             assert self._turn is not None
             out.append(m.GenerationCompleted(turn_id=self._turn.turn_id))
         if content.interrupted:
             self._on_interrupted(out)
+        turn_id = self.current_turn_id
         if content.turn_complete:
             was = self.state
             if self._step(E.TURN_COMPLETE, "turnComplete") and self._turn is not None:
@@ -342,9 +384,14 @@ class LiveSession:
                         turn_id=self._turn.turn_id,
                         interrupted=was is S.INTERRUPTED,
                         reason=content.turn_complete_reason,
+                        waiting_for_input=bool(content.waiting_for_input),
                     )
                 )
                 self._turn = None
+        if content.interaction_status is not None:
+            out.append(
+                m.InteractionStatusChanged(status=content.interaction_status, turn_id=turn_id)
+            )
 
     def _emit_parts(self, turn_id: int, parts: list[wire.Part], out: list[m.SessionEvent]) -> None:
         assert self._turn is not None
@@ -363,6 +410,26 @@ class LiveSession:
                 self._turn.audio_samples += len(blob.data) // 2
             if part.text:
                 out.append(m.ModelText(turn_id=turn_id, text=part.text, thought=bool(part.thought)))
+            code = part.executable_code
+            if code is not None:
+                out.append(
+                    m.ModelCode(
+                        turn_id=turn_id,
+                        code=code.code or "",
+                        language=code.language,
+                        code_id=code.id,
+                    )
+                )
+            result = part.code_execution_result
+            if result is not None:
+                out.append(
+                    m.ModelCodeResult(
+                        turn_id=turn_id,
+                        outcome=result.outcome,
+                        output=result.output or "",
+                        code_id=result.id,
+                    )
+                )
 
     def _on_interrupted(self, out: list[m.SessionEvent]) -> None:
         was = self.state
@@ -419,6 +486,14 @@ class LiveSession:
             total_tokens=usage.total_token_count or 0,
             thoughts_tokens=usage.thoughts_token_count or 0,
             cached_tokens=usage.cached_content_token_count or 0,
+            tool_use_prompt_tokens=usage.tool_use_prompt_token_count or 0,
+            prompt_by_modality=_by_modality(usage.prompt_tokens_details),
+            response_by_modality=_by_modality(
+                usage.response_tokens_details or usage.candidates_tokens_details
+            ),
+            cached_by_modality=_by_modality(usage.cache_tokens_details),
+            service_tier=usage.service_tier,
+            traffic_type=usage.traffic_type,
         )
         self.usage.prompt_tokens += report.prompt_tokens
         self.usage.response_tokens += report.response_tokens
@@ -428,8 +503,27 @@ class LiveSession:
         out.append(report)
 
 
+def _typed_text(message: wire.ClientMessage) -> str:
+    """What the user typed in a message that asks for a reply ("" for none, or blank)."""
+    if isinstance(message, wire.RealtimeInput):
+        return (message.text or "").strip()
+    assert isinstance(message, wire.ClientContent)
+    for turn in reversed(message.turns or ()):
+        if turn.role in (None, "user"):
+            return " ".join(p.text for p in turn.parts or () if p.text).strip()
+    return ""
+
+
 def _asks_for_reply(message: wire.ClientMessage) -> bool:
     """A typed user turn: the server owes a reply (spoken turns are the server's to detect)."""
     if isinstance(message, wire.ClientContent):
         return bool(message.turn_complete)
     return isinstance(message, wire.RealtimeInput) and message.text is not None
+
+
+def _by_modality(details: list[wire.ModalityTokenCount] | None) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for detail in details or ():
+        if detail.modality:
+            counts[detail.modality] = counts.get(detail.modality, 0) + (detail.token_count or 0)
+    return counts

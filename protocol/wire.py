@@ -47,7 +47,45 @@ TurnCoverage = Literal[
     "TURN_INCLUDES_ALL_INPUT",
     "TURN_INCLUDES_AUDIO_ACTIVITY_AND_ALL_VIDEO",
 ]
-ThinkingLevel = Literal["THINKING_LEVEL_UNSPECIFIED", "MINIMAL", "LOW", "MEDIUM", "HIGH"]
+ThinkingLevel = Literal["THINKING_LEVEL_UNSPECIFIED", "MINIMAL", "LOW", "MEDIUM", "HIGH", "XHIGH"]
+TranscriptionMode = Literal["MODE_UNSPECIFIED", "VERBATIM", "SMART"]
+
+# Enum values a server sends are kept as plain strings (a newer service may add values);
+# these are the values google-genai 3.6.1 knows.
+INTERACTION_STATUSES: Final = (
+    "INTERACTION_STATUS_UNSPECIFIED",
+    "IN_PROGRESS",
+    "REQUIRES_ACTION",
+    "IDLE",
+)
+VOICE_ACTIVITY_TYPES: Final = ("TYPE_UNSPECIFIED", "ACTIVITY_START", "ACTIVITY_END")
+VAD_SIGNAL_TYPES: Final = (
+    "VAD_SIGNAL_TYPE_UNSPECIFIED",
+    "VAD_SIGNAL_TYPE_SOS",
+    "VAD_SIGNAL_TYPE_EOS",
+)
+SERVICE_TIERS: Final = ("unspecified", "flex", "standard", "priority")  # lower case on the wire
+TRAFFIC_TYPES: Final = (
+    "TRAFFIC_TYPE_UNSPECIFIED",
+    "ON_DEMAND",
+    "ON_DEMAND_PRIORITY",
+    "ON_DEMAND_FLEX",
+    "ON_DEMAND_OFFPEAK",
+    "PROVISIONED_THROUGHPUT",
+)
+CODE_OUTCOMES: Final = (
+    "OUTCOME_UNSPECIFIED",
+    "OUTCOME_OK",
+    "OUTCOME_FAILED",
+    "OUTCOME_DEADLINE_EXCEEDED",
+)
+URL_RETRIEVAL_STATUSES: Final = (
+    "URL_RETRIEVAL_STATUS_UNSPECIFIED",
+    "URL_RETRIEVAL_STATUS_SUCCESS",
+    "URL_RETRIEVAL_STATUS_ERROR",
+    "URL_RETRIEVAL_STATUS_PAYWALL",
+    "URL_RETRIEVAL_STATUS_UNSAFE",
+)
 
 JsonObject = dict[str, Any]
 
@@ -65,29 +103,91 @@ class Blob(WireStruct):
     display_name: str | None = None
 
 
+class FileData(WireStruct):
+    file_uri: str | None = None
+    mime_type: str | None = None
+    display_name: str | None = None
+
+
+class PartialArg(WireStruct):
+    """One streamed piece of a function call's arguments (Vertex): the value at
+    ``json_path`` (RFC 9535, e.g. ``$.city``); ``will_continue`` says more follow."""
+
+    json_path: str | None = None
+    string_value: str | None = None
+    number_value: float | None = None
+    bool_value: bool | None = None
+    null_value: Literal["NULL_VALUE"] | None = None
+    will_continue: bool | None = None
+
+
 class FunctionCall(WireStruct):
-    id: str | None = None
+    id: str | None = None  # always set on the Gemini API; Vertex may leave it out
     name: str | None = None
     args: JsonObject | None = None
+    partial_args: list[PartialArg] | None = None  # Vertex: arguments streamed
+    will_continue: bool | None = None  # Vertex: more partialArgs for this call follow
+
+
+class FunctionResponsePart(WireStruct):
+    """Media returned with a function response."""
+
+    inline_data: Blob | None = None
+    file_data: FileData | None = None
 
 
 class FunctionResponse(WireStruct):
     id: str | None = None
     name: str | None = None
     response: JsonObject | None = None
-    scheduling: Scheduling | None = None
-    will_continue: bool | None = None
+    scheduling: Scheduling | None = None  # NON_BLOCKING calls only; default WHEN_IDLE
+    will_continue: bool | None = None  # NON_BLOCKING calls only: more responses follow
+    parts: list[FunctionResponsePart] | None = None
+
+
+class ExecutableCode(WireStruct):
+    """Code the model wrote and ran (the codeExecution tool); ``id`` pairs it with its
+    ``CodeExecutionResult``."""
+
+    code: str | None = None
+    language: str | None = None  # "PYTHON"
+    id: str | None = None
+
+
+class CodeExecutionResult(WireStruct):
+    outcome: str | None = None  # one of CODE_OUTCOMES
+    output: str | None = None
+    id: str | None = None
+
+
+class ServerToolCall(WireStruct):
+    """``Part.toolCall``: a built-in tool the server ran (Gemini API)."""
+
+    id: str | None = None
+    tool_type: str | None = None  # GOOGLE_SEARCH_WEB, URL_CONTEXT, ...
+    args: JsonObject | None = None
+
+
+class ServerToolResponse(WireStruct):
+    """``Part.toolResponse``: what a built-in tool returned (Gemini API)."""
+
+    id: str | None = None
+    tool_type: str | None = None
+    response: JsonObject | None = None
 
 
 class Part(WireStruct):
     text: str | None = None
     inline_data: Blob | None = None
+    file_data: FileData | None = None
     function_call: FunctionCall | None = None
     function_response: FunctionResponse | None = None
     thought: bool | None = None
     thought_signature: bytes | None = None
-    executable_code: JsonObject | None = None
-    code_execution_result: JsonObject | None = None
+    executable_code: ExecutableCode | None = None
+    code_execution_result: CodeExecutionResult | None = None
+    tool_call: ServerToolCall | None = None
+    tool_response: ServerToolResponse | None = None
 
 
 class Content(WireStruct):
@@ -106,9 +206,20 @@ class VoiceConfig(WireStruct):
     prebuilt_voice_config: PrebuiltVoiceConfig | None = None
 
 
+class SpeakerVoiceConfig(WireStruct):
+    speaker: str | None = None
+    voice_config: VoiceConfig | None = None
+
+
+class MultiSpeakerVoiceConfig(WireStruct):
+    speaker_voice_configs: list[SpeakerVoiceConfig] | None = None  # exactly two
+
+
 class SpeechConfig(WireStruct):
     voice_config: VoiceConfig | None = None
     language_code: str | None = None
+    # Excludes voice_config; google-genai 3.6.1 refuses to send it to Live.
+    multi_speaker_voice_config: MultiSpeakerVoiceConfig | None = None
 
 
 class ThinkingConfig(WireStruct):
@@ -144,11 +255,22 @@ class FunctionDeclaration(WireStruct):
 
 
 class Tool(WireStruct):
+    """One tool kind per object. Built-in tools' configurations are free-form JSON (the
+    SDK writes their nested keys in snake_case, kept as sent)."""
+
     function_declarations: list[FunctionDeclaration] | None = None
     google_search: JsonObject | None = None
     google_search_retrieval: JsonObject | None = None
     code_execution: JsonObject | None = None
     url_context: JsonObject | None = None
+    google_maps: JsonObject | None = None
+    computer_use: JsonObject | None = None
+    file_search: JsonObject | None = None  # Gemini API only
+    mcp_servers: list[JsonObject] | None = None  # Gemini API only
+    retrieval: JsonObject | None = None  # Vertex only
+    enterprise_web_search: JsonObject | None = None  # Vertex only
+    parallel_ai_search: JsonObject | None = None  # Vertex only
+    exa_ai_search: JsonObject | None = None  # Vertex only
 
 
 class AutomaticActivityDetection(WireStruct):
@@ -165,8 +287,21 @@ class RealtimeInputConfig(WireStruct):
     turn_coverage: TurnCoverage | None = None
 
 
-class AudioTranscriptionConfig(WireStruct):
+class LanguageHints(WireStruct):
     language_codes: list[str] | None = None
+
+
+class AudioTranscriptionConfig(WireStruct):
+    """Transcription of input or output audio; ``{}`` turns it on with the defaults."""
+
+    language_codes: list[str] | None = None  # BCP-47 hints; none: detect the language
+    custom_vocabulary: list[str] | None = None
+    word_timestamp: bool | None = None  # words with their offsets
+    diarization: bool | None = None  # speaker labels
+    mode: TranscriptionMode | None = None  # VERBATIM (default) or SMART
+    source_text: str | None = None
+    language_hints: LanguageHints | None = None
+    adaptation_phrases: list[str] | None = None
 
 
 class SlidingWindow(WireStruct):
@@ -185,6 +320,7 @@ class SessionResumptionConfig(WireStruct):
 
 class ProactivityConfig(WireStruct):
     proactive_audio: bool | None = None
+    proactive_video: bool | None = None  # a generation may follow any image; needs audio
 
 
 class HistoryConfig(WireStruct):
@@ -208,6 +344,7 @@ class Setup(WireStruct):
     session_resumption: SessionResumptionConfig | None = None
     proactivity: ProactivityConfig | None = None
     history_config: HistoryConfig | None = None
+    explicit_vad_signal: bool | None = None  # Vertex only (allowlisted)
 
 
 class ClientContent(WireStruct):
@@ -274,9 +411,77 @@ class SetupComplete(WireStruct):
     session_id: str | None = None
 
 
+class WordInfo(WireStruct):
+    word: str | None = None
+    start_offset: str | None = None  # durations from the start of the audio stream
+    end_offset: str | None = None
+
+
 class Transcription(WireStruct):
     text: str | None = None
     finished: bool | None = None
+    language_code: str | None = None
+    speaker_label: str | None = None  # with diarization: "spk_1", "spk_2"
+    words: list[WordInfo] | None = None  # with wordTimestamp
+    start_offset: str | None = None
+    end_offset: str | None = None
+
+
+class GroundingChunkWeb(WireStruct):
+    uri: str | None = None
+    title: str | None = None
+    domain: str | None = None
+
+
+class GroundingChunk(WireStruct):
+    web: GroundingChunkWeb | None = None
+    retrieved_context: JsonObject | None = None
+    maps: JsonObject | None = None
+    image: JsonObject | None = None
+
+
+class Segment(WireStruct):
+    start_index: int | None = None
+    end_index: int | None = None
+    part_index: int | None = None
+    text: str | None = None
+
+
+class GroundingSupport(WireStruct):
+    segment: Segment | None = None
+    grounding_chunk_indices: list[int] | None = None
+    confidence_scores: list[float] | None = None
+    rendered_parts: list[int] | None = None
+
+
+class SearchEntryPoint(WireStruct):
+    rendered_content: str | None = None  # HTML the terms require showing with the answer
+    sdk_blob: bytes | None = None
+
+
+class GroundingMetadata(WireStruct):
+    """What a built-in search grounded the turn on (``googleSearch``)."""
+
+    grounding_chunks: list[GroundingChunk] | None = None
+    grounding_supports: list[GroundingSupport] | None = None
+    search_entry_point: SearchEntryPoint | None = None
+    web_search_queries: list[str] | None = None
+    image_search_queries: list[str] | None = None
+    retrieval_queries: list[str] | None = None
+    retrieval_metadata: JsonObject | None = None
+    source_flagging_uris: list[JsonObject] | None = None
+    google_maps_widget_context_token: str | None = None
+
+
+class UrlMetadata(WireStruct):
+    retrieved_url: str | None = None
+    url_retrieval_status: str | None = None  # one of URL_RETRIEVAL_STATUSES
+
+
+class UrlContextMetadata(WireStruct):
+    """Which URLs the ``urlContext`` tool fetched, and how that went."""
+
+    url_metadata: list[UrlMetadata] | None = None
 
 
 class ServerContent(WireStruct):
@@ -285,12 +490,13 @@ class ServerContent(WireStruct):
     turn_complete: bool | None = None
     interrupted: bool | None = None
     input_transcription: Transcription | None = None
+    interim_input_transcription: Transcription | None = None  # updated while the user speaks
     output_transcription: Transcription | None = None
-    grounding_metadata: JsonObject | None = None
-    url_context_metadata: JsonObject | None = None
-    turn_complete_reason: str | None = None
+    grounding_metadata: GroundingMetadata | None = None
+    url_context_metadata: UrlContextMetadata | None = None
+    turn_complete_reason: str | None = None  # NEED_MORE_INPUT, safety reasons...
     waiting_for_input: bool | None = None
-    interaction_status: str | None = None
+    interaction_status: str | None = None  # one of INTERACTION_STATUSES; with turnComplete
 
 
 class ToolCall(WireStruct):
@@ -331,6 +537,8 @@ class UsageMetadata(WireStruct):
     response_tokens_details: list[ModalityTokenCount] | None = None
     candidates_tokens_details: list[ModalityTokenCount] | None = None
     tool_use_prompt_tokens_details: list[ModalityTokenCount] | None = None
+    traffic_type: str | None = None  # Vertex only: one of TRAFFIC_TYPES
+    service_tier: str | None = None  # Gemini API only: one of SERVICE_TIERS (lower case)
 
     @property
     def output_tokens(self) -> int | None:
@@ -341,12 +549,14 @@ class UsageMetadata(WireStruct):
 
 
 class VoiceActivity(WireStruct):
-    type: str | None = None
-    audio_offset: str | None = None
+    """The service's activity detection heard the user start or stop speaking."""
+
+    type: str | None = None  # one of VOICE_ACTIVITY_TYPES
+    audio_offset: str | None = None  # a duration from the start of the audio stream
 
 
 class VoiceActivityDetectionSignal(WireStruct):
-    vad_signal_type: str | None = None
+    vad_signal_type: str | None = None  # one of VAD_SIGNAL_TYPES (allowlisted only)
 
 
 class ServerMessage(WireStruct):

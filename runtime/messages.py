@@ -19,8 +19,12 @@ from protocol.errors import RemoteProtocolError
 from protocol.events import (
     GenerationCompleted,
     GoAwayReceived,
+    GroundingReported,
+    InteractionStatusChanged,
     Message,
     ModelAudio,
+    ModelCode,
+    ModelCodeResult,
     ModelText,
     ResumptionUpdated,
     Role,
@@ -52,11 +56,15 @@ __all__ = [
     "EndOfStream",
     "GenerationCompleted",
     "GoAwayReceived",
+    "GroundingReported",
     "InstructionsUpdated",
+    "InteractionStatusChanged",
     "InternalMessage",
     "Message",
     "MetricRecorded",
     "ModelAudio",
+    "ModelCode",
+    "ModelCodeResult",
     "ModelText",
     "PixelFormat",
     "PlayoutFinished",
@@ -355,6 +363,10 @@ InternalMessage = (
     | ResumptionUpdated
     | GoAwayReceived
     | UsageReported
+    | InteractionStatusChanged
+    | GroundingReported
+    | ModelCode
+    | ModelCodeResult
     | Connected
     | Reconnecting
     | Reconnected

@@ -18,7 +18,8 @@ Modes: ``conversation`` (question -> tool call -> answer; thanks -> answer), ``b
 (the user speaks over the answer), ``goaway`` (as conversation; the server sends goAway
 after the first answer and the plugin resumes on a new connection), ``greeting``
 (``generate_reply`` first, as agents greet, then the question), ``slow-tool`` (as
-conversation, the tool taking 2 s).
+conversation, the tool taking 2 s; the model is expected to say something while it runs,
+as a NON_BLOCKING call allows, then the answer once the result is in).
 """
 
 from __future__ import annotations
@@ -154,6 +155,8 @@ class Driver:
                 raise DriverError("the answer was not interrupted by the user's speech")
             await self._next_reply_done("the answer after the barge-in")
         else:
+            if self.mode == "slow-tool":
+                await self._next_reply_done("what the model says while the tool runs")
             await self._next_reply_done("the answer to the question")
             if self.mode == "goaway":
                 await self._wait(self.reconnected.wait(), "no reconnection after goAway")

@@ -20,7 +20,10 @@ Modes: ``conversation`` (question -> tool call -> answer; thanks -> answer), ``b
 (the user speaks over the answer), ``goaway`` (as conversation; the server sends goAway
 after the first answer, then closes: Pipecat reconnects with its resumption handle),
 ``greeting`` (the context holds a user message, so the service asks for a reply first,
-as Pipecat bots greet), ``slow-tool`` (as conversation, the tool taking 2 s).
+as Pipecat bots greet), ``slow-tool`` (as conversation, the tool taking 2 s and
+registered asynchronous, ``cancel_on_interruption=False``: Pipecat declares it
+NON_BLOCKING and answers with a scheduling; the model is expected to say something while
+it runs, then the answer once the result is in).
 """
 
 from __future__ import annotations
@@ -197,7 +200,11 @@ async def conversation(spec: RunSpec, log: EventLog, speed: float) -> str | None
             async_client_args={"ssl": ssl_context(spec.ca_file)},
         ),
     )
-    service.register_function(TOOL_NAME, get_weather)
+    service.register_function(
+        TOOL_NAME,
+        get_weather,
+        cancel_on_interruption=False if spec.mode == "slow-tool" else None,
+    )
     worker = PipelineWorker(
         Pipeline([UserSide(), service, BotSide()]),
         params=PipelineParams(audio_in_sample_rate=spec.rate),
@@ -255,6 +262,8 @@ async def conversation(spec: RunSpec, log: EventLog, speed: float) -> str | None
                     raise DriverError("the answer was not interrupted by the user's speech")
                 await next_reply_done("the answer after the barge-in")
             else:
+                if spec.mode == "slow-tool":
+                    await next_reply_done("what the model says while the tool runs")
                 await next_reply_done("the answer to the question")
                 if spec.mode == "goaway":
                     await wait(reconnected.wait(), "no reconnection after goAway")

@@ -87,7 +87,7 @@ async def test_every_tool_call_is_answered_once_across_a_reconnect_and_a_crash(
             async def link(ctx: ActorContext) -> None:
                 await gemini_link(
                     ctx,
-                    endpoint=ep.custom(emu.url, "gemini-2.0-flash-exp"),
+                    endpoint=ep.custom(emu.url, "gemini-2.5-flash-native-audio-latest"),
                     setup=w.Setup(
                         model="", output_audio_transcription=w.AudioTranscriptionConfig()
                     ),

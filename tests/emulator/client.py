@@ -103,8 +103,8 @@ async def connect(
 ) -> AsyncIterator[RawClient]:
     async with trio_websocket.open_websocket_url(url + path, message_queue_size=QUEUE) as ws:
         client = RawClient(ws)
-        await client.send(first if first is not None else setup())
         try:
+            await client.send(first if first is not None else setup())
             if expect_setup_complete:
                 message = await client.receive()
                 assert message.setup_complete is not None

@@ -12,7 +12,13 @@ import emulator.reactor
 from emulator import Behaviour, Reply, Scenario, ToolCallSpec, Turn
 from emulator.conversation import Conversation, ConversationStore
 from emulator.handshake import credential_accepted, parse_handshake
-from emulator.limits import MAX_HISTORY_ENTRIES, MAX_PENDING_USER_TURNS
+from emulator.limits import (
+    MAX_HISTORY_ENTRIES,
+    MAX_PENDING_USER_TURNS,
+    MAX_PENDING_VOICE_ACTIVITY,
+    MAX_QUEUED_RESULT_REPLIES,
+    MAX_RUNNING_CALL_GROUPS,
+)
 from emulator.player import (
     AwaitTools,
     Checkpoint,
@@ -25,15 +31,20 @@ from emulator.player import (
 )
 from emulator.server import choose_io
 from emulator.stats import EmulatorStats
+from emulator.tool_results import ResultReply, ToolResults
 from emulator.turn_taking import Reaction, TurnTaking, UserTurn
+from emulator.vad import InputResampler
 from protocol import wire as w
 from protocol.server_session import (
     ActivityEnded,
     ActivityStarted,
     AudioReceived,
     ContentReceived,
+    ServerSession,
+    ServiceRules,
     SessionConfig,
     SessionRecord,
+    SetupRequested,
     TextReceived,
 )
 from tests.emulator.client import GEMINI_PATH, speech
@@ -51,8 +62,9 @@ def test_speech_makes_a_user_turn_and_barge_in_only_while_replying() -> None:
     turns = TurnTaking(config(), deque())
     pcm = speech(seconds=0.4, silence=0.6)
     reaction = turns.handle(AudioReceived(pcm, 16000))
-    assert reaction == Reaction.USER_TURN  # start, then end, in one chunk
-    assert turns.next_turn() == UserTurn(None)
+    assert reaction == Reaction.USER_TURN | Reaction.VOICE_ACTIVITY  # start, then end
+    assert [kind for kind, _ in turns.take_activity()] == ["start", "end"]
+    assert turns.next_turn() == UserTurn(None, spoken=True)
     turns.replying = True
     assert Reaction.BARGE_IN in turns.handle(AudioReceived(pcm, 16000))
 
@@ -78,7 +90,7 @@ def test_manual_activity_and_content_turns() -> None:
     assert turns.handle(content) == Reaction.NONE
     assert turns.handle(ContentReceived((), True)) == Reaction.USER_TURN
     assert [turns.next_turn(), turns.next_turn(), turns.next_turn()] == [
-        UserTurn(None),
+        UserTurn(None, spoken=True),
         UserTurn("first"),  # the latest non-empty user text
         None,
     ]
@@ -294,3 +306,150 @@ def test_lag_samples_at_the_limit_and_past_it_stay_a_bounded_fair_sample() -> No
     assert summary["chunks_late_over_20ms"] == 10_000 - 21
     # A fair sample of 0..10 s: its median is near 5 s.
     assert float(np.median(stats.pacing_lags)) == pytest.approx(5.0, abs=0.5)
+
+
+# --- text turns, initial history, the placeholder (issue 15) ----------------------------
+
+
+def test_a_blank_nudge_joins_an_owed_reply_and_starts_one_otherwise() -> None:
+    history: deque[tuple[str, str]] = deque()
+    turns = TurnTaking(config(), history)
+    greet = ContentReceived((("user", "Greet the user."),), True)
+    assert turns.handle(greet) == Reaction.USER_TURN
+    assert turns.handle(TextReceived(" ")) == Reaction.NONE  # a reply is owed: joins it
+    assert turns.nudges_joined == 1
+    assert turns.next_turn() == UserTurn("Greet the user.")
+    turns.replying = True
+    assert turns.handle(TextReceived("  ")) == Reaction.NONE  # ...or playing: joins it
+    turns.replying = False
+    assert turns.handle(TextReceived(" ")) == Reaction.USER_TURN  # nothing owed: a turn
+    assert turns.next_turn() == UserTurn(" ")
+    turns.replying = True
+    assert turns.handle(TextReceived("stop")) == Reaction.BARGE_IN | Reaction.USER_TURN
+    assert not turns.user_speaking  # typed text is no speech
+
+
+def test_initial_history_only_fills_the_history() -> None:
+    history: deque[tuple[str, str]] = deque()
+    turns = TurnTaking(config(), history)
+    seed = ContentReceived((("user", "hi"), ("model", "hello")), True, history_only=True)
+    assert turns.handle(seed) == Reaction.NONE
+    assert list(history) == [("user", "hi"), ("model", "hello")]
+    assert turns.pending == 0
+
+
+def test_a_dot_placeholder_is_an_empty_turn_for_the_families_that_say_so() -> None:
+    dot = ContentReceived((("model", "Greet."), ("user", ".")), True)
+    on_38 = TurnTaking(config_for("models/gemini-3.8-live"), deque())
+    assert on_38.handle(dot) == Reaction.USER_TURN
+    assert on_38.next_turn() == UserTurn(".", empty=True)
+    on_25 = TurnTaking(config(), deque())
+    on_25.handle(dot)
+    assert on_25.next_turn() == UserTurn(".")
+
+
+def config_for(model: str) -> SessionConfig:
+    session = ServerSession(ServiceRules())
+    event = session.receive(w.Setup(model=model))
+    assert isinstance(event, SetupRequested)
+    return event.config
+
+
+# --- audio at any rate -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rate", [8000, 22050, 44100, 48000])
+def test_the_input_resampler_streams_any_rate_to_16_khz(rate: int) -> None:
+    t = np.arange(rate) / rate
+    pcm = (0.3 * np.sin(2 * np.pi * 220 * t) * 32767).astype("<i2").tobytes()
+    whole = InputResampler().to_16k(pcm, rate)
+    streaming = InputResampler()
+    pieces = [streaming.to_16k(pcm[i : i + 1001], rate) for i in range(0, len(pcm), 1001)]
+    chunked = b"".join(pieces)  # odd-sized chunks: bytes split inside samples
+    assert 16000 - 1200 < len(chunked) // 2 <= 16000  # the filter holds back a little
+    out = np.frombuffer(chunked, dtype="<i2").astype(np.float64)
+    reference = np.frombuffer(whole, dtype="<i2").astype(np.float64)
+    common = min(out.size, reference.size)
+    assert np.max(np.abs(out[:common] - reference[:common])) <= 2  # streaming == one shot
+    peak_hz = np.argmax(np.abs(np.fft.rfft(out))) * 16000 / out.size
+    assert peak_hz == pytest.approx(220, abs=3)
+
+
+def test_the_resampler_passes_16_khz_through_and_follows_a_rate_change() -> None:
+    resampler = InputResampler()
+    assert resampler.to_16k(b"\x01\x02" * 160, 16000) == b"\x01\x02" * 160
+    first = resampler.to_16k(bytes(960), 48000)
+    after = resampler.to_16k(b"\x05\x00" * 10, 16000)  # the 48 kHz tail comes out first
+    assert len(first) + len(after) >= 320 + 20 - 2
+    assert after.endswith(b"\x05\x00" * 10)
+
+
+# --- NON_BLOCKING results ----------------------------------------------------------------
+
+
+def result(call_id: str, **fields: object) -> w.FunctionResponse:
+    fields.setdefault("response", {})
+    return w.FunctionResponse(id=call_id, name="f", **fields)  # type: ignore[arg-type]
+
+
+def test_results_are_said_as_scheduled() -> None:
+    results = ToolResults()
+    results.defer(("a", "b"), (Reply(say="both done"),), {"a": "a moves"})
+    assert results.busy
+    assert results.running == {"a", "b"}
+    assert results.on_responses([result("a", will_continue=True)]) is False
+    assert results.next_reply() == ResultReply((Reply(say="a moves"),))
+    assert not results.on_responses([result("a")])
+    assert results.next_reply() is None  # b still runs
+    assert results.on_responses([result("b", scheduling="INTERRUPT")]) is True
+    assert results.next_reply() == ResultReply((Reply(say="both done"),), interrupt=True)
+    assert not busy(results)
+    results.defer(("c",), (Reply(say="c done"),), {})
+    results.on_responses([result("c", response={"scheduling": "SILENT"})])
+    assert (results.next_reply(), busy(results)) == (None, False)
+    assert results.on_responses([result("zzz")]) is False  # a BLOCKING call's: not ours
+
+
+def busy(results: ToolResults) -> bool:
+    return results.busy  # a call: mypy would keep the property narrowed
+
+
+def test_queued_result_replies_at_the_limit_and_one_past() -> None:
+    results = ToolResults()
+    results.defer(("a",), (), {"a": "again"})
+    for _ in range(MAX_QUEUED_RESULT_REPLIES):
+        results.on_responses([result("a", will_continue=True)])
+    assert results.dropped == 0
+    results.on_responses([result("a", will_continue=True)])
+    assert results.dropped == 1
+    assert len(list(iter(results.next_reply, None))) == MAX_QUEUED_RESULT_REPLIES
+
+
+def test_running_call_groups_at_the_limit_and_one_past_forget_the_oldest() -> None:
+    results = ToolResults()
+    for i in range(MAX_RUNNING_CALL_GROUPS):
+        results.defer((f"c{i}",), (Reply(say=str(i)),), {})
+    assert len(results.running) == MAX_RUNNING_CALL_GROUPS
+    results.defer(("new",), (Reply(say="new"),), {})
+    assert len(results.running) == MAX_RUNNING_CALL_GROUPS
+    assert "c0" not in results.running
+    assert "new" in results.running
+
+
+@pytest.mark.parametrize(
+    "utterances", [MAX_PENDING_VOICE_ACTIVITY // 2, MAX_PENDING_VOICE_ACTIVITY // 2 + 1]
+)
+def test_unreported_voice_activity_at_the_limit_and_past_it_keeps_the_newest(
+    utterances: int,
+) -> None:
+    turns = TurnTaking(config(), deque())
+    pcm = speech(seconds=0.4, silence=0.6)  # a start and an end each
+    for _ in range(utterances):
+        assert Reaction.VOICE_ACTIVITY in turns.handle(AudioReceived(pcm, 16000))
+    activity = turns.take_activity()
+    assert len(activity) == MAX_PENDING_VOICE_ACTIVITY
+    assert activity[-1][1] == pytest.approx(utterances - 0.6 + 0.0, abs=0.02)  # the newest end
+    first_start = 0.0 if utterances * 2 == MAX_PENDING_VOICE_ACTIVITY else 1.0
+    assert activity[0][0] == "start"
+    assert activity[0][1] == pytest.approx(first_start, abs=0.03)
+    assert turns.take_activity() == []

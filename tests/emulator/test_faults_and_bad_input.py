@@ -42,14 +42,14 @@ FAST = Scenario(
         ((b'{"setup": {"model": "models/gemini-9-ultra"}}',), 1008, "not found"),
         (
             (
-                b'{"setup": {"model": "models/gemini-2.0-flash-exp", "generation_config": {"response_modalities": ["AUDIO", "TEXT"]}}}',
+                b'{"setup": {"model": "models/gemini-3.8-live", "generation_config": {"response_modalities": ["AUDIO", "TEXT"]}}}',
             ),
             1008,
             "responseModalities",
         ),
         (
             (
-                b'{"setup": {"model": "models/gemini-2.0-flash-exp", "sessionResumption": {"transparent": true}}}',
+                b'{"setup": {"model": "models/gemini-3.8-live", "sessionResumption": {"transparent": true}}}',
             ),
             1008,
             "Vertex",
@@ -57,15 +57,15 @@ FAST = Scenario(
         ((b'{"setup": {"model": "m"}}',), 1008, "not found"),
         (
             (
-                b'{"setup": {"model": "models/gemini-2.0-flash-exp"}}',
-                b'{"setup": {"model": "models/gemini-2.0-flash-exp"}}',
+                b'{"setup": {"model": "models/gemini-3.8-live"}}',
+                b'{"setup": {"model": "models/gemini-3.8-live"}}',
             ),
             1007,
             "sent once",
         ),
         (
             (
-                b'{"setup": {"model": "models/gemini-2.0-flash-exp"}}',
+                b'{"setup": {"model": "models/gemini-3.8-live"}}',
                 b'{"realtimeInput": {"audio": 5}}',
             ),
             1007,
@@ -73,7 +73,7 @@ FAST = Scenario(
         ),
         (
             (
-                b'{"setup": {"model": "models/gemini-2.0-flash-exp"}}',
+                b'{"setup": {"model": "models/gemini-3.8-live"}}',
                 b'{"realtimeInput": {"activityStart": {}}}',
             ),
             1007,
@@ -81,7 +81,7 @@ FAST = Scenario(
         ),
         (
             (
-                b'{"setup": {"model": "models/gemini-2.0-flash-exp"}}',
+                b'{"setup": {"model": "models/gemini-3.8-live"}}',
                 b'{"toolResponse": {"functionResponses": [{"id": "x"}]}}',
             ),
             1007,
@@ -89,7 +89,7 @@ FAST = Scenario(
         ),
         (
             (
-                b'{"setup": {"model": "models/gemini-2.0-flash-exp"}}',
+                b'{"setup": {"model": "models/gemini-3.8-live"}}',
                 b'{"realtimeInput": {"audio": {"mimeType": "audio/mp3", "data": ""}}}',
             ),
             1007,
@@ -109,7 +109,7 @@ async def test_bad_client_input_closes_with_the_real_code(
 async def test_oversized_frames_close_with_1009(virtual_clock: MockClock) -> None:
     async with open_emulator() as emu:
         reason = await raw_close(
-            emu.url, b'{"setup": {"model": "models/gemini-2.0-flash-exp"}}', b"x" * (17 << 20)
+            emu.url, b'{"setup": {"model": "models/gemini-3.8-live"}}', b"x" * (17 << 20)
         )
     assert reason.code == 1009
 
@@ -138,19 +138,15 @@ async def test_unknown_paths_are_refused_at_the_handshake(virtual_clock: MockClo
             "/ws/google.cloud.aiplatform.v1beta1.LlmBidiService/BidiGenerateContent",
             [(b"authorization", b"Bearer sekrit")],
         ),
-        (
-            "/ws/google.ai.generativelanguage.v1alpha.GenerativeService.BidiGenerateContentConstrained",
-            [(b"authorization", b"Token sekrit")],
-        ),
     ],
-    ids=["query-key", "double-slash-header", "vertex-bearer", "ephemeral-token"],
+    ids=["query-key", "double-slash-header", "vertex-bearer"],
 )
 async def test_credentials_in_every_accepted_place(
     path: str, headers: list[tuple[bytes, bytes]], virtual_clock: MockClock
 ) -> None:
     async with open_emulator(api_key="sekrit") as emu:
         async with trio_websocket.open_websocket_url(emu.url + path, extra_headers=headers) as ws:
-            await ws.send_message(b'{"setup": {"model": "models/gemini-2.0-flash-exp"}}')
+            await ws.send_message(b'{"setup": {"model": "models/gemini-3.8-live"}}')
             assert decode_server(await ws.get_message()).setup_complete is not None
         assert "sekrit" not in repr(emu)
 
@@ -210,7 +206,7 @@ async def test_goaway_fault_then_close(virtual_clock: MockClock) -> None:
         connect(emu.url) as client,
     ):
         assert (await client.receive()).go_away == w.GoAway(time_left="0.200s")
-        assert (await closed_with(client.receive)).code == 1000
+        assert (await closed_with(client.receive)).code == 1011
 
 
 async def test_malformed_fault_sends_a_frame_that_is_not_json(virtual_clock: MockClock) -> None:
@@ -228,7 +224,7 @@ async def test_unknown_fault_mixes_unknown_fields_and_kinds_with_known_ones(
 ) -> None:
     async with open_emulator(scenario=FAST, faults=["unknown:every=1"]) as emu:
         async with trio_websocket.open_websocket_url(emu.url + GEMINI_PATH) as ws:
-            await ws.send_message(b'{"setup": {"model": "models/gemini-2.0-flash-exp"}}')
+            await ws.send_message(b'{"setup": {"model": "models/gemini-3.8-live"}}')
             raw = json.loads(await ws.get_message())
             assert set(raw) == {"setupComplete", "emulatorFutureMessage"}
             assert "emulatorFutureField" in raw["setupComplete"]
@@ -295,7 +291,7 @@ def test_bad_fault_specs_are_refused_clearly(spec: str) -> None:
 async def _setup_over_tls(url: str, ca_path: str) -> w.ServerMessage:
     context = ssl.create_default_context(cafile=ca_path)
     async with trio_websocket.open_websocket_url(url + GEMINI_PATH, ssl_context=context) as ws:
-        await ws.send_message(b'{"setup": {"model": "models/gemini-2.0-flash-exp"}}')
+        await ws.send_message(b'{"setup": {"model": "models/gemini-3.8-live"}}')
         return decode_server(await ws.get_message())
 
 

@@ -48,7 +48,7 @@ from tests.emulator.client import (
 )
 
 FAST = Behaviour(pace="fast", first_audio_delay_ms=0)
-SETUP = encode(w.Setup(model="models/gemini-2.0-flash-exp"))
+SETUP = encode(w.Setup(model="models/gemini-3.8-live"))
 
 
 def nested(depth: int, inner: bytes = b"1") -> bytes:
@@ -177,6 +177,25 @@ async def test_a_message_at_the_size_limit_is_taken_and_one_byte_more_closes_100
     assert reason.code == 1009
 
 
+async def test_the_emulator_bounds_partial_messages_over_all_its_connections(
+    virtual_clock: MockClock,
+) -> None:
+    """The process-wide budget (MAX_PARTIAL_MESSAGE_BYTES_TOTAL; exact arithmetic at the
+    limit and one past in test_ws_hostile_client): a message whose unfinished part
+    would take the emulator past it closes that connection with 1013."""
+    video = b'{"realtimeInput": {"video": {"mimeType": "image/jpeg", "data": "%s"}}}'
+    small, large = video % (b"A" * 200_000), video % (b"A" * 1_000_000)
+    async with open_emulator(scenario=Scenario(behaviour=FAST), max_partial_bytes=256 << 10) as emu:
+        async with connect(emu.url) as client:
+            await client.ws.send_message(small)
+            await still_serves(client)
+            reason = await closed_with(lambda: _send_and_read(client, large))
+        assert reason.code == 1013
+        assert emu.partial_bytes.used == 0
+        async with connect(emu.url) as client:  # the next connection is served
+            await still_serves(client)
+
+
 async def test_a_huge_setup_is_served_and_one_with_too_many_containers_is_not(
     virtual_clock: MockClock,
 ) -> None:
@@ -301,6 +320,12 @@ async def test_connections_past_the_cap_get_503_at_the_upgrade(virtual_clock: Mo
         stream, status, _ = await raw_upgrade(emu.port)
         await stream.aclose()
         assert status.startswith(b"HTTP/1.1 503 ")
+        token_request = await trio.open_tcp_stream("127.0.0.1", emu.port)  # POSTs count too
+        async with token_request:
+            await token_request.send_all(
+                b"POST /v1alpha/auth_tokens HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}"
+            )
+            assert (await token_request.receive_some(1024)).startswith(b"HTTP/1.1 503 ")
         await held[0][0].aclose()
         with trio.fail_after(5):  # the server notices the close (no event to wait on)
             while emu.open_streams > 2:  # noqa: ASYNC110
@@ -325,10 +350,10 @@ async def test_a_bug_in_one_session_closes_it_1011_and_is_logged_and_others_go_o
 ) -> None:
     original = ScriptPlayer.reply
 
-    def reply(self: ScriptPlayer, turn: Turn, transcript: str):  # type: ignore[no-untyped-def]
+    def reply(self: ScriptPlayer, turn: Turn, transcript: str, **kw: bool):  # type: ignore[no-untyped-def]
         if transcript == "explode":
             raise RuntimeError("a bug")
-        return original(self, turn, transcript)
+        return original(self, turn, transcript, **kw)
 
     monkeypatch.setattr(ScriptPlayer, "reply", reply)
     async with (
@@ -434,6 +459,24 @@ async def test_audio_at_100x_real_time_does_not_grow_the_emulator(
 # --- TLS leaves nothing behind ----------------------------------------------------------
 
 
+class BlockError(Exception):
+    pass
+
+
+async def test_an_error_in_the_block_comes_out_as_itself_not_in_a_group() -> None:
+    async def converse_then_fail() -> None:
+        scenario = Scenario(behaviour=FAST)
+        async with open_emulator(scenario=scenario) as emu, connect(emu.url) as client:
+            await client.converse()
+            raise BlockError("mine")
+
+    with pytest.raises(BlockError) as info:
+        await converse_then_fail()
+    assert not isinstance(info.value, BaseExceptionGroup)
+    assert str(info.value) == "mine"
+    assert info.traceback[-1].name == "converse_then_fail"  # its own traceback
+
+
 @pytest.mark.parametrize("ending", ["normal", "error", "cannot-listen"])
 async def test_the_tls_ca_directory_is_removed_however_the_emulator_ends(
     ending: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -445,7 +488,7 @@ async def test_the_tls_ca_directory_is_removed_however_the_emulator_ends(
     port = busy.getsockname()[1] if ending == "cannot-listen" else 0
     expected: Any = {
         "normal": contextlib.nullcontext(),
-        "error": pytest.RaisesGroup(RuntimeError),
+        "error": pytest.raises(RuntimeError, match="the block failed"),  # as itself
         "cannot-listen": pytest.raises(OSError, match="in use"),
     }[ending]
     served = []

@@ -214,3 +214,37 @@ def test_a_chunk_too_big_for_one_frame_is_refused(tmp_path: Path) -> None:
     path.write_text("[behaviour]\nchunk_ms = 60000\n")
     with pytest.raises(ScenarioError, match="chunk_ms"):
         load_scenario(path)
+
+
+def test_a_scenario_with_the_newer_fields(tmp_path: Path) -> None:
+    toml = tmp_path / "s.toml"
+    toml.write_text(
+        "[[turns]]\nuser = 'Q'\nwaiting_for_input = true\n"
+        "[[turns.replies]]\nmeanwhile = 'Hold on.'\n"
+        "tool_calls = [{ name = 'f', progress = 'Still going.' }]\n"
+        "[[turns.replies]]\nsay = 'A'\n"
+        "search = { queries = ['q'], results = [{ uri = 'https://x', title = 'X' }] }\n"
+        "code = { code = 'print(1)', output = '1' }\nurls = [{ url = 'https://x' }]\n"
+        "[behaviour]\nunknown_models = 'refuse'\nmodels = ['gemini-4-*']\n"
+        "[behaviour.families.'3.8']\ninteraction_status = true\n"
+        "thinking_levels = ['LOW']\n"
+    )
+    scenario = load_scenario(toml)
+    turn = scenario.turns[0]
+    assert turn.waiting_for_input
+    assert turn.replies[0].meanwhile == "Hold on."
+    assert turn.replies[0].tool_calls[0].progress == "Still going."
+    assert turn.replies[1].search is not None
+    assert turn.replies[1].search.results[0].uri == "https://x"
+    families = scenario.behaviour.families_in_force()
+    assert families["3.8"].interaction_status
+    assert families["3.8"].thinking_levels == frozenset({"LOW"})
+    assert families["3.8"].default_tool_behavior == "NON_BLOCKING"  # the rest: the family's
+    assert not families["3.1"].interaction_status
+
+
+def test_an_unknown_family_in_a_scenario_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text("[behaviour.families.'4.0']\ninteraction_status = true\n")
+    with pytest.raises(ScenarioError, match=re.escape("no family '4.0'")):
+        load_scenario(path)

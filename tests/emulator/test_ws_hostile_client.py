@@ -20,7 +20,13 @@ import trio.testing
 from trio.testing import MockClock
 
 from emulator.reactor import ReadReactor
-from emulator.wsserver import ConnectionClosed, ServerWebSocket, accept, accept_upgrade
+from emulator.wsserver import (
+    ByteBudget,
+    ConnectionClosed,
+    ServerWebSocket,
+    accept,
+    accept_upgrade,
+)
 from protocol import limits
 from protocol import websocket as rfc6455
 from protocol.errors import LocalProtocolError
@@ -111,7 +117,11 @@ class RawClient:
 
 @asynccontextmanager
 async def connections(
-    count: int, *, reactor: bool, max_message_size: int = limits.MAX_CLIENT_MESSAGE_BYTES
+    count: int,
+    *,
+    reactor: bool,
+    max_message_size: int = limits.MAX_CLIENT_MESSAGE_BYTES,
+    budget: ByteBudget | None = None,
 ) -> AsyncIterator[list[tuple[ServerWebSocket, RawClient]]]:
     """``count`` upgraded connections on 127.0.0.1: (server's WebSocket, raw client)."""
     [listener] = await trio.open_tcp_listeners(0, host="127.0.0.1")
@@ -135,6 +145,7 @@ async def connections(
                 *upgrade,
                 max_message_size=max_message_size,
                 reactor=read_reactor,
+                budget=budget,
             )
             response = await client.receive_some(4096)
             assert response.startswith(b"HTTP/1.1 101")
@@ -321,6 +332,44 @@ async def test_partial_frames_at_the_limit_hold_what_arrived_and_no_more(reactor
             with pytest.raises(ConnectionClosed) as info:
                 await ws.receive()
             assert info.value.code == 1009
+
+
+@MODES
+async def test_partial_messages_of_every_connection_at_the_budget_and_one_byte_past(
+    reactor: bool,
+) -> None:
+    """One budget for what every connection holds of unfinished messages: at it, all go
+    on; one byte past it, the connection that took it there is closed 1013 (try again
+    later) and lets go of what it held; the others are untouched."""
+    budget = ByteBudget(3000)
+    async with connections(2, reactor=reactor, budget=budget) as [(ws_a, a), (ws_b, b)]:
+        with trio.fail_after(20):
+            async with trio.open_nursery() as nursery:
+                outcomes: dict[str, bytes | str | int] = {}
+
+                async def serve(name: str, ws: ServerWebSocket) -> None:
+                    try:
+                        outcomes[name] = await ws.receive()
+                    except ConnectionClosed as exc:
+                        outcomes[name] = exc.code
+
+                nursery.start_soon(serve, "a", ws_a)
+                nursery.start_soon(serve, "b", ws_b)
+                await a.send(announce(2000) + b"a" * 1500)
+                await b.send(announce(2000) + b"b" * 1500)
+                await held_at_least(ws_a, 1500)
+                await held_at_least(ws_b, 1500)
+                assert budget.used == 3000  # at the budget: both go on
+                await trio.testing.wait_all_tasks_blocked()
+                assert outcomes == {}
+                await b.send(b"b")  # one byte past it
+                closes = [e for e in await b.events(rfc6455.Close) if isinstance(e, rfc6455.Close)]
+                assert [c.code for c in closes] == [1013]
+                await ws_b.abort()
+                assert budget.used == 1500  # b let go of what it held
+                await a.send(b"a" * 500)  # a's message completes
+        assert outcomes == {"a": b"a" * 2000, "b": 1013}
+    assert budget.used == 0
 
 
 async def held_at_least(ws: ServerWebSocket, size: int) -> None:

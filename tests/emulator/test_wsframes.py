@@ -218,7 +218,7 @@ async def test_pings_are_answered(virtual_clock: MockClock) -> None:
     ):
         with trio.fail_after(5):
             await ws.ping(b"are you there")  # returns when the matching pong arrives
-        await ws.send_message(b'{"setup": {"model": "models/gemini-2.0-flash-exp"}}')
+        await ws.send_message(b'{"setup": {"model": "models/gemini-3.8-live"}}')
         assert b"setupComplete" in await ws.get_message()
 
 

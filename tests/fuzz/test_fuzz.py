@@ -28,7 +28,7 @@ SEEDS_SERVER = [
     b'{"sessionResumptionUpdate": {"newHandle": "h", "resumable": true}}',
 ]
 SEEDS_CLIENT = [
-    encode(w.Setup(model="models/gemini-2.0-flash-exp")),
+    encode(w.Setup(model="models/gemini-3.8-live")),
     encode(w.RealtimeInput(audio=w.Blob(mime_type="audio/pcm;rate=16000", data=b"\x00\x01" * 8))),
     b'{"realtime_input": {"audio": {"mime_type": "audio/pcm", "data": "__8"}}}',
     b'{"tool_response": {"function_responses": [{"id": "a", "response": {"output": 1}}]}}',
@@ -222,9 +222,7 @@ def test_the_running_emulator_answers_garbage_with_close_codes_and_keeps_serving
                     emu.url + GEMINI_PATH, message_queue_size=1024
                 ) as ws:
                     try:
-                        await ws.send_message(
-                            b'{"setup": {"model": "models/gemini-2.0-flash-exp"}}'
-                        )
+                        await ws.send_message(b'{"setup": {"model": "models/gemini-3.8-live"}}')
                         await ws.get_message()
                         for frame in frames:
                             await ws.send_message(frame)
@@ -236,7 +234,7 @@ def test_the_running_emulator_answers_garbage_with_close_codes_and_keeps_serving
                 await ws._stream.aclose()
                 # The emulator still serves a well-behaved client afterwards.
                 async with trio_websocket.open_websocket_url(emu.url + GEMINI_PATH) as fresh:
-                    await fresh.send_message(b'{"setup": {"model": "models/gemini-2.0-flash-exp"}}')
+                    await fresh.send_message(b'{"setup": {"model": "models/gemini-3.8-live"}}')
                     assert "setupComplete" in str(await fresh.get_message())
                 await fresh._stream.aclose()
 

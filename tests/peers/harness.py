@@ -22,7 +22,6 @@ import trio
 
 from emulator import Behaviour, Reply, Scenario, Turn, open_emulator
 from emulator.audio import synthesize_speech
-from emulator.scenario import DEFAULT_MODELS
 from tests.emulator.client import WEATHER_TURN
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,17 +57,21 @@ BARGE_IN = Scenario(
 )
 GREETING_FIRST = Scenario(turns=(GREETING_TURN, WEATHER_TURN, THANKS_TURN), behaviour=FAST)
 GO_AWAY = "goaway:at=turn-end,time_left=0.5,connection=1"
-
-
-def allowing(scenario: Scenario, *models: str) -> Scenario:
-    """The scenario with ``models`` added to the emulator's model allow-list."""
-    behaviour = scenario.behaviour
-    allowed = Behaviour(**{**_fields(behaviour), "models": (*DEFAULT_MODELS, *models)})
-    return Scenario(turns=scenario.turns, behaviour=allowed)
-
-
-def _fields(behaviour: Behaviour) -> dict[str, Any]:
-    return {name: getattr(behaviour, name) for name in behaviour.__struct_fields__}
+MEANWHILE = "Let me check the weather for you."
+# The weather turn with what the model says while a NON_BLOCKING call runs.
+SLOW_TOOL = Scenario(
+    turns=(
+        Turn(
+            user=QUESTION,
+            replies=(
+                Reply(tool_calls=WEATHER_TURN.replies[0].tool_calls, meanwhile=MEANWHILE),
+                *WEATHER_TURN.replies[1:],
+            ),
+        ),
+        THANKS_TURN,
+    ),
+    behaviour=FAST,
+)
 
 
 def speech_bytes(text: str) -> int:
@@ -217,6 +220,20 @@ def assert_barge_in(outcome: Outcome) -> None:
     assert next_audio == speech_bytes(OKAY)
     assert summary["user_transcripts"] == [QUESTION, STOP]
     assert summary["agent_transcripts"][-1] == OKAY
+    assert outcome.turns_played == 2
+
+
+def assert_non_blocking(outcome: Outcome) -> None:
+    """The model spoke while the tool ran (its audio began before the result was sent),
+    then answered with the result, then answered the thanks: one tool call, no
+    interruption, three spoken replies for two user turns."""
+    summary = outcome.summary
+    assert summary["ok"], summary["reason"]
+    assert outcome.first("audio_start")["t"] < outcome.first("tool_result_sent")["t"]
+    assert summary["agent_transcripts"] == [MEANWHILE, ANSWER, WELCOME]
+    assert summary["user_transcripts"] == [QUESTION, THANKS]
+    assert_tool_ran_once(outcome)
+    assert summary["interrupted"] == 0
     assert outcome.turns_played == 2
 
 

@@ -6,8 +6,9 @@ The plugin runs headless in its own locked venv (``peers/livekit``), driven by
 through ``update_chat_ctx``. Every case below runs at once in one driver process (see
 ``tests/peers/harness.py``); each test checks one case.
 
-Tests marked xfail fail only because of the named emulator fault (a twin case that avoids
-the fault passes); they are strict, so they turn into failures once the fault is fixed.
+The tests that were strict xfails for the emulator's faults (issue 15: the audio rate,
+the model list, typed text echoed as a transcript, 3.x text turns, NON_BLOCKING tools,
+interactionStatus) now pass; each says which fault it guards.
 """
 
 from __future__ import annotations
@@ -24,12 +25,13 @@ from tests.peers.harness import (
     MODEL_31,
     MODEL_38,
     QUESTION,
+    SLOW_TOOL,
     THANKS,
     Case,
     PeerRun,
-    allowing,
     assert_barge_in,
     assert_conversation,
+    assert_non_blocking,
     assert_resumed,
     run_peer,
 )
@@ -40,10 +42,10 @@ CASES = [
     Case("barge-in", "barge-in", MODEL_25, 16000, BARGE_IN),
     Case("goaway", "goaway", MODEL_25, 16000, CONVERSATION, (GO_AWAY,)),
     Case("conversation-3.1", "conversation", MODEL_31, 16000, CONVERSATION),
-    Case("conversation-3.8", "conversation", MODEL_38, 16000, allowing(CONVERSATION, MODEL_38)),
-    Case("default-models-3.8", "conversation", MODEL_38, 16000, CONVERSATION),
+    Case("conversation-3.8", "conversation", MODEL_38, 16000, CONVERSATION),
     Case("greeting", "greeting", MODEL_25, 16000, GREETING_FIRST),
-    Case("slow-tool-3.8", "slow-tool", MODEL_38, 16000, allowing(CONVERSATION, MODEL_38)),
+    Case("greeting-3.8", "greeting", MODEL_38, 16000, GREETING_FIRST),
+    Case("slow-tool-3.8", "slow-tool", MODEL_38, 16000, SLOW_TOOL),
 ]
 
 
@@ -75,38 +77,31 @@ def test_a_conversation_on_a_3_x_model(livekit: PeerRun) -> None:
     assert_conversation(livekit.passed("conversation-3.1"))
 
 
-def test_a_conversation_on_gemini_3_8_live_when_the_scenario_allows_it(livekit: PeerRun) -> None:
-    """``behaviour.models`` extended with gemini-3.8-live: the only way to use it today."""
+def test_gemini_3_8_live_is_accepted_by_the_default_scenario(livekit: PeerRun) -> None:
+    """LiveKit's first listed model; it declares tools NON_BLOCKING there, so the answer
+    comes as a reply of its own once the result is in (issue 15: the model list)."""
     assert_conversation(livekit.passed("conversation-3.8"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="emulator fault: current model names (gemini-3.8-live, LiveKit's first listed "
-    "model) are refused with 1008 by the default scenario's model list",
-)
-def test_gemini_3_8_live_is_accepted_by_the_default_scenario(livekit: PeerRun) -> None:
-    assert_conversation(livekit.outcome("default-models-3.8"))
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="emulator fault: text turns are echoed back as a final user transcript (LiveKit's "
-    "'.' placeholder for generate_reply lands in its chat history as the user's words)",
-)
 def test_generate_reply_adds_no_user_transcript(livekit: PeerRun) -> None:
+    """The '.' placeholder LiveKit sends on 2.5 is typed text: not transcribed (issue 15)."""
     outcome = livekit.passed("greeting")
     assert outcome.summary["agent_transcripts"][0] == GREETING
     assert outcome.summary["user_transcripts"] == [QUESTION, THANKS]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="emulator fault: behavior NON_BLOCKING is ignored (the plugin declares tools "
-    "NON_BLOCKING on gemini-3.8-live; the emulator waits silently for the result instead of "
-    "speaking on)",
-)
+def test_generate_reply_on_3_8_sends_instructions_as_a_user_turn_and_is_answered(
+    livekit: PeerRun,
+) -> None:
+    """On 3.x LiveKit sends no placeholder: its instructions go as a user turn with
+    turnComplete, which starts the reply; nothing typed is transcribed."""
+    outcome = livekit.passed("greeting-3.8")
+    assert outcome.summary["agent_transcripts"][0] == GREETING
+    assert outcome.summary["user_transcripts"] == [QUESTION, THANKS]
+    assert outcome.turns_played == 3
+
+
 def test_a_non_blocking_tool_does_not_silence_the_model(livekit: PeerRun) -> None:
-    outcome = livekit.passed("slow-tool-3.8")
-    result_sent = outcome.first("tool_result_sent")["t"]
-    assert outcome.first("audio_start")["t"] < result_sent
+    """gemini-3.8-live: LiveKit declares the tool NON_BLOCKING; the model speaks while
+    the 2 s tool runs, then answers with its result (issue 15)."""
+    assert_non_blocking(livekit.passed("slow-tool-3.8"))

@@ -528,3 +528,360 @@ def test_frames_we_encode_as_a_server_parse_in_the_sdk(kind: str, payload: dict[
     assert decode_server(frame) == message
     ours = msgspec.to_builtins(message, builtin_types=(bytes,))
     _assert_same(ours, sdk_parse_server(frame).model_dump(by_alias=True, exclude_none=True), "$")
+
+
+# --- the fields google-genai 3.6.1 has beyond the seed's (issue 16) --------------------
+
+NEW_GEMINI_CONFIG = types.LiveConnectConfig(
+    response_modalities=[types.Modality.AUDIO],
+    thinking_config=types.ThinkingConfig(thinking_level=types.ThinkingLevel.XHIGH),
+    input_audio_transcription=types.AudioTranscriptionConfig(
+        language_codes=["en-US", "fr-FR"],
+        custom_vocabulary=["Gemini"],
+        word_timestamp=True,
+        diarization=True,
+        mode=types.AudioTranscriptionConfigMode.SMART,
+    ),
+    output_audio_transcription=types.AudioTranscriptionConfig(language_codes=["en-US"]),
+    proactivity=types.ProactivityConfig(proactive_audio=True, proactive_video=True),
+    history_config=types.HistoryConfig(initial_history_in_client_content=True),
+    tools=[
+        types.Tool(google_search=types.GoogleSearch()),
+        types.Tool(code_execution=types.ToolCodeExecution()),
+        types.Tool(url_context=types.UrlContext()),
+        types.Tool(google_maps=types.GoogleMaps()),
+        types.Tool(file_search=types.FileSearch(file_search_store_names=["fileSearchStores/s"])),
+    ],
+)
+NEW_GEMINI_SETUP = w.Setup(
+    model=f"models/{MODEL}",
+    generation_config=w.GenerationConfig(
+        response_modalities=["AUDIO"], thinking_config=w.ThinkingConfig(thinking_level="XHIGH")
+    ),
+    input_audio_transcription=w.AudioTranscriptionConfig(
+        language_codes=["en-US", "fr-FR"],
+        custom_vocabulary=["Gemini"],
+        word_timestamp=True,
+        diarization=True,
+        mode="SMART",
+    ),
+    output_audio_transcription=w.AudioTranscriptionConfig(language_codes=["en-US"]),
+    proactivity=w.ProactivityConfig(proactive_audio=True, proactive_video=True),
+    history_config=w.HistoryConfig(initial_history_in_client_content=True),
+    tools=[
+        w.Tool(google_search={}),
+        w.Tool(code_execution={}),
+        w.Tool(url_context={}),
+        w.Tool(google_maps={}),
+        w.Tool(file_search={"file_search_store_names": ["fileSearchStores/s"]}),
+    ],
+)
+NEW_VERTEX_CONFIG = types.LiveConnectConfig(
+    explicit_vad_signal=True,
+    session_resumption=types.SessionResumptionConfig(transparent=True),
+    tools=[
+        types.Tool(
+            enterprise_web_search=types.EnterpriseWebSearch(exclude_domains=["example.com"])
+        ),
+        types.Tool(
+            retrieval=types.Retrieval(
+                vertex_rag_store=types.VertexRagStore(
+                    rag_resources=[types.VertexRagStoreRagResource(rag_corpus="projects/p/c")]
+                )
+            )
+        ),
+    ],
+)
+NEW_VERTEX_SETUP = w.Setup(
+    model=f"projects/test-project/locations/us-central1/publishers/google/models/{MODEL}",
+    explicit_vad_signal=True,
+    session_resumption=w.SessionResumptionConfig(transparent=True),
+    tools=[
+        w.Tool(enterprise_web_search={"exclude_domains": ["example.com"]}),
+        w.Tool(retrieval={"vertex_rag_store": {"rag_resources": [{"rag_corpus": "projects/p/c"}]}}),
+    ],
+)
+_FREE_FORM_TOOLS = {"fileSearch", "enterpriseWebSearch", "retrieval", "codeExecution", "urlContext"}
+
+
+def _canonical_setup(frame: str) -> dict[str, Any]:
+    sdk = json.loads(frame)
+    tools = sdk["setup"].pop("tools", None)
+    canonical: dict[str, Any] = _canonical(sdk)
+    if tools is not None:  # built-in tool configs are free-form: kept as the SDK wrote them
+        canonical["setup"]["tools"] = [
+            {_camel(k): v if _camel(k) in _FREE_FORM_TOOLS | _FREE_FORM else _canonical(v)}
+            for tool in tools
+            for k, v in tool.items()
+        ]
+    return canonical
+
+
+@pytest.mark.parametrize(
+    ("config", "setup", "vertexai"),
+    [(NEW_GEMINI_CONFIG, NEW_GEMINI_SETUP, False), (NEW_VERTEX_CONFIG, NEW_VERTEX_SETUP, True)],
+    ids=["gemini-api", "vertex"],
+)
+def test_the_newer_setup_fields_both_ways(
+    config: types.LiveConnectConfig, setup: w.Setup, vertexai: bool
+) -> None:
+    frames, _, _ = capture_client_frames(config=config, model=MODEL, vertexai=vertexai)
+    decoded = decode_client(frames[0])
+    assert isinstance(decoded, w.Setup)
+    if vertexai:  # the SDK names the project and location it found (or invented)
+        decoded = msgspec.structs.replace(decoded, model=setup.model)
+        frame = json.loads(frames[0])
+        frame["setup"]["model"] = setup.model
+        frames[0] = json.dumps(frame)
+    assert decoded == setup
+    ours, sdk = json.loads(encode(setup)), _canonical_setup(frames[0])
+    ours["setup"]["tools"].sort(key=json.dumps)
+    sdk["setup"]["tools"].sort(key=json.dumps)
+    assert ours == sdk
+    assert _sdk_client_message(encode(setup)) == _sdk_client_message(frames[0])
+
+
+def test_a_multi_speaker_voice_config_parses_in_the_sdk() -> None:
+    """google-genai refuses to send it to Live; what we encode is still its type."""
+    voices = [
+        w.SpeakerVoiceConfig(
+            speaker=name,
+            voice_config=w.VoiceConfig(prebuilt_voice_config=w.PrebuiltVoiceConfig(voice_name=v)),
+        )
+        for name, v in (("Joe", "Puck"), ("Jane", "Kore"))
+    ]
+    setup = w.Setup(
+        model="models/m",
+        generation_config=w.GenerationConfig(
+            speech_config=w.SpeechConfig(
+                multi_speaker_voice_config=w.MultiSpeakerVoiceConfig(speaker_voice_configs=voices)
+            )
+        ),
+    )
+    sdk = _sdk_client_message(encode(setup))
+    assert sdk.setup is not None
+    assert sdk.setup.generation_config is not None
+    speech_config = sdk.setup.generation_config.speech_config
+    assert speech_config is not None
+    assert speech_config.multi_speaker_voice_config is not None
+    speakers = speech_config.multi_speaker_voice_config.speaker_voice_configs or []
+    assert [s.speaker for s in speakers] == ["Joe", "Jane"]
+    assert decode_client(encode(setup)) == setup
+
+
+@pytest.mark.parametrize("vertexai", [False, True], ids=["gemini-api", "vertex"])
+def test_a_tool_response_with_media_parts_and_will_continue(vertexai: bool) -> None:
+    async def action(session: Any) -> None:
+        await session.send_tool_response(
+            function_responses=[
+                types.FunctionResponse(
+                    id="c1",
+                    name="snapshot",
+                    response={"output": "see the image"},
+                    will_continue=True,
+                    scheduling=types.FunctionResponseScheduling.SILENT,
+                    parts=[
+                        types.FunctionResponsePart(
+                            inline_data=types.FunctionResponseBlob(
+                                mime_type="image/jpeg", data=JPEG
+                            )
+                        )
+                    ],
+                )
+            ]
+        )
+
+    expected = w.ToolResponse(
+        function_responses=[
+            w.FunctionResponse(
+                id="c1",
+                name="snapshot",
+                response={"output": "see the image"},
+                will_continue=True,
+                scheduling="SILENT",
+                parts=[
+                    w.FunctionResponsePart(inline_data=w.Blob(mime_type="image/jpeg", data=JPEG))
+                ],
+            )
+        ]
+    )
+    frames, _, _ = capture_client_frames(action, model=MODEL, vertexai=vertexai)
+    assert decode_client(frames[1]) == expected
+    assert _sdk_client_message(encode(expected)) == _sdk_client_message(frames[1])
+
+
+def test_a_vertex_tool_response_without_an_id_reaches_the_server() -> None:
+    async def action(session: Any) -> None:
+        await session.send_tool_response(
+            function_responses=[types.FunctionResponse(name="f", response={"output": 1})]
+        )
+
+    frames, _, _ = capture_client_frames(action, model=MODEL, vertexai=True)
+    assert decode_client(frames[1]) == w.ToolResponse(
+        function_responses=[w.FunctionResponse(name="f", response={"output": 1})]
+    )
+
+
+NEW_SERVER_CASES: list[tuple[str, dict[str, Any]]] = [
+    (
+        "transcriptions_with_words_speakers_and_offsets",
+        {
+            "serverContent": {
+                "interimInputTranscription": {"text": "what's th", "languageCode": "en-US"},
+                "inputTranscription": {
+                    "text": "what's the weather",
+                    "finished": True,
+                    "languageCode": "en-US",
+                    "speakerLabel": "spk_1",
+                    "startOffset": "1.200s",
+                    "endOffset": "2.400s",
+                    "words": [
+                        {"word": "what's", "startOffset": "1.200s", "endOffset": "1.500s"},
+                        {"word": "the", "startOffset": "1.500s", "endOffset": "1.600s"},
+                    ],
+                },
+            }
+        },
+    ),
+    (
+        "grounding_in_full",
+        {
+            "serverContent": {
+                "groundingMetadata": {
+                    "webSearchQueries": ["weather paris"],
+                    "groundingChunks": [
+                        {"web": {"uri": "https://example.com/w", "title": "Weather", "domain": "x"}}
+                    ],
+                    "groundingSupports": [
+                        {
+                            "segment": {"startIndex": 0, "endIndex": 9, "text": "It is sunny"},
+                            "groundingChunkIndices": [0],
+                            "confidenceScores": [0.9],
+                        }
+                    ],
+                    "searchEntryPoint": {"renderedContent": "<div>search</div>"},
+                },
+                "turnComplete": True,
+            }
+        },
+    ),
+    (
+        "url_context",
+        {
+            "serverContent": {
+                "urlContextMetadata": {
+                    "urlMetadata": [
+                        {
+                            "retrievedUrl": "https://example.com/a",
+                            "urlRetrievalStatus": "URL_RETRIEVAL_STATUS_SUCCESS",
+                        }
+                    ]
+                }
+            }
+        },
+    ),
+    (
+        "code_execution_parts",
+        {
+            "serverContent": {
+                "modelTurn": {
+                    "parts": [
+                        {"executableCode": {"code": "print(2+2)", "language": "PYTHON", "id": "x"}},
+                        {
+                            "codeExecutionResult": {
+                                "outcome": "OUTCOME_OK",
+                                "output": "4",
+                                "id": "x",
+                            }
+                        },
+                    ]
+                }
+            }
+        },
+    ),
+    (
+        "server_tool_parts",
+        {
+            "serverContent": {
+                "modelTurn": {
+                    "parts": [
+                        {
+                            "toolCall": {
+                                "id": "t1",
+                                "toolType": "GOOGLE_SEARCH_WEB",
+                                "args": {"query": "x"},
+                            }
+                        },
+                        {"toolResponse": {"id": "t1", "toolType": "URL_CONTEXT", "response": {}}},
+                    ]
+                }
+            }
+        },
+    ),
+    (
+        "interaction_status_and_waiting",
+        {
+            "serverContent": {
+                "turnComplete": True,
+                "interactionStatus": "IDLE",
+                "waitingForInput": True,
+                "turnCompleteReason": "NEED_MORE_INPUT",
+            }
+        },
+    ),
+    (
+        "voice_activity_with_offset",
+        {"voiceActivity": {"type": "ACTIVITY_END", "audioOffset": "3.5s"}},
+    ),
+    (
+        "vad_signal",
+        {"voiceActivityDetectionSignal": {"vadSignalType": "VAD_SIGNAL_TYPE_SOS"}},
+    ),
+    (
+        "usage_with_service_tier",
+        {
+            "usageMetadata": {
+                "totalTokenCount": 3,
+                "serviceTier": "standard",
+                "trafficType": "ON_DEMAND",
+                "promptTokensDetails": [
+                    {"modality": "AUDIO", "tokenCount": 2},
+                    {"modality": "TEXT", "tokenCount": 1},
+                ],
+            }
+        },
+    ),
+    (
+        "streamed_function_call",
+        {
+            "toolCall": {
+                "functionCalls": [
+                    {
+                        "id": "c9",
+                        "name": "f",
+                        "willContinue": True,
+                        "partialArgs": [
+                            {"jsonPath": "$.city", "stringValue": "Par", "willContinue": True},
+                            {"jsonPath": "$.days", "numberValue": 3},
+                            {"jsonPath": "$.ok", "boolValue": True},
+                            {"jsonPath": "$.none", "nullValue": "NULL_VALUE"},
+                        ],
+                    }
+                ]
+            }
+        },
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("kind", "payload"), NEW_SERVER_CASES, ids=[c[0] for c in NEW_SERVER_CASES]
+)
+def test_the_newer_server_fields_read_the_same_and_round_trip(
+    kind: str, payload: dict[str, Any]
+) -> None:
+    frame = json.dumps(payload)
+    message = decode_server(frame)
+    ours = msgspec.to_builtins(message, builtin_types=(bytes,))
+    _assert_same(ours, sdk_parse_server(frame).model_dump(by_alias=True, exclude_none=True), "$")
+    assert json.loads(encode(message)) == payload

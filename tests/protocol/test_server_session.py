@@ -121,8 +121,8 @@ def test_setups_the_service_refuses(setup: w.Setup, code: int, words: str) -> No
     assert session.state is State.IDLE  # nothing changed
 
 
-def test_transparent_resumption_on_vertex_and_any_model_without_a_list() -> None:
-    vertex = ServerSession(ServiceRules(api="vertex"))
+def test_transparent_resumption_on_vertex_and_any_model_when_unknown_names_are_served() -> None:
+    vertex = ServerSession(ServiceRules(api="vertex", unknown_models="any"))
     setup = w.Setup(
         model="projects/p/locations/l/publishers/google/models/anything",
         session_resumption=w.SessionResumptionConfig(transparent=True),
@@ -269,9 +269,10 @@ def test_tool_responses_answer_pending_calls_once() -> None:
     event = session.receive(w.ToolResponse(function_responses=done))
     assert event == ToolResponsesReceived((a, b), tuple(done))
     assert pending(session) == ()
-    # A second answer to an answered call is ignored, as is one to a cancelled call.
+    # A second answer to an answered call answers nothing, as one to a cancelled call:
+    # it is passed on as late (a NON_BLOCKING call's result may still be spoken about).
     again = session.receive(w.ToolResponse(function_responses=done))
-    assert again == ToolResponsesReceived((), ())
+    assert again == ToolResponsesReceived((), (), tuple(done))
 
 
 def test_late_answers_to_earlier_connections_calls_are_ignored_unknown_ids_refused() -> None:
@@ -281,7 +282,7 @@ def test_late_answers_to_earlier_connections_calls_are_ignored_unknown_ids_refus
     session.receive(w.Setup(model=MODEL))
     session.accept(record)
     late = w.ToolResponse(function_responses=[w.FunctionResponse(id=earlier)])
-    assert session.receive(late) == ToolResponsesReceived((), ())
+    assert session.receive(late) == ToolResponsesReceived((), (), (w.FunctionResponse(id=earlier),))
     for unknown in ("call-s1-2", "call-s2-1", "x", "", "call-s1-0", "call-s1-\u0661"):
         error = rejected(
             session, w.ToolResponse(function_responses=[w.FunctionResponse(id=unknown)])

@@ -477,3 +477,151 @@ def test_the_table_is_what_the_tests_above_walk() -> None:
     # Every state is reachable and every legal pair is in exactly one of the two tables.
     assert {s for s, _ in TRANSITIONS} | set(TRANSITIONS.values()) == set(State)
     assert not set(TRANSITIONS) & TOLERATED
+
+
+# --- what issue 16 added to the wire ------------------------------------------------------
+
+
+def test_interaction_status_waiting_and_the_reason_come_with_the_turn() -> None:
+    session = in_turn()
+    events = session.receive_frame(
+        content(
+            turnComplete=True,
+            interactionStatus="IN_PROGRESS",
+            waitingForInput=True,
+            turnCompleteReason="NEED_MORE_INPUT",
+        )
+    )
+    assert events == [
+        m.TurnCompleted(turn_id=1, reason="NEED_MORE_INPUT", waiting_for_input=True),
+        m.InteractionStatusChanged(status="IN_PROGRESS", turn_id=1),
+    ]
+    # IDLE may also arrive on its own (Pipecat closes a held turn on it).
+    assert session.receive_frame(content(interactionStatus="IDLE")) == [
+        m.InteractionStatusChanged(status="IDLE", turn_id=None)
+    ]
+
+
+def test_grounding_and_url_context_are_reported_with_their_turn() -> None:
+    session = in_turn()
+    grounding = {"webSearchQueries": ["q"], "groundingChunks": [{"web": {"uri": "u"}}]}
+    urls = {
+        "urlMetadata": [{"retrievedUrl": "u", "urlRetrievalStatus": "URL_RETRIEVAL_STATUS_SUCCESS"}]
+    }
+    events = session.receive_frame(content(groundingMetadata=grounding, urlContextMetadata=urls))
+    assert events == [
+        m.GroundingReported(
+            turn_id=1,
+            grounding=w.GroundingMetadata(
+                web_search_queries=["q"],
+                grounding_chunks=[w.GroundingChunk(web=w.GroundingChunkWeb(uri="u"))],
+            ),
+            url_context=w.UrlContextMetadata(
+                url_metadata=[
+                    w.UrlMetadata(
+                        retrieved_url="u", url_retrieval_status="URL_RETRIEVAL_STATUS_SUCCESS"
+                    )
+                ]
+            ),
+        )
+    ]
+
+
+def test_code_execution_parts_are_reported_in_order() -> None:
+    session = ready()
+    parts = [
+        {"executableCode": {"code": "print(1)", "language": "PYTHON", "id": "x"}},
+        {"codeExecutionResult": {"outcome": "OUTCOME_OK", "output": "1\n", "id": "x"}},
+        {"text": "One."},
+    ]
+    events = session.receive_frame(content(modelTurn={"parts": parts}))
+    assert events == [
+        m.TurnStarted(turn_id=1),
+        m.ModelCode(turn_id=1, code="print(1)", language="PYTHON", code_id="x"),
+        m.ModelCodeResult(turn_id=1, outcome="OUTCOME_OK", output="1\n", code_id="x"),
+        m.ModelText(turn_id=1, text="One."),
+    ]
+
+
+def test_usage_by_modality_and_tier() -> None:
+    session = in_turn()
+    usage = {
+        "totalTokenCount": 9,
+        "toolUsePromptTokenCount": 2,
+        "promptTokensDetails": [
+            {"modality": "AUDIO", "tokenCount": 3},
+            {"modality": "TEXT", "tokenCount": 1},
+        ],
+        "candidatesTokensDetails": [{"modality": "AUDIO", "tokenCount": 5}],  # Vertex's name
+        "trafficType": "ON_DEMAND",
+    }
+    [report] = session.receive_frame(frame(usageMetadata=usage))
+    assert report == m.UsageReported(
+        turn_id=1,
+        total_tokens=9,
+        tool_use_prompt_tokens=2,
+        prompt_by_modality={"AUDIO": 3, "TEXT": 1},
+        response_by_modality={"AUDIO": 5},
+        traffic_type="ON_DEMAND",
+    )
+    [tier] = session.receive_frame(frame(usageMetadata={"serviceTier": "flex"}))
+    assert isinstance(tier, m.UsageReported)
+    assert (tier.service_tier, tier.prompt_by_modality) == ("flex", {})
+
+
+def test_voice_activity_offsets_and_the_allowlisted_vad_signal() -> None:
+    session = ready()
+    assert session.receive_frame(
+        frame(voiceActivity={"type": "ACTIVITY_END", "audioOffset": "2.5s"})
+    ) == [m.VoiceActivityDetected(kind="end", audio_offset=2.5)]
+    assert session.receive_frame(
+        frame(voiceActivityDetectionSignal={"vadSignalType": "VAD_SIGNAL_TYPE_SOS"})
+    ) == [m.VoiceActivityDetected(kind="start", signal=True)]
+    assert (
+        session.receive_frame(
+            frame(voiceActivityDetectionSignal={"vadSignalType": "VAD_SIGNAL_TYPE_UNSPECIFIED"})
+        )
+        == []
+    )
+
+
+def test_interim_input_transcription_is_taken_and_not_reported() -> None:
+    session = in_turn()
+    assert session.receive_frame(content(interimInputTranscription={"text": "wha"})) == []
+    assert state(session) is State.MODEL_TURN
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [
+        w.RealtimeInput(text="what now?"),
+        w.ClientContent(
+            turns=[
+                w.Content(role="model", parts=[w.Part(text="Earlier.")]),
+                w.Content(role="user", parts=[w.Part(text="what now?")]),
+            ],
+            turn_complete=True,
+        ),
+    ],
+    ids=["realtimeInput.text", "clientContent"],
+)
+def test_typed_text_is_the_users_transcript_of_the_turn_it_starts(typed: w.ClientMessage) -> None:
+    """The service transcribes audio only (issue 15): the session reports what was typed,
+    when the setup asks for input transcription."""
+    session = LiveSession()
+    session.send(w.Setup(model="m", input_audio_transcription=w.AudioTranscriptionConfig()))
+    session.receive_frame(frame(setupComplete={}))
+    session.send(typed)
+    session.send(w.RealtimeInput(text=" "))  # a blank nudge adds nothing
+    out = session.receive_frame(content(modelTurn={"parts": [{"text": "This."}]}))
+    assert out[:2] == [
+        m.TurnStarted(turn_id=1),
+        m.TranscriptFragment(role="user", turn_id=1, text="what now?", finished=True),
+    ]
+    session.receive_frame(content(turnComplete=True))
+    out = session.receive_frame(content(modelTurn={"parts": [{"text": "More."}]}))
+    assert not any(isinstance(x, m.TranscriptFragment) for x in out)  # reported once
+    untranscribed = ready()  # no input transcription asked for: nothing
+    untranscribed.send(typed)
+    out = untranscribed.receive_frame(content(modelTurn={"parts": [{"text": "This."}]}))
+    assert out == [m.TurnStarted(turn_id=1), m.ModelText(turn_id=1, text="This.")]
