@@ -585,9 +585,12 @@ def test_voice_activity_offsets_and_the_allowlisted_vad_signal() -> None:
     )
 
 
-def test_interim_input_transcription_is_taken_and_not_reported() -> None:
+def test_interim_input_transcription_is_reported_as_such() -> None:
     session = in_turn()
-    assert session.receive_frame(content(interimInputTranscription={"text": "wha"})) == []
+    assert session.receive_frame(
+        content(interimInputTranscription={"text": "wha", "languageCode": "en-US"})
+    ) == [m.InterimInputTranscript(turn_id=1, text="wha", language_code="en-US")]
+    assert session.receive_frame(content(interimInputTranscription={"text": ""})) == []
     assert state(session) is State.MODEL_TURN
 
 
