@@ -61,6 +61,7 @@ from actors.transport import (
     TransportClosed,
 )
 from protocol import RemoteProtocolError, wire
+from protocol.client_rules import ClientRules, folded_call, folded_result
 from protocol.session import LiveSession, State
 from runtime import messages as m
 from runtime.audio import INPUT_BYTES_PER_SECOND, INPUT_MIME
@@ -107,6 +108,7 @@ class LinkOptions:
     transcript_chars: int = limits.TRANSCRIPT_CHARS
     connections_per_window: int = limits.CONNECTIONS_PER_WINDOW
     connection_window: float = limits.CONNECTION_WINDOW
+    unconsumed_bytes: int = limits.UNCONSUMED_BYTES
     random: Callable[[], float] = _random.random
 
 
@@ -123,6 +125,7 @@ class Outbox:
     pending: collections.deque[m.InternalMessage] = field(default_factory=collections.deque)
     audio_bytes: int = 0
     unsent_frame: bytes | None = None
+    unsent_rest: list[bytes] = field(default_factory=list)  # the head's further frames
     dropped: DropCounter = field(
         default_factory=lambda: DropCounter(
             "audio (buffer bound while disconnected)", limits.DROP_REPORT_INTERVAL
@@ -141,6 +144,29 @@ class Outbox:
         message = self.pending.popleft()
         if isinstance(message, m.AudioChunk):
             self.audio_bytes -= len(message.data)
+
+    def clear_audio(self) -> int:
+        """Drop every audio chunk not being written; how many."""
+        head: list[m.InternalMessage] = (
+            [self.pending.popleft()] if self.unsent_frame is not None else []
+        )
+        kept: list[m.InternalMessage] = [p for p in self.pending if not isinstance(p, m.AudioChunk)]
+        dropped = len(self.pending) - len(kept)
+        self.pending = collections.deque(head + kept)
+        self.audio_bytes = sum(len(p.data) for p in self.pending if isinstance(p, m.AudioChunk))
+        return dropped
+
+    def take_results(self, call_ids: set[str]) -> list[m.ToolResult]:
+        """Take out the queued results of these calls (not one being written)."""
+        start = 1 if self.unsent_frame is not None else 0
+        taken = [
+            p
+            for index, p in enumerate(self.pending)
+            if index >= start and isinstance(p, m.ToolResult) and p.call_id in call_ids
+        ]
+        for result in taken:
+            self.pending.remove(result)
+        return taken
 
     def _drop_oldest_audio(self) -> bool:
         # The head is never dropped while its frame is half written (``unsent_frame``).
@@ -166,6 +192,20 @@ class History:
     _sides: dict[tuple[int, m.Role], list[str]] = field(default_factory=dict)
     _lengths: dict[tuple[int, m.Role], int] = field(default_factory=dict)
     dropped_chars: int = 0  # past the budget, not yet reported
+    # Turns the link itself gave the model, after the turn they followed (0: before any):
+    # the initial history, context added mid-session, tool calls folded into text.
+    _extra: dict[int, list[wire.Content]] = field(default_factory=dict)
+    reply_owed: bool = False  # a folded tool result awaits the model's answer
+
+    def add(self, after_turn: int, contents: list[wire.Content], *, turns: int) -> None:
+        """Record turns the model was given after turn ``after_turn`` (0: at the start,
+        kept whatever the bound). Keeps the latest ``4 * turns`` others."""
+        self._extra.setdefault(after_turn, []).extend(contents)
+        while sum(len(v) for k, v in self._extra.items() if k) > 4 * turns:
+            oldest = min(k for k in self._extra if k)
+            self._extra[oldest].pop(0)
+            if not self._extra[oldest]:
+                del self._extra[oldest]
 
     def admit(self, turn_id: int, role: m.Role, text: str, *, budget: int, turns: int) -> str:
         """Record the part of ``text`` within the side's budget of ``budget`` characters
@@ -184,16 +224,26 @@ class History:
         return kept
 
     def contents(self, turns: int) -> list[wire.Content]:
-        """The last ``turns`` turns as Live content, in order, the user first in each."""
-        keys = sorted(self._sides, key=lambda key: (key[0], key[1] != "user"))
-        return [
-            wire.Content(
-                role="user" if role == "user" else "model",
-                parts=[wire.Part(text="".join(self._sides[(turn_id, role)]))],
-            )
-            for turn_id, role in keys[-2 * turns :]
-            if self._lengths[(turn_id, role)]
-        ]
+        """The last ``turns`` turns as Live content, in order, the user first in each,
+        each followed by what the link gave the model after it (the initial history
+        first)."""
+        keys = sorted(self._sides, key=lambda key: (key[0], key[1] != "user"))[-2 * turns :]
+        first = keys[0][0] if keys else math.inf
+        out = list(self._extra.get(0, ()))
+        extras = sorted((k, v) for k, v in self._extra.items() if k and k >= first)
+        for turn_id, role in keys:
+            while extras and extras[0][0] < turn_id:
+                out += extras.pop(0)[1]
+            if self._lengths[(turn_id, role)]:
+                text = "".join(self._sides[(turn_id, role)])
+                out.append(
+                    wire.Content(
+                        role="user" if role == "user" else "model", parts=[wire.Part(text=text)]
+                    )
+                )
+        for _, contents in extras:
+            out += contents
+        return out
 
 
 class Outcome(enum.Enum):
@@ -201,6 +251,7 @@ class Outcome(enum.Enum):
 
     STOPPED = "stopped"  # asked to stop: closed normally; the link returns
     HANDOVER = "handover"  # goAway: closed normally, to resume on a fresh connection
+    RESTART = "restart"  # the setup changed: closed normally, to resume with the new one
     CLOSED = "closed"  # the connection ended: a retryable close code, a drop, a failed write
     SERVER_FAULT = "server fault"  # the server broke the protocol; closed with close_code
     RESUME_REFUSED = "resume refused"  # closed while resuming: go on without the handle
@@ -233,7 +284,8 @@ class Reconnects:
         a healthy connection's handover, which does not wait."""
         if ended.healthy:
             self.failures = 0
-        if ended.outcome is Outcome.HANDOVER and ended.healthy:
+        at_once = ended.outcome is Outcome.RESTART
+        if (ended.outcome is Outcome.HANDOVER and ended.healthy) or at_once:
             attempt, delay = 0, 0.0
         else:
             self.failures += 1
@@ -262,6 +314,9 @@ class LinkState:
     history: History = field(default_factory=History)
     reconnects: Reconnects = field(default_factory=Reconnects)
     connections: int = 0  # connections that reached setupComplete
+    rules: ClientRules | None = None  # how to speak to the model; None: from its name
+    setup: wire.Setup | None = None  # a changed setup (SetupChanged) in force
+    restart_wanted: str | None = None  # why the connection should move to the new setup
 
 
 # --- the actor ---------------------------------------------------------------------------
@@ -306,9 +361,17 @@ class Link:
     options: LinkOptions
     outgoing_ended: bool = False
 
+    @property
+    def rules(self) -> ClientRules:
+        """How to speak to the model: given, or from its name and the endpoint's API."""
+        if self.state.rules is None:
+            self.state.rules = ClientRules.for_model(self.endpoint.model, self.endpoint.wire_api)
+        return self.state.rules
+
     async def run(self) -> LinkError | None:
         """Connect, serve, reconnect; the fatal error that ended the session, if any."""
         session = self.state.session
+        session.max_unconsumed_bytes = self.options.unconsumed_bytes
         if session.state is not State.IDLE:  # a previous incarnation crashed mid-connection
             await self.report(session.connection_lost())
         delay = 0.0
@@ -366,7 +429,18 @@ class Link:
             return _closed(exc)
 
     async def queue(self, message: m.InternalMessage) -> None:
-        """Put ``message`` in the outbox; report audio the bound dropped (aggregated)."""
+        """Put ``message`` in the outbox; report audio the bound dropped (aggregated). A
+        changed setup is kept for the next connection (and this one asked to move at its
+        next turn boundary); cleared audio leaves the outbox and the replay buffer."""
+        if isinstance(message, m.SetupChanged):
+            self.state.setup = message.setup
+            self.state.restart_wanted = message.reason
+            return
+        if isinstance(message, m.AudioCleared):
+            count = self.state.outbox.clear_audio() + self.state.session.discard_unsent_audio()
+            if count:
+                await deliver(self.incoming, m.Dropped(what="audio (cleared)", count=count))
+            return
         outbox = self.state.outbox
         outbox.put(message, int(self.options.audio_buffer_seconds * INPUT_BYTES_PER_SECOND))
         report = outbox.dropped.due(trio.current_time())
@@ -429,10 +503,13 @@ class ConnectionRun:
         self.handle = self.session.resumption_handle
         self.completed_turn = False
         self.handover_at = math.inf  # set by goAway: move before the server's deadline
+        self.seed: list[wire.ClientMessage] = []  # history first, when not resumed
         self._ended: Ended | None = None
         self._serving: trio.CancelScope | None = None
 
     async def run(self, pump: _Pump) -> Ended:
+        if self.handle is None:
+            self.seed = self._prepare_seed()
         ended = await self._setup()
         if ended is None:
             await pump.stop()  # from here the sender takes outgoing messages itself
@@ -442,9 +519,29 @@ class ConnectionRun:
         healthy = self.completed_turn or up >= self.link.options.healthy_after
         return dataclasses.replace(ended, healthy=healthy)
 
+    def _prepare_seed(self) -> list[wire.ClientMessage]:
+        """What a session that is not resumed is given first: its history, with the tool
+        calls of the lost session folded in as text (the new session never issued them:
+        a toolResponse for one would be refused), and their results where they came."""
+        link, state, session = self.link, self.link.state, self.session
+        turns = link.options.history_turns
+        for call in session.orphan_pending_calls():
+            state.history.add(call.turn_id, [folded_call(call.name, call.args)], turns=turns)
+        for result in state.outbox.take_results(set(session.orphaned_calls)):
+            orphan = session.take_orphan(result.call_id)
+            assert orphan is not None
+            folded = folded_result(orphan.name, result.output, result.error)
+            state.history.add(orphan.turn_id, [folded], turns=turns)
+            state.history.reply_owed = True
+        contents = state.history.contents(turns)
+        return link.rules.seed(contents, reply_wanted=state.history.reply_owed)
+
     async def _setup(self) -> Ended | None:
         """Send setup and wait for setupComplete; None once the session is ready."""
-        setup = self.link.setup
+        state = self.link.state
+        setup = state.setup or self.link.setup
+        state.restart_wanted = None  # this connection takes the latest setup
+        seeding = any(isinstance(x, wire.ClientContent) and x.turns for x in self.seed)
         config = msgspec.structs.replace(
             setup,
             model=self.link.endpoint.model,
@@ -454,6 +551,7 @@ class ConnectionRun:
                     setup.session_resumption or wire.SessionResumptionConfig()
                 ).transparent,
             ),
+            history_config=self.link.rules.history_config(seeding),
         )
         try:
             await self.conn.send(self.session.send(config))
@@ -476,20 +574,30 @@ class ConnectionRun:
         return None
 
     async def _announce(self) -> Ended | None:
-        """Tell the pipeline the session is (back) up, re-seeding it if it was not resumed."""
-        link, state = self.link, self.link.state
+        """Tell the pipeline the session is (back) up: first give a session that was not
+        resumed its history (``seed``), or replay to a resumed one what its last
+        connection's server had not consumed (transparent resumption)."""
+        link, state, session = self.link, self.link.state, self.session
         state.connections += 1
+        try:
+            if self.handle is None:
+                for message in self.seed:
+                    await self.conn.send(session.send(message, typed=False))
+                state.history.reply_owed = False
+                lost = session.discard_replay()
+            else:
+                for frame in session.replay_frames():
+                    await self.conn.send(frame)
+                lost, session.unconsumed_forgotten = session.unconsumed_forgotten, 0
+        except TransportClosed as exc:
+            return _closed(exc)
+        if lost:
+            what = "client messages the server had not consumed (not replayed)"
+            await deliver(link.incoming, m.Dropped(what=what, count=lost))
         if state.connections == 1:
-            await deliver(link.incoming, m.Connected(resumed=False))
+            await deliver(link.incoming, m.Connected(resumed=self.handle is not None))
             link.ctx.ready()
             return None
-        contents = state.history.contents(link.options.history_turns)
-        if self.handle is None and contents:
-            seed = wire.ClientContent(turns=contents, turn_complete=False)
-            try:
-                await self.conn.send(self.session.send(seed))
-            except TransportClosed as exc:
-                return _closed(exc)
         dropped = state.outbox.dropped.flush()
         if dropped is not None:
             await deliver(link.incoming, dropped)
@@ -512,7 +620,7 @@ class ConnectionRun:
             self._serving.cancel()
 
     async def _close(self, ended: Ended) -> None:
-        if ended.outcome in (Outcome.STOPPED, Outcome.HANDOVER):
+        if ended.outcome in (Outcome.STOPPED, Outcome.HANDOVER, Outcome.RESTART):
             await self.conn.aclose(1000, "")  # the old socket closes before resuming
         elif ended.outcome is Outcome.SERVER_FAULT and ended.close_code is not None:
             # A fixed reason: nothing the server sent is echoed back to it.
@@ -537,11 +645,22 @@ class ConnectionRun:
                     return ended
                 if self.handover_at < math.inf and self._at_turn_boundary():
                     return Ended(Outcome.HANDOVER, "goAway handover")  # before the deadline
+                restart = self._restart()
+                if restart is not None:
+                    return restart
         except TransportClosed as exc:
             return _closed(exc)
 
     def _at_turn_boundary(self) -> bool:
         return self.session.state is State.READY and not self.session.pending_calls
+
+    def _restart(self) -> Ended | None:
+        """An Ended when the setup changed and the conversation is between turns (no
+        reply owed either): the session moves to a connection with the new setup."""
+        reason = self.link.state.restart_wanted
+        if reason is None or not self._at_turn_boundary() or self.session.awaiting_reply:
+            return None
+        return Ended(Outcome.RESTART, reason)
 
     async def _receive(self, frame: bytes | str) -> Ended | None:
         """Apply one server frame and pass on what it means; an Ended if it breaks the
@@ -597,14 +716,20 @@ class ConnectionRun:
             while True:
                 if outbox.unsent_frame is not None:
                     await self.conn.send(outbox.unsent_frame)  # checked and recorded already
-                    outbox.unsent_frame = None
-                    outbox.pop()
+                    if outbox.unsent_rest:
+                        outbox.unsent_frame = outbox.unsent_rest.pop(0)
+                    else:
+                        outbox.unsent_frame = None
+                        outbox.pop()
                 elif outbox.pending:
-                    client_message = _to_wire(outbox.pending[0], self.session)
-                    if client_message is None:
+                    frames = [
+                        self.session.send(client_message, typed=typed)
+                        for client_message, typed in self._to_wire(outbox.pending[0])
+                    ]
+                    if not frames:
                         outbox.pop()
                     else:
-                        outbox.unsent_frame = self.session.send(client_message)
+                        outbox.unsent_frame, outbox.unsent_rest = frames[0], frames[1:]
                 elif link.outgoing_ended:
                     await trio.sleep_forever()
                 else:
@@ -614,6 +739,9 @@ class ConnectionRun:
                         link.outgoing_ended = True
                         continue
                     await link.queue(message)
+                    restart = self._restart()
+                    if restart is not None:
+                        self._end(restart)
         except TransportClosed as exc:
             # The read side usually learns why the connection ended (the close code) at
             # the same moment: let it say so, and fall back on the write's error.
@@ -623,6 +751,65 @@ class ConnectionRun:
     async def _stop_when_asked(self) -> None:
         await self.link.ctx.stopping.wait()
         self._end(Ended(Outcome.STOPPED))
+
+    def _to_wire(self, message: m.InternalMessage) -> list[tuple[wire.ClientMessage, bool]]:
+        """The wire messages for an outgoing internal one, as the model wants them, each
+        with whether its text is what the user typed; none when it must not be sent."""
+        simple = _media_or_signal(message)
+        if simple is not None:
+            return [(simple, True)]
+        session, rules = self.session, self.link.rules
+        if isinstance(message, m.TextInput):
+            text = wire.RealtimeInput(text=message.text) if message.realtime else None
+            return [(text or rules.user_text(message.text), True)]
+        if isinstance(message, m.ToolResult):
+            return self._tool_result(message)
+        if isinstance(message, m.ResponseRequested):
+            turns = [("user" if t.role == "user" else "model", t.text) for t in message.turns]
+            out: list[tuple[wire.ClientMessage, bool]] = []
+            if turns:
+                context = rules.context(turns)
+                options = self.link.options
+                history = self.link.state.history
+                history.add(session.last_turn_id, context.turns or [], turns=options.history_turns)
+                if message.respond and message.instructions is None and not rules.is_3x:
+                    return [(msgspec.structs.replace(context, turn_complete=True), True)]
+                out.append((context, True))
+            if message.respond:
+                typed = message.instructions is None
+                out += [(x, typed) for x in rules.reply_request(message.instructions)]
+            return out
+        return []  # not for the server
+
+    def _tool_result(self, message: m.ToolResult) -> list[tuple[wire.ClientMessage, bool]]:
+        """A toolResponse for a call that awaits one; a call of a session that was not
+        resumed gets its result as text the model answers; any other gets nothing
+        (cancelled by the server, or already answered)."""
+        session = self.session
+        if session.is_pending(message.call_id):
+            body = (
+                {"error": message.error}
+                if message.error is not None
+                else {"output": message.output}
+            )
+            response = wire.FunctionResponse(
+                id=message.call_id,
+                name=message.name,
+                response=body,
+                scheduling=message.scheduling,
+                will_continue=message.will_continue,
+            )
+            return [(wire.ToolResponse(function_responses=[response]), True)]
+        call = session.take_orphan(message.call_id) if not message.will_continue else None
+        if call is None:
+            return []
+        folded = folded_result(call.name, message.output, message.error)
+        self.link.state.history.add(call.turn_id, [folded], turns=self.link.options.history_turns)
+        content = wire.ClientContent(turns=[folded], turn_complete=True)
+        out: list[tuple[wire.ClientMessage, bool]] = [(content, False)]
+        if self.link.rules.nudges:
+            out.append((wire.RealtimeInput(text=" "), False))
+        return out
 
 
 # --- how a connection ended --------------------------------------------------------------
@@ -674,44 +861,20 @@ def _fatal(error: LinkError, cause: BaseException) -> Ended:
     return Ended(Outcome.FATAL, str(error), error=error)
 
 
-def _to_wire(message: m.InternalMessage, session: LiveSession) -> wire.ClientMessage | None:
-    """The wire message for an outgoing internal one; None when it must not be sent."""
+def _media_or_signal(message: m.InternalMessage) -> wire.ClientMessage | None:
+    """The one wire message of audio, video, activity signals and instructions; None for
+    any other message."""
     if isinstance(message, m.AudioChunk):
         return wire.RealtimeInput(audio=wire.Blob(mime_type=INPUT_MIME, data=message.data))
     if isinstance(message, m.VideoFrame):
         return wire.RealtimeInput(video=wire.Blob(mime_type=message.mime_type, data=message.data))
-    if isinstance(message, m.TextInput):
-        if message.realtime:
-            return wire.RealtimeInput(text=message.text)
-        turn = wire.Content(role="user", parts=[wire.Part(text=message.text)])
-        return wire.ClientContent(turns=[turn], turn_complete=True)
     if isinstance(message, m.ActivityStarted):
         return wire.RealtimeInput(activity_start=wire.ActivityStart())
     if isinstance(message, m.ActivityEnded):
         return wire.RealtimeInput(activity_end=wire.ActivityEnd())
     if isinstance(message, m.AudioStreamEnded):
         return wire.RealtimeInput(audio_stream_end=True)
-    if isinstance(message, m.ToolResult):
-        if not session.is_pending(message.call_id):
-            return None  # cancelled by the server, or already answered
-        body = {"error": message.error} if message.error is not None else {"output": message.output}
-        response = wire.FunctionResponse(
-            id=message.call_id,
-            name=message.name,
-            response=body,
-            scheduling=message.scheduling,
-            will_continue=message.will_continue,
-        )
-        return wire.ToolResponse(function_responses=[response])
-    if isinstance(message, m.ResponseRequested):
-        contents = [
-            wire.Content(
-                role="user" if t.role == "user" else "model", parts=[wire.Part(text=t.text)]
-            )
-            for t in message.turns
-        ]
-        return wire.ClientContent(turns=contents or None, turn_complete=message.respond)
     if isinstance(message, m.InstructionsUpdated):
         instruction = wire.Content(role="user", parts=[wire.Part(text=message.instructions)])
         return wire.ContextUpdate(system_instruction=instruction)
-    return None  # not for the server
+    return None

@@ -120,7 +120,9 @@ class ClientRules:
 
     def context(self, turns: Sequence[tuple[str, str]]) -> wire.ClientContent:
         """Turns (role "user" or "model", text) appended to the history, no reply."""
-        return wire.ClientContent(turns=[_content(role, text) for role, text in turns])
+        return wire.ClientContent(
+            turns=[_content(role, text) for role, text in turns], turn_complete=False
+        )
 
     def reply_request(self, instructions: str | None = None) -> list[wire.ClientMessage]:
         """Ask for a reply now, following ``instructions`` if given."""
@@ -150,7 +152,7 @@ class ClientRules:
         wants = reply_wanted and (
             not self.family.seed_ends_with_user or turns[-1].role in (None, "user")
         )
-        seed = [wire.ClientContent(turns=list(turns), turn_complete=wants or None)]
+        seed = [wire.ClientContent(turns=list(turns), turn_complete=wants)]
         if wants and self.nudges:
             seed.append(wire.RealtimeInput(text=NUDGE))
         return seed

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import collections
 import enum
+import itertools
 import re
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -185,8 +186,26 @@ class LiveSession:
         """The turn the user's speech belongs to: the open one, else the next one."""
         return self._turn.turn_id if self._turn is not None else self._last_turn_id + 1
 
+    @property
+    def last_turn_id(self) -> int:
+        """The latest turn opened (0 before any)."""
+        return self._last_turn_id
+
+    @property
+    def awaiting_reply(self) -> bool:
+        """A typed turn or reply request went out and nothing of its reply came yet."""
+        return self._awaiting_reply
+
     def is_pending(self, call_id: str) -> bool:
         return call_id in self.pending_calls
+
+    def is_orphaned(self, call_id: str) -> bool:
+        """Whether ``call_id`` was orphaned (``orphan_pending_calls``) and not yet taken."""
+        return call_id in self._orphaned
+
+    @property
+    def orphaned_calls(self) -> tuple[str, ...]:
+        return tuple(self._orphaned)
 
     # --- outgoing -------------------------------------------------------------------
 
@@ -748,7 +767,7 @@ def _apply_partial_arg(call: _StreamingCall, piece: wire.PartialArg, where: str)
     else:
         value = None
     container: Any = call.args
-    for step, following in zip(path, path[1:], strict=False):
+    for step, following in itertools.pairwise(path):
         container = _child(container, step, [] if isinstance(following, int) else {}, where)
     last = path[-1]
     if isinstance(value, str) and path in call.continuing:

@@ -37,7 +37,8 @@ def test_families_are_looked_up_guessed_or_given() -> None:
         "3.8",
         "3.8-thinking",
     )
-    assert R38.known and R38.model == "gemini-3.8-live"
+    assert R38.known
+    assert R38.model == "gemini-3.8-live"
     guessed = ClientRules.for_model("gemini-4.0-live-preview")
     assert (guessed.family.name, guessed.known) == ("3.8", False)
     assert ClientRules.for_model("gemini-4.0-live", family="3.1").family.name == "3.1"
@@ -59,7 +60,8 @@ def test_context_always_says_each_turns_role() -> None:
     assert [t.role for t in message.turns or ()] == ["user", "model"]
     assert not message.turn_complete
     parsed = sdk(message).client_content
-    assert parsed is not None and parsed.turns is not None
+    assert parsed is not None
+    assert parsed.turns is not None
     assert [t.role for t in parsed.turns] == ["user", "model"]
 
 
@@ -99,10 +101,12 @@ def test_seeds_follow_the_family_and_the_api() -> None:
     # Vertex refuses historyConfig; 2.5 ignores it.
     assert V38.history_config(seeding=True) is None
     assert R25.history_config(seeding=True) is None
-    assert V38.seed(HISTORY) == [w.ClientContent(turns=HISTORY)]
-    assert R25.seed(HISTORY) == [w.ClientContent(turns=HISTORY)]
+    assert V38.seed(HISTORY) == [w.ClientContent(turns=HISTORY, turn_complete=False)]
+    assert R25.seed(HISTORY) == [w.ClientContent(turns=HISTORY, turn_complete=False)]
     # 2.5 replies only after a user turn: a seed ending with the model's asks for none.
-    assert R25.seed(HISTORY, reply_wanted=True) == [w.ClientContent(turns=HISTORY)]
+    assert R25.seed(HISTORY, reply_wanted=True) == [
+        w.ClientContent(turns=HISTORY, turn_complete=False)
+    ]
     ends_with_user = [*HISTORY, folded_result("f", {"ok": True})]
     assert R25.seed(ends_with_user, reply_wanted=True) == [
         w.ClientContent(turns=ends_with_user, turn_complete=True)
@@ -176,10 +180,13 @@ def test_thinking_per_family_and_what_each_refuses() -> None:
         sdk(setup)
     xhigh = w.Setup(
         model="m",
-        generation_config=w.GenerationConfig(thinking_config=w.ThinkingConfig(thinking_level="XHIGH")),
+        generation_config=w.GenerationConfig(
+            thinking_config=w.ThinkingConfig(thinking_level="XHIGH")
+        ),
     )
     parsed = sdk(xhigh).setup
-    assert parsed is not None and parsed.generation_config is not None
+    assert parsed is not None
+    assert parsed.generation_config is not None
     assert parsed.generation_config.thinking_config is not None
     assert parsed.generation_config.thinking_config.thinking_level == types.ThinkingLevel.XHIGH
 
@@ -203,8 +210,16 @@ def test_check_setup_refuses_what_the_service_or_the_sdk_would() -> None:
             "needs proactive_audio",
         ),
         (R38, setup_with(R38, explicit_vad_signal=True), "Vertex AI only"),
-        (R38, setup_with(R38, tools=[w.Tool(retrieval={})]), "retrieval tool is supported on Vertex"),
-        (V38, setup_with(V38, tools=[w.Tool(file_search={})]), "fileSearch tool is supported on the Gemini"),
+        (
+            R38,
+            setup_with(R38, tools=[w.Tool(retrieval={})]),
+            "retrieval tool is supported on Vertex",
+        ),
+        (
+            V38,
+            setup_with(V38, tools=[w.Tool(file_search={})]),
+            "fileSearch tool is supported on the Gemini",
+        ),
         (
             R25,
             setup_with(
@@ -235,5 +250,6 @@ def test_folded_calls_are_text_the_sdk_parses() -> None:
     )
     assert folded_result("f", error="boom").parts == [w.Part(text="[Function f failed: boom]")]
     long = folded_result("f", "x" * 10_000)
-    assert long.parts is not None and len(long.parts[0].text or "") == 4000
+    assert long.parts is not None
+    assert len(long.parts[0].text or "") == 4000
     sdk(w.ClientContent(turns=[called, long], turn_complete=True))

@@ -69,7 +69,8 @@ def test_transcription_details_reach_the_fragments_and_the_sdk_reads_them_alike(
         )
     ]
     sdk = sdk_parse_server(raw).server_content
-    assert sdk is not None and sdk.input_transcription is not None
+    assert sdk is not None
+    assert sdk.input_transcription is not None
     assert sdk.input_transcription.language_code == "fr-FR"
     assert sdk.input_transcription.speaker_label == "spk_2"
     assert sdk.input_transcription.words is not None
@@ -83,7 +84,8 @@ def test_interim_input_transcription_is_reported_and_the_sdk_reads_it_alike() ->
         InterimInputTranscript(turn_id=1, text="Bonj", speaker_label="a")
     ]
     sdk = sdk_parse_server(raw).server_content
-    assert sdk is not None and sdk.interim_input_transcription is not None
+    assert sdk is not None
+    assert sdk.interim_input_transcription is not None
     assert sdk.interim_input_transcription.text == "Bonj"
 
 
@@ -96,7 +98,9 @@ def test_built_in_tool_parts_are_reported() -> None:
     events = session.receive_frame(frame(serverContent={"modelTurn": {"parts": parts}}))
     assert events == [
         TurnStarted(turn_id=1),
-        ServerToolCalled(turn_id=1, tool_id="t1", tool_type="GOOGLE_SEARCH_WEB", args={"q": "paris"}),
+        ServerToolCalled(
+            turn_id=1, tool_id="t1", tool_type="GOOGLE_SEARCH_WEB", args={"q": "paris"}
+        ),
         ServerToolReturned(
             turn_id=1, tool_id="t1", tool_type="GOOGLE_SEARCH_WEB", response={"n": 3}
         ),
@@ -121,7 +125,8 @@ def test_streamed_arguments_are_assembled_before_the_call_is_reported() -> None:
     assert session.receive_frame(first) == [TurnStarted(turn_id=1)]
     assert not session.pending_calls
     sdk = sdk_parse_server(first).tool_call
-    assert sdk is not None and sdk.function_calls is not None
+    assert sdk is not None
+    assert sdk.function_calls is not None
     assert sdk.function_calls[0].will_continue is True
     assert sdk.function_calls[0].partial_args is not None
     assert sdk.function_calls[0].partial_args[0].json_path == "$.city"
@@ -199,8 +204,12 @@ def test_unconsumed_messages_are_replayed_after_a_resume_and_consumed_ones_are_n
     )
     session.connection_lost()
     assert session.replay_pending == 2
-    session.send(w.Setup(model="models/m", session_resumption=w.SessionResumptionConfig(
-        handle="h1", transparent=True)))
+    session.send(
+        w.Setup(
+            model="models/m",
+            session_resumption=w.SessionResumptionConfig(handle="h1", transparent=True),
+        )
+    )
     session.receive_frame(frame(setupComplete={}))
     assert session.replay_frames() == frames[2:]
     # The replayed frames are this connection's messages 1 and 2: consumed by index.
@@ -244,16 +253,15 @@ def test_calls_of_a_session_that_was_not_resumed_are_orphaned_not_answered() -> 
     ]
     assert not session.is_pending("c1")
     taken = session.take_orphan("c1")
-    assert taken is not None and taken.name == "get_weather"
+    assert taken is not None
+    assert taken.name == "get_weather"
     assert session.take_orphan("c1") is None
 
 
 def test_text_that_was_not_typed_is_not_reported_as_the_users() -> None:
     session = ready(transcribe=True)
     session.send(w.RealtimeInput(text="<instructions>\nBe nice\n</instructions>"), typed=False)
-    events = session.receive_frame(
-        frame(serverContent={"modelTurn": {"parts": [{"text": "Hi"}]}})
-    )
+    events = session.receive_frame(frame(serverContent={"modelTurn": {"parts": [{"text": "Hi"}]}}))
     assert not [e for e in events if isinstance(e, TranscriptFragment) and e.role == "user"]
     session.receive_frame(frame(serverContent={"turnComplete": True}))
     session.send(w.RealtimeInput(text="typed"))
