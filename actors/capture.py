@@ -140,13 +140,16 @@ class MicrophoneSource:
         def callback(data: object, frames: int, time: object, status: object) -> None:
             token.run_sync_soon(send.send_nowait, bytes(data))  # type: ignore[call-overload]
 
-        stream = sounddevice.RawInputStream(
-            samplerate=self.sample_rate,
-            channels=self.channels,
-            dtype="int16",
-            blocksize=self.sample_rate * self.frame_ms // 1000,
-            callback=callback,
-        )
+        try:
+            stream = sounddevice.RawInputStream(
+                samplerate=self.sample_rate,
+                channels=self.channels,
+                dtype="int16",
+                blocksize=self.sample_rate * self.frame_ms // 1000,
+                callback=callback,
+            )
+        except sounddevice.PortAudioError as exc:  # PortAudio is there, no device is
+            raise AudioDeviceUnavailable(f"no usable microphone (sounddevice: {exc})") from exc
         with stream:
             async for block in receive:
                 yield m.RawAudio(

@@ -93,6 +93,14 @@ class AudioEncoder:
         self._resampler = None
         return out
 
+    def clear(self) -> None:
+        """Forget the audio not yet cut into chunks; the next frame starts a new stream."""
+        self._pending.clear()
+        self._format = None
+        self._resampler = None
+        self._first_timestamp = None
+        self._samples_out = 0
+
     def _drain(self, *, last: bool) -> list[m.AudioChunk]:
         if self._resampler is not None and last:
             self._append(self._resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
@@ -236,7 +244,8 @@ async def encoder(
 
     ``out`` (to the link) gets what the server takes: audio chunks, video frames, and
     ``AudioStreamEnded`` when a source not named in ``video_sources`` ends; anything else
-    on ``raw`` passes through to it. ``reports`` (to the rest of the pipeline) gets the
+    on ``raw`` passes through to it (``AudioCleared`` after dropping the partial chunk).
+    ``reports`` (to the rest of the pipeline) gets the
     ``EndOfStream``, a copy of each ``AudioStreamEnded``, and a ``Dropped`` for each bad
     or superseded frame."""
     audio = AudioEncoder(chunk_ms)
@@ -258,6 +267,9 @@ async def encoder(
                     pictures.offer(message)
                     if pictures.dropped > before:
                         await deliver(reports, m.Dropped(what="video frame (latest wins)", count=1))
+                elif isinstance(message, m.AudioCleared):
+                    audio.clear()  # the partial chunk is cleared too
+                    await deliver(out, message)
                 elif isinstance(message, m.EndOfStream):
                     for chunk in audio.end():
                         await deliver(out, chunk)
