@@ -826,6 +826,10 @@ def _closed(exc: TransportClosed) -> Ended:
         if "api key" in reason.lower() or "credential" in reason.lower():
             return _fatal(CredentialsRefused(f"the key was refused{said}"), exc)
         return _fatal(InvalidRequest(f"invalid argument or context too large (1007){said}"), exc)
+    if code == 1008 and "token" in reason.lower():
+        return _fatal(
+            CredentialsRefused(f"the ephemeral token was refused: mint a new one{said}"), exc
+        )
     if code == 1008:
         return _fatal(
             ModelNotSupported(
