@@ -87,3 +87,22 @@ async def reply(live: RealtimeSession) -> str:
 
 def of_type(sent: list[w.ClientMessage], kind: type[w.WireStruct]) -> list[Any]:
     return [x for x in sent if isinstance(x, kind)]
+
+
+def caused_by(error: BaseException, kind: type[BaseException]) -> BaseException | None:
+    """The first ``kind`` in ``error``, its groups and its causes. (Whether a fatal link
+    error reaches the caller as itself or inside the supervisor's error is the
+    lifecycle's business; these tests check the error the link chose.)"""
+    pending: list[BaseException | None] = [error]
+    seen: set[int] = set()
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, kind):
+            return current
+        if isinstance(current, BaseExceptionGroup):
+            pending.extend(current.exceptions)
+        pending += [current.__cause__, current.__context__]
+    return None
