@@ -47,6 +47,7 @@ import math
 import random as _random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import msgspec
 import trio
@@ -192,17 +193,24 @@ class History:
     _sides: dict[tuple[int, m.Role], list[str]] = field(default_factory=dict)
     _lengths: dict[tuple[int, m.Role], int] = field(default_factory=dict)
     dropped_chars: int = 0  # past the budget, not yet reported
-    # Turns the link itself gave the model, after the turn they followed (0: before any):
-    # the initial history, context added mid-session, tool calls folded into text.
-    _extra: dict[int, list[wire.Content]] = field(default_factory=dict)
+    # What else the model was given or did, as text, by (turn, where): a turn's tool calls
+    # and results go before its agent side (IN_TURN), context added after it (AFTER); the
+    # initial history is (0, AFTER).
+    _extra: dict[tuple[int, int], list[wire.Content]] = field(default_factory=dict)
     reply_owed: bool = False  # a folded tool result awaits the model's answer
 
-    def add(self, after_turn: int, contents: list[wire.Content], *, turns: int) -> None:
-        """Record turns the model was given after turn ``after_turn`` (0: at the start,
-        kept whatever the bound). Keeps the latest ``4 * turns`` others."""
-        self._extra.setdefault(after_turn, []).extend(contents)
-        while sum(len(v) for k, v in self._extra.items() if k) > 4 * turns:
-            oldest = min(k for k in self._extra if k)
+    IN_TURN: ClassVar[int] = 0
+    AFTER: ClassVar[int] = 1
+
+    def add(
+        self, turn_id: int, contents: list[wire.Content], *, turns: int, where: int = 1
+    ) -> None:
+        """Record turns the model was given (``where=AFTER`` turn ``turn_id``; 0: at the
+        start, kept whatever the bound) or a tool call or result of turn ``turn_id``
+        (``IN_TURN``). Keeps the latest ``4 * turns`` entries besides the initial ones."""
+        self._extra.setdefault((turn_id, where), []).extend(contents)
+        while sum(len(v) for k, v in self._extra.items() if k[0]) > 4 * turns:
+            oldest = min(k for k in self._extra if k[0])
             self._extra[oldest].pop(0)
             if not self._extra[oldest]:
                 del self._extra[oldest]
@@ -224,25 +232,23 @@ class History:
         return kept
 
     def contents(self, turns: int) -> list[wire.Content]:
-        """The last ``turns`` turns as Live content, in order, the user first in each,
-        each followed by what the link gave the model after it (the initial history
-        first)."""
-        keys = sorted(self._sides, key=lambda key: (key[0], key[1] != "user"))[-2 * turns :]
-        first = keys[0][0] if keys else math.inf
-        out = list(self._extra.get(0, ()))
-        extras = sorted((k, v) for k, v in self._extra.items() if k and k >= first)
-        for turn_id, role in keys:
-            while extras and extras[0][0] < turn_id:
-                out += extras.pop(0)[1]
-            if self._lengths[(turn_id, role)]:
-                text = "".join(self._sides[(turn_id, role)])
-                out.append(
-                    wire.Content(
-                        role="user" if role == "user" else "model", parts=[wire.Part(text=text)]
-                    )
-                )
-        for _, contents in extras:
-            out += contents
+        """The last ``turns`` turns as Live content, in order: in each, the user's side,
+        the turn's tool calls and results, the agent's side, then what the model was
+        given after it (the initial history first)."""
+        sides = sorted(self._sides, key=lambda key: (key[0], key[1] != "user"))[-2 * turns :]
+        first = sides[0][0] if sides else math.inf
+        kept = {turn for turn, _ in sides} | {t for t, _ in self._extra if t >= first}
+        spoken = set(sides)
+        out = list(self._extra.get((0, self.AFTER), ()))
+        for turn_id in sorted(kept - {0}):
+            for role in ("user", "agent"):
+                if role == "agent":
+                    out += self._extra.get((turn_id, self.IN_TURN), ())
+                if (turn_id, role) in spoken and self._lengths[(turn_id, role)]:
+                    text = "".join(self._sides[(turn_id, role)])
+                    speaker = "user" if role == "user" else "model"
+                    out.append(wire.Content(role=speaker, parts=[wire.Part(text=text)]))
+            out += self._extra.get((turn_id, self.AFTER), ())
         return out
 
 
@@ -520,21 +526,28 @@ class ConnectionRun:
         return dataclasses.replace(ended, healthy=healthy)
 
     def _prepare_seed(self) -> list[wire.ClientMessage]:
-        """What a session that is not resumed is given first: its history, with the tool
-        calls of the lost session folded in as text (the new session never issued them:
-        a toolResponse for one would be refused), and their results where they came."""
+        """What a session that is not resumed is given first: its history, tool calls
+        and results as text. Calls still pending are orphaned (the new session never
+        issued them: a toolResponse would be refused); their results queued, or one
+        whose toolResponse was cut off mid-write, are folded in, and the model is asked
+        to answer them."""
         link, state, session = self.link, self.link.state, self.session
-        turns = link.options.history_turns
-        for call in session.orphan_pending_calls():
-            state.history.add(call.turn_id, [folded_call(call.name, call.args)], turns=turns)
-        for result in state.outbox.take_results(set(session.orphaned_calls)):
+        history, outbox = state.history, state.outbox
+        if outbox.unsent_frame is not None and isinstance(outbox.pending[0], m.ToolResult):
+            outbox.unsent_frame, outbox.unsent_rest = None, []
+            outbox.pop()  # its result was folded into the history when it was encoded
+            history.reply_owed = True
+        session.orphan_pending_calls()
+        for result in outbox.take_results(set(session.orphaned_calls)):
             orphan = session.take_orphan(result.call_id)
             assert orphan is not None
             folded = folded_result(orphan.name, result.output, result.error)
-            state.history.add(orphan.turn_id, [folded], turns=turns)
-            state.history.reply_owed = True
-        contents = state.history.contents(turns)
-        return link.rules.seed(contents, reply_wanted=state.history.reply_owed)
+            history.add(
+                orphan.turn_id, [folded], turns=link.options.history_turns, where=History.IN_TURN
+            )
+            history.reply_owed = True
+        contents = history.contents(link.options.history_turns)
+        return link.rules.seed(contents, reply_wanted=history.reply_owed)
 
     async def _setup(self) -> Ended | None:
         """Send setup and wait for setupComplete; None once the session is ready."""
@@ -686,6 +699,14 @@ class ConnectionRun:
         transcript text cut to the turn's budget), or None when nothing is left of it."""
         if isinstance(event, m.TurnCompleted) and not event.interrupted:
             self.completed_turn = True
+        elif isinstance(event, m.ToolCallRequested):
+            # Kept as text for a history re-seeded into a new session.
+            self.link.state.history.add(
+                event.turn_id,
+                [folded_call(event.name, event.args)],
+                turns=self.link.options.history_turns,
+                where=History.IN_TURN,
+            )
         elif isinstance(event, m.GoAwayReceived) and self.handover_at == math.inf:
             margin = self.link.options.handover_margin
             self.handover_at = trio.current_time() + event.time_left - margin
@@ -785,8 +806,14 @@ class ConnectionRun:
         """A toolResponse for a call that awaits one; a call of a session that was not
         resumed gets its result as text the model answers; any other gets nothing
         (cancelled by the server, or already answered)."""
-        session = self.session
-        if session.is_pending(message.call_id):
+        session, history, turns = self.session, self.link.state.history, self.link.options
+        pending = session.pending_calls.get(message.call_id)
+        if pending is not None:
+            if not message.will_continue:
+                folded = folded_result(message.name, message.output, message.error)
+                history.add(
+                    pending.turn_id, [folded], turns=turns.history_turns, where=History.IN_TURN
+                )
             body = (
                 {"error": message.error}
                 if message.error is not None
@@ -804,7 +831,7 @@ class ConnectionRun:
         if call is None:
             return []
         folded = folded_result(call.name, message.output, message.error)
-        self.link.state.history.add(call.turn_id, [folded], turns=self.link.options.history_turns)
+        history.add(call.turn_id, [folded], turns=turns.history_turns, where=History.IN_TURN)
         content = wire.ClientContent(turns=[folded], turn_complete=True)
         out: list[tuple[wire.ClientMessage, bool]] = [(content, False)]
         if self.link.rules.nudges:

@@ -71,17 +71,13 @@ def named(name: str) -> Callable[[Event], bool]:
 
 def agent_said(events: list[Event]) -> str:
     return " ".join(
-        e.transcript
-        for e in events
-        if isinstance(e, m.TranscriptCompleted) and e.role == "agent"
+        e.transcript for e in events if isinstance(e, m.TranscriptCompleted) and e.role == "agent"
     )
 
 
 async def reply(live: RealtimeSession) -> str:
     """What the agent says in its next completed reply."""
-    events = await until(
-        live, lambda e: isinstance(e, m.TranscriptCompleted) and e.role == "agent"
-    )
+    events = await until(live, lambda e: isinstance(e, m.TranscriptCompleted) and e.role == "agent")
     return agent_said(events)
 
 

@@ -5,6 +5,7 @@ and its result."""
 
 from __future__ import annotations
 
+import datetime
 import json
 
 import pytest
@@ -116,7 +117,8 @@ KINDS = [
                 exclude_domains=["example.com"],
                 blocking_confidence=types.PhishBlockThreshold.BLOCK_LOW_AND_ABOVE,
                 time_range_filter=types.Interval(
-                    start_time="2026-01-01T00:00:00Z", end_time="2026-02-01T00:00:00Z"
+                    start_time=datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC),
+                    end_time=datetime.datetime(2026, 2, 1, tzinfo=datetime.UTC),
                 ),
                 search_types=types.SearchTypes(
                     web_search=types.WebSearch(), image_search=types.ImageSearch()

@@ -84,12 +84,18 @@ async def test_each_family_is_spoken_to_as_it_accepts(
     if family.name == "2.5":
         assert setup.history_config is None
         assert seed.turn_complete is False  # history, no reply
-        assert w.ClientContent(
-            turns=[w.Content(role="user", parts=[w.Part(text="Hi")])], turn_complete=True
-        ) in sent
-        assert w.ClientContent(
-            turns=[w.Content(role="user", parts=[w.Part(text=wrapped)])], turn_complete=True
-        ) in sent
+        assert (
+            w.ClientContent(
+                turns=[w.Content(role="user", parts=[w.Part(text="Hi")])], turn_complete=True
+            )
+            in sent
+        )
+        assert (
+            w.ClientContent(
+                turns=[w.Content(role="user", parts=[w.Part(text=wrapped)])], turn_complete=True
+            )
+            in sent
+        )
         assert declared[0].behavior is None  # BLOCKING, the server's default
         assert thinking is None
     else:
@@ -127,7 +133,9 @@ def test_what_a_family_refuses_is_an_error_before_connecting() -> None:
     with pytest.raises(ModelRuleError, match="affective"):
         RealtimeModel(endpoint=url, affective_dialog=True)
     with pytest.raises(ModelRuleError, match="not supported"):
-        RealtimeModel(endpoint=url, model="gemini-3.8-live-extended-thinking", thinking_level="MINIMAL")
+        RealtimeModel(
+            endpoint=url, model="gemini-3.8-live-extended-thinking", thinking_level="MINIMAL"
+        )
     with pytest.raises(ModelRuleError, match="not thinking_level"):
         RealtimeModel(
             endpoint=url,
@@ -147,14 +155,18 @@ def test_what_a_family_refuses_is_an_error_before_connecting() -> None:
 
 def test_thinking_levels_including_xhigh_per_family() -> None:
     url = "ws://127.0.0.1:9"
-    model = RealtimeModel(endpoint=url, model="gemini-3.1-flash-live-preview", thinking_level="HIGH")
+    model = RealtimeModel(
+        endpoint=url, model="gemini-3.1-flash-live-preview", thinking_level="HIGH"
+    )
     config = model.setup(ToolSet()).generation_config
     assert config is not None
     assert config.thinking_config == w.ThinkingConfig(thinking_level="HIGH")
     # No source says which Live model takes XHIGH: refused by the table, sent under a family
     # of one's own rules.
     with pytest.raises(ModelRuleError, match="XHIGH"):
-        RealtimeModel(endpoint=url, model="gemini-3.8-live-extended-thinking", thinking_level="XHIGH")
+        RealtimeModel(
+            endpoint=url, model="gemini-3.8-live-extended-thinking", thinking_level="XHIGH"
+        )
     import dataclasses
 
     own = dataclasses.replace(
