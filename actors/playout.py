@@ -112,9 +112,12 @@ class SpeakerSink:
                 "the speaker needs sounddevice and PortAudio: pip install sounddevice "
                 f"(and the system's libportaudio2); {exc}"
             ) from exc
-        self._stream = sounddevice.RawOutputStream(
-            samplerate=OUTPUT_RATE, channels=1, dtype="int16"
-        )
+        try:
+            self._stream = sounddevice.RawOutputStream(
+                samplerate=OUTPUT_RATE, channels=1, dtype="int16"
+            )
+        except sounddevice.PortAudioError as exc:  # PortAudio is there, no device is
+            raise AudioDeviceUnavailable(f"no usable speaker (sounddevice: {exc})") from exc
         self._stream.start()
 
     async def write(self, pcm: bytes) -> None:
