@@ -149,7 +149,9 @@ class MicrophoneSource:
                 callback=callback,
             )
         except sounddevice.PortAudioError as exc:  # PortAudio is there, no device is
-            raise AudioDeviceUnavailable(f"no usable microphone (sounddevice: {exc})") from exc
+            raise AudioDeviceUnavailable(
+                f"the microphone needs sounddevice and an input device: {exc}"
+            ) from exc
         with stream:
             async for block in receive:
                 yield m.RawAudio(

@@ -117,7 +117,9 @@ class SpeakerSink:
                 samplerate=OUTPUT_RATE, channels=1, dtype="int16"
             )
         except sounddevice.PortAudioError as exc:  # PortAudio is there, no device is
-            raise AudioDeviceUnavailable(f"no usable speaker (sounddevice: {exc})") from exc
+            raise AudioDeviceUnavailable(
+                f"the speaker needs sounddevice and an output device: {exc}"
+            ) from exc
         self._stream.start()
 
     async def write(self, pcm: bytes) -> None:
