@@ -595,7 +595,10 @@ class ConnectionRun:
         try:
             if self.handle is None:
                 for message in self.seed:
-                    await self.conn.send(session.send(message, typed=False))
+                    history = link.rules.uses_history_config and (
+                        isinstance(message, wire.ClientContent) and bool(message.turns)
+                    )
+                    await self.conn.send(session.send(message, typed=False, history=history))
                 state.history.reply_owed = False
                 lost = session.discard_replay()
             else:

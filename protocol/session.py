@@ -209,11 +209,14 @@ class LiveSession:
 
     # --- outgoing -------------------------------------------------------------------
 
-    def send(self, message: wire.ClientMessage, *, typed: bool = True) -> bytes:
+    def send(
+        self, message: wire.ClientMessage, *, typed: bool = True, history: bool = False
+    ) -> bytes:
         """Check ``message`` against the state, record it, and return the frame to write.
 
         ``typed=False``: text in it is not what the user typed (instructions, a folded
-        tool result), so it is not reported as the user's transcript. Raises
+        tool result), so it is not reported as the user's transcript. ``history=True``:
+        it is initial history (``historyConfig``), which asks for no reply. Raises
         ``LocalProtocolError`` for a second setup, input before ``setupComplete``, or a
         tool response for a call that is unknown, cancelled or already answered.
         """
@@ -244,7 +247,7 @@ class LiveSession:
         else:
             audio = isinstance(message, wire.RealtimeInput) and message.audio is not None
             self._log_sent(frame, audio)
-        if _asks_for_reply(message):
+        if _asks_for_reply(message) and not history:
             self._awaiting_reply = True
             text = _typed_text(message) if self._transcribe_typed and typed else ""
             if text:

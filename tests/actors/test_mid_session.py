@@ -161,3 +161,16 @@ async def test_clear_audio_through_the_facade(autojump_clock: MockClock) -> None
         live.send_text("Hi")
         assert await reply(live) == "First answer."
     assert not [x for x in transport.sent if isinstance(x, w.RealtimeInput) and x.audio]
+
+
+async def test_a_change_right_after_initial_history_moves_at_once(
+    autojump_clock: MockClock,
+) -> None:
+    """Initial history on 3.x asks for no reply: nothing is owed, the change goes ahead."""
+    history = [m.ChatTurn(role="user", text="I am Ada."), m.ChatTurn(role="agent", text="Hi Ada.")]
+    async with live_session(SCENARIO, session_options={"chat_ctx": history}) as (live, _, _):
+        live.update_tools([get_time])
+        moved = await until(live, named("reconnected"), limit=5)
+        live.send_text("Hi")
+        assert await reply(live) == "First answer."
+    assert m.Reconnected(restored=True) in moved

@@ -267,3 +267,14 @@ def test_text_that_was_not_typed_is_not_reported_as_the_users() -> None:
     session.send(w.RealtimeInput(text="typed"))
     events = session.receive_frame(frame(serverContent={"modelTurn": {"parts": [{"text": "Yo"}]}}))
     assert TranscriptFragment(role="user", turn_id=2, text="typed", finished=True) in events
+
+
+def test_initial_history_asks_for_no_reply() -> None:
+    session = ready()
+    seed = w.ClientContent(
+        turns=[w.Content(role="user", parts=[w.Part(text="Earlier")])], turn_complete=True
+    )
+    session.send(seed, typed=False, history=True)
+    assert not session.awaiting_reply
+    session.send(w.ClientContent(turn_complete=True))
+    assert session.awaiting_reply
