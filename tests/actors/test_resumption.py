@@ -182,3 +182,14 @@ async def test_without_transparent_resumption_a_lost_message_is_reported_lost(
     lost = [e for e in events if isinstance(e, m.TurnCompleted)]
     assert lost[-1].reason == "CONNECTION_LOST"  # the question went, and no reply came
     assert transport.sent.count(w.RealtimeInput(text="Two?")) == 1
+
+
+def test_a_handle_file_at_its_size_bound_is_read(tmp_path: Path) -> None:
+    from actors.resumption import MAX_HANDLE_FILE_BYTES
+
+    record = b'{"handle":"h","saved_at":1000.0}'
+    path = tmp_path / "h"
+    path.write_bytes(record + b" " * (MAX_HANDLE_FILE_BYTES - len(record)))
+    assert FileHandleStore(path, clock=lambda: 1000.0).load() == "h"
+    path.write_bytes(record + b" " * (MAX_HANDLE_FILE_BYTES - len(record) + 1))
+    assert FileHandleStore(path, clock=lambda: 1000.0).load() is None
