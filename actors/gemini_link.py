@@ -6,9 +6,20 @@ writes everything the server says, as internal messages, to ``incoming``, togeth
 its own events (``Connected``, ``Reconnecting``, ``Reconnected``, ``ServerFault``,
 ``Dropped``).
 
+- What goes on the wire follows the model's family (``protocol.client_rules``): typed
+  text, context, reply requests, initial history (``historyConfig`` on 3.x).
 - Every setup asks for session resumption; a reconnect resumes with the latest resumable
-  handle. Without one (or when the server refuses it) the conversation history is
-  re-seeded as ``clientContent`` and the ``Reconnected`` event says ``restored=False``.
+  handle (also one stored by an earlier process). Without one (or when the server
+  refuses it) the conversation history is re-seeded, tool calls and results as text:
+  calls the lost session left pending get no ``toolResponse`` (the new session never
+  issued them), their results go in as text the model is asked to answer; the
+  ``Reconnected`` event says ``restored=False``.
+- With transparent resumption (Vertex) the frames written and not yet consumed
+  (``lastConsumedClientMessageIndex``) are replayed first on a resumed connection,
+  within ``unconsumed_bytes``.
+- A changed setup (``SetupChanged``: tools, options) moves the session to a new
+  connection at the next turn boundary, resuming it; ``AudioCleared`` drops the audio
+  not yet written.
 - Retryable ends (1000 while the session is wanted, 1001, 1006, 1011-1014, network
   errors, no setupComplete in time, a server that breaks the protocol) reconnect. Fatal
   ones raise a ``LinkError`` subclass naming the likely cause (1007, 1008, a refused key
