@@ -31,6 +31,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+import msgspec
+
 from protocol import events as m
 from protocol import limits, wire
 from protocol.errors import LocalProtocolError, RemoteProtocolError
@@ -63,6 +65,7 @@ class Event(enum.Enum):
 
 
 S, E = State, Event
+SYNTHETIC_CALL_PREFIX: Final = "no-id-"  # the ids given to calls Vertex sent without one
 _ACTIVE: Final = (S.READY, S.MODEL_TURN, S.GENERATION_DONE, S.INTERRUPTED)
 
 TRANSITIONS: Final[dict[tuple[State, Event], State]] = {
@@ -166,6 +169,10 @@ class LiveSession:
     _replay: list[_Sent] = field(default_factory=list)
     _orphaned: dict[str, PendingCall] = field(default_factory=dict)
     _streaming: dict[str, _StreamingCall] = field(default_factory=dict)
+    # Vertex may send calls without ids: each gets one of ours, which never goes back on
+    # the wire (its response goes by name; Vertex answers the oldest call of that name).
+    _synthetic: set[str] = field(default_factory=set)
+    _synthetic_issued: int = 0
     _turn: _Turn | None = None
     _last_turn_id: int = 0
     _awaiting_reply: bool = False  # a user turn was sent, and nothing of its reply came yet
@@ -230,7 +237,9 @@ class LiveSession:
             )
         if isinstance(message, wire.ToolResponse):
             self._check_tool_response(message)
-        frame = wire.encode(message)
+            frame = self._encode_tool_response(message)
+        else:
+            frame = wire.encode(message)
         if isinstance(message, wire.ToolResponse):
             for response in message.function_responses or ():
                 assert response.id is not None
@@ -311,6 +320,16 @@ class LiveSession:
     def take_orphan(self, call_id: str) -> PendingCall | None:
         """The orphaned call ``call_id`` (once: it is forgotten), or None."""
         return self._orphaned.pop(call_id, None)
+
+    def _encode_tool_response(self, message: wire.ToolResponse) -> bytes:
+        """The frame, with the ids we made up for id-less calls left out."""
+        responses = message.function_responses or []
+        if not any(r.id in self._synthetic for r in responses):
+            return wire.encode(message)
+        bare = [
+            msgspec.structs.replace(r, id=None) if r.id in self._synthetic else r for r in responses
+        ]
+        return wire.encode(wire.ToolResponse(function_responses=bare), ids_required=False)
 
     def _check_tool_response(self, message: wire.ToolResponse) -> None:
         seen: set[str] = set()
@@ -591,9 +610,11 @@ class LiveSession:
             turn_id = self._last_turn_id  # a call after barge-in still needs its answer
         for index, call in enumerate(calls):
             where = f"toolCall.functionCalls[{index}]"
+            if not call.id and call.name:
+                call = msgspec.structs.replace(call, id=self._id_for(call.name))
             streaming = self._streaming.get(call.id or "")
             if not call.id or not (call.name or streaming):
-                raise RemoteProtocolError("a function call needs an id and a name", field=where)
+                raise RemoteProtocolError("a function call needs a name", field=where)
             if call.id in self.pending_calls or call.id in self._answered:
                 raise RemoteProtocolError(f"tool call id {call.id!r} reused", field=f"{where}.id")
             args = self._streamed_args(call, streaming, where)
@@ -602,6 +623,17 @@ class LiveSession:
             name = call.name or (streaming.name if streaming is not None else "")
             self.pending_calls[call.id] = PendingCall(call.id, name, turn_id, args)
             out.append(m.ToolCallRequested(call_id=call.id, name=name, args=args, turn_id=turn_id))
+
+    def _id_for(self, name: str) -> str:
+        """An id for a call the server sent without one: the one of a call of that name
+        whose arguments are still streaming, or a new one."""
+        for call_id, streaming in self._streaming.items():
+            if call_id in self._synthetic and streaming.name == name:
+                return call_id
+        self._synthetic_issued += 1
+        call_id = f"{SYNTHETIC_CALL_PREFIX}{self._synthetic_issued}"
+        self._synthetic.add(call_id)
+        return call_id
 
     def _streamed_args(
         self, call: wire.FunctionCall, streaming: _StreamingCall | None, where: str

@@ -79,3 +79,32 @@ async def test_calls_of_a_lost_session_are_folded_into_its_history(
     said = [e for e in events if isinstance(e, m.TranscriptCompleted) and e.role == "agent"]
     assert said  # the new session answered
     assert not [e for e in events if isinstance(e, m.ServerFault)]
+
+
+async def test_vertex_calls_without_ids_are_answered_by_name(autojump_clock: MockClock) -> None:
+    """Vertex may send calls without ids (google-genai lets the response go by name): each
+    gets an id of ours for the pipeline, never sent back."""
+    from emulator import Behaviour
+    from tests.actors.helpers import VERTEX_PATH
+
+    scenario = Scenario(
+        turns=SCENARIO.turns,
+        behaviour=Behaviour(pace="fast", first_audio_delay_ms=0, omit_call_ids=True),
+    )
+    async with live_session(
+        scenario, path=VERTEX_PATH, session_options={"tools": [get_weather]}
+    ) as (live, transport, _):
+        live.send_text("Weather in Paris?")
+        events = await until(
+            live, lambda e: isinstance(e, m.TranscriptCompleted) and e.role == "agent"
+        )
+    call = next(e for e in events if isinstance(e, m.ToolCallRequested))
+    assert call.call_id.startswith("no-id-")
+    (response,) = [x for x in transport.sent if isinstance(x, w.ToolResponse)]
+    assert response.function_responses == [
+        w.FunctionResponse(
+            name="get_weather", response={"output": {"city": "Paris", "sky": "sunny"}}
+        )
+    ]
+    said = [e for e in events if isinstance(e, m.TranscriptCompleted) and e.role == "agent"]
+    assert said[-1].transcript == "Sunny in Paris."
