@@ -26,6 +26,7 @@ from PIL import Image
 
 from runtime import messages as m
 from runtime.audio import INPUT_RATE, SAMPLE_DTYPES
+from runtime.errors import GeminiLiveError
 from runtime.supervisor import ActorContext
 from runtime.wiring import deliver, messages
 
@@ -33,7 +34,7 @@ TARGET_RATE = INPUT_RATE
 _CHANNELS = {"rgb24": ("RGB", 3), "rgba": ("RGBA", 4), "gray": ("L", 1)}
 
 
-class EncoderError(ValueError):
+class EncoderError(GeminiLiveError, ValueError):
     """Input that cannot be encoded; the message names the problem."""
 
 
