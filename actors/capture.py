@@ -61,6 +61,8 @@ def sounddevice_module(what: str) -> Any:
 def audio_device_error(what: str, exc: BaseException) -> AudioDeviceUnavailable:
     """``AudioDeviceUnavailable`` for a device PortAudio could not open, in one line."""
     detail = " ".join(str(exc).split())
+    if "querying device -1" in detail:  # PortAudio's way of saying there is no default
+        detail = "there is no default device (no sound card, or no sound server running)"
     return AudioDeviceUnavailable(f"no {what} device could be opened: {detail}")
 
 

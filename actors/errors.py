@@ -65,7 +65,13 @@ class ConnectFailed(TransportError, LinkError):
     deadline (``LinkOptions.connect_timeout``), and by a transport for one attempt."""
 
     def __init__(
-        self, reason: str, status: int | None = None, *, host: str = "", cause: str = ""
+        self,
+        reason: str,
+        status: int | None = None,
+        *,
+        host: str = "",
+        cause: str = "",
+        retryable: bool = True,
     ) -> None:
         where = f" to {host}" if host else ""
         http = f" (HTTP {status})" if status and f"HTTP {status}" not in reason else ""
@@ -73,6 +79,7 @@ class ConnectFailed(TransportError, LinkError):
         self.status = status
         self.host = host
         self.cause = cause or reason
+        self.retryable = retryable  # False: trying again cannot help (a certificate)
 
 
 class SessionClosed(GeminiLiveError, trio.ClosedResourceError):

@@ -47,6 +47,7 @@ import collections
 import dataclasses
 import enum
 import itertools
+import logging
 import math
 import random as _random
 from collections.abc import Callable
@@ -80,6 +81,8 @@ from runtime.audio import INPUT_BYTES_PER_SECOND, INPUT_MIME
 from runtime.drops import DropCounter
 from runtime.supervisor import ActorContext, Backoff
 from runtime.wiring import deliver, take
+
+log = logging.getLogger("gemini_live.link")  # the library never prints: it logs
 
 __all__ = [
     "ConnectFailed",
@@ -337,6 +340,7 @@ class Link:
             if ended.outcome is Outcome.STOPPED:
                 return None
             if ended.outcome is Outcome.FATAL:
+                log.warning("the session cannot go on: %s", ended.reason)
                 return ended.error
             self.last_failure = ended
             if ended.outcome is Outcome.SERVER_FAULT:
@@ -355,6 +359,7 @@ class Link:
                     f"gave up after {failures} reconnect attempts; last: {ended.reason}"
                 )
             attempt, delay = step
+            log.info("connection ended (%s); connecting again in %.2f s", ended.reason, delay)
             await deliver(
                 self.incoming, m.Reconnecting(reason=ended.reason, attempt=attempt, delay=delay)
             )
@@ -385,6 +390,7 @@ class Link:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(pump.run)
             ended = await self._wait(delay) or await self._connect(pump)
+            self.phase = ""  # (left as it was when the connect deadline cuts an attempt)
             await pump.stop()
         return ended
 
@@ -399,6 +405,7 @@ class Link:
         self.state.reconnects.started(now)
         try:
             self.phase = "timed out connecting"
+            log.info("connecting to %s (attempt %d)", self.endpoint.url, self.attempts)
             headers = await self.endpoint.headers()
             async with self.transport.connect(self.endpoint.url, headers) as conn:
                 self.phase = "timed out waiting for setupComplete"
@@ -409,8 +416,6 @@ class Link:
             return _fatal(CredentialsRefused(str(exc)), exc)
         except TransportClosed as exc:  # from the transport's own close on the way out
             return _closed(exc)
-        finally:
-            self.phase = ""
 
     async def queue(self, message: m.InternalMessage) -> None:
         """Put ``message`` in the outbox; report audio the bound dropped (aggregated)."""
@@ -531,6 +536,7 @@ class ConnectionRun:
         """Tell the pipeline the session is (back) up, re-seeding it if it was not resumed."""
         link, state = self.link, self.link.state
         state.connections += 1
+        log.info("session up (connection %d, resumed: %s)", state.connections, bool(self.handle))
         link.connecting.deadline = math.inf  # connected: the connect deadline is over
         link.ctx.ready()  # (again after a restart: the supervisor counts its health from here)
         if state.connections == 1:
@@ -715,6 +721,8 @@ def _connect_failed(exc: ConnectFailed) -> Ended:
             f"the server refused the handshake (HTTP {exc.status}): check the URL and API version"
         )
         return _fatal(error, exc)
+    if not exc.retryable:
+        return Ended(Outcome.FATAL, str(exc), error=exc)
     cause = f"the server answered HTTP {exc.status}" if exc.status is not None else exc.cause
     return Ended(Outcome.CONNECT_FAILED, str(exc), cause=cause)
 

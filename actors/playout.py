@@ -25,6 +25,7 @@ has stopped for good. A restarted playout gets the same sink back, open and inta
 from __future__ import annotations
 
 import collections
+import threading
 import wave
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -153,11 +154,19 @@ class SpeakerSink:
     """An output device through sounddevice (the ``audio`` extra and the system's
     PortAudio): ``device`` is a sounddevice device name or index, None for the default.
     Raises ``AudioDeviceUnavailable`` (one line: what is missing) when sounddevice or
-    PortAudio is missing (at once) or there is no such device (when opened)."""
+    PortAudio is missing (at once) or there is no such device (when opened).
 
-    def __init__(self, device: str | int | None = None) -> None:
+    The device pulls audio in its own thread (a callback): what playout wrote, else
+    silence, so the device never runs dry between replies (ALSA would complain of
+    underruns). ``write`` queues at most ``max_queued`` seconds (playout paces in real
+    time, so a frame or two), then waits."""
+
+    def __init__(self, device: str | int | None = None, max_queued: float = 0.5) -> None:
         self._sounddevice = sounddevice_module("speaker")
         self.device = device
+        self._max_queued = int(max_queued * OUTPUT_RATE) * 2
+        self._queued = bytearray()
+        self._lock = threading.Lock()
         self._stream: Any = None
 
     async def open(self) -> None:
@@ -166,23 +175,43 @@ class SpeakerSink:
         sd = self._sounddevice
         try:
             stream = sd.RawOutputStream(
-                samplerate=OUTPUT_RATE, channels=1, dtype="int16", device=self.device
+                samplerate=OUTPUT_RATE,
+                channels=1,
+                dtype="int16",
+                device=self.device,
+                callback=self._pull,
             )
             stream.start()
         except (sd.PortAudioError, ValueError) as exc:
             raise audio_device_error("speaker", exc) from exc
         self._stream = stream
 
+    def _pull(self, out: Any, frames: int, time: object, status: object) -> None:
+        # PortAudio's thread: what is queued, then silence.
+        size = len(out)
+        with self._lock:
+            chunk = bytes(self._queued[:size])
+            del self._queued[:size]
+        out[: len(chunk)] = chunk
+        out[len(chunk) :] = bytes(size - len(chunk))
+
     async def write(self, pcm: bytes) -> None:
         if self._stream is None:
             await self.open()
-        await trio.to_thread.run_sync(self._stream.write, pcm)
+        while len(self._queued) > self._max_queued:  # noqa: ASYNC110  # the device drains it
+            await trio.sleep(0.01)
+        with self._lock:
+            self._queued += pcm
 
     async def aclose(self) -> None:
         stream, self._stream = self._stream, None
         if stream is not None:
-            stream.stop()
-            stream.close()
+            await trio.to_thread.run_sync(_stop, stream)
+
+
+def _stop(stream: Any) -> None:
+    stream.stop()
+    stream.close()
 
 
 @dataclass

@@ -41,6 +41,7 @@ _ROUTES: dict[type[m.InternalMessage], tuple[Route, ...]] = {
     m.ToolResult: ("outgoing", "observed"),
     m.ActivityEnded: ("metrics", "observed"),
     m.AudioStreamEnded: ("metrics", "observed"),
+    m.SpeechEnded: ("metrics", "observed"),
     m.PlayoutProgress: ("metrics", "observed"),
     m.UsageReported: ("metrics", "observed"),
 }

@@ -156,7 +156,9 @@ def _connect_failed(
     """A ``ConnectFailed`` with its text redacted; ``cause`` is attached only if nothing
     in it quotes a secret. Raise it outside any ``except`` block, so that no exception
     context (which a traceback would print) can carry one either."""
-    error = ConnectFailed(redact(reason), status, host=host)
+    # A certificate that fails verification fails the same way next time.
+    retryable = not reason.startswith(CERTIFICATE_REFUSED)
+    error = ConnectFailed(redact(reason), status, host=host, retryable=retryable)
     if cause is not None and redact.is_clean(cause):
         error.__cause__ = cause
     return error
@@ -318,6 +320,7 @@ async def _open_stream(
 
 
 _UNREACHABLE = (errno.ENETUNREACH, errno.EHOSTUNREACH)
+CERTIFICATE_REFUSED = "TLS certificate verification failed"
 
 
 def connect_cause(error: BaseException) -> str:
@@ -337,7 +340,7 @@ def connect_cause(error: BaseException) -> str:
         if isinstance(current, socket.gaierror):
             return f"DNS lookup failed ({current.strerror})"
         if isinstance(current, ssl.SSLCertVerificationError):
-            return f"TLS certificate verification failed ({current.verify_message})"
+            return f"{CERTIFICATE_REFUSED} ({current.verify_message})"
         if isinstance(current, ssl.SSLError):
             return f"TLS handshake failed ({current.reason or current})"
         if isinstance(current, ConnectionRefusedError):

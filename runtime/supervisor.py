@@ -32,6 +32,7 @@ Lifecycle events (``ActorStarted``, ``ActorCrashed``, ``ActorRestarting``,
 from __future__ import annotations
 
 import enum
+import logging
 import math
 import random as _random
 from collections import deque
@@ -42,6 +43,8 @@ import trio
 
 from runtime import messages as m
 from runtime.errors import GeminiLiveError, describe, unwrap, unwrapping
+
+log = logging.getLogger("gemini_live.supervisor")
 
 
 class Restart(enum.Enum):
@@ -207,18 +210,20 @@ class Supervisor:
         that wants a restart ends the generation (its other children are cancelled)."""
         failures: list[_Failed] = []
         self._started = []
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            for child in self._children:
-                if failures or self._stop_requested.is_set():
-                    break
-                child.exited = trio.Event()
-                self._started.append(child)
-                await nursery.start(self._run_child, child, failures, first)
-            if not failures and not self._reported_started:
-                self._reported_started = True  # once: a later generation is a restart
-                task_status.started()
-        self._nursery = None
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                for child in self._children:
+                    if failures or self._stop_requested.is_set():
+                        break
+                    child.exited = trio.Event()
+                    self._started.append(child)
+                    await nursery.start(self._run_child, child, failures, first)
+                if not failures and not self._reported_started:
+                    self._reported_started = True  # once: a later generation is a restart
+                    task_status.started()
+        finally:
+            self._nursery = None
         return failures[0] if failures else None
 
     async def _run_child(
@@ -292,6 +297,9 @@ class Supervisor:
             error = None
         if error is not None:
             cause = unwrap(error)
+            log.warning(
+                "%s crashed: %s: %s", child.spec.name, type(cause).__name__, describe(cause)
+            )
             await self._events.send(
                 m.ActorCrashed(
                     actor=child.spec.name, error_type=type(cause).__name__, error=describe(cause)
@@ -321,6 +329,7 @@ class Supervisor:
             self._restarts.popleft()
         if len(self._restarts) > most or child.in_a_row > most:
             reason = f"{type(error).__name__}: {error}" if error is not None else "exited"
+            log.error("%s failed too often; giving up: %s", child.spec.name, reason)
             await self._events.send(m.ActorGaveUp(actor=child.spec.name, error=reason))
             in_a_row = len(self._restarts) <= most
             restarts = (child.in_a_row if in_a_row else len(self._restarts)) - 1
