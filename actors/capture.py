@@ -184,6 +184,9 @@ class MicrophoneSource:
     name: str = "microphone"
     device: str | int | None = None
 
+    def __post_init__(self) -> None:
+        sounddevice_module("microphone")  # missing sounddevice or PortAudio: say so now
+
     async def frames(self) -> AsyncIterator[m.RawAudio]:
         sd = sounddevice_module("microphone")
         send, receive = trio.open_memory_channel[bytes](math.inf)

@@ -231,7 +231,8 @@ async def test_the_encoder_actor_with_fake_peers(autojump_clock: MockClock) -> N
         m.AudioStreamEnded,
         m.EndOfStream,
     ]
-    assert reports[1] == m.SpeechEnded(timestamp=pytest.approx(0.5, abs=0.01))
+    assert isinstance(reports[1], m.SpeechEnded)
+    assert reports[1].timestamp == pytest.approx(0.5, abs=0.01)
     dropped = reports[0]
     assert isinstance(dropped, m.Dropped)
     assert "whole number" in dropped.what
@@ -255,4 +256,6 @@ async def test_the_end_of_speech_is_reported_once_the_audio_went_quiet(
         await raw_send.aclose()
         reports = [message async for message in reports_receive]
         _ = [message async for message in out_receive]
-    assert reports == [m.SpeechEnded(timestamp=pytest.approx(1.0, abs=0.021))]  # once, at 1 s
+    assert [type(r) for r in reports] == [m.SpeechEnded]  # once
+    assert isinstance(reports[0], m.SpeechEnded)
+    assert reports[0].timestamp == pytest.approx(1.0, abs=0.021)  # where the tone stopped

@@ -131,7 +131,7 @@ async def test_a_link_that_crashes_before_connecting_fails_the_start_not_the_bod
         def connect(self, url: str, headers: object) -> Any:
             raise RuntimeError("a bug in the transport")
 
-    model = RealtimeModel(endpoint="ws://127.0.0.1:9", transport=Broken())  # type: ignore[arg-type]
+    model = RealtimeModel(endpoint="ws://127.0.0.1:9", transport=Broken())
     entered = False
     with pytest.raises(RuntimeError, match="a bug in the transport"):
         async with model.session():
@@ -298,7 +298,7 @@ def trio_primitives_in(value: object, seen: set[int] | None = None) -> list[str]
         items = [getattr(value, name) for name in names]
     elif hasattr(value, "__iter__") and not isinstance(value, str):
         try:
-            items = list(value)  # type: ignore[call-overload]
+            items = list(value)
         except TypeError:
             return []
     else:
