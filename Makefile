@@ -35,13 +35,15 @@ peers/%/.venv/.installed-stamp: $(UV) peers/%/pyproject.toml peers/%/uv.lock
 
 peers: $(PEER_STAMPS)
 
+# The script's own output only (its failures are one line; make adds its own "Error" line
+# and turns every failing status into 2).
 run: $(STAMP)
-	$(BIN)/python examples/supervisor.py $(ARGS)
+	@$(BIN)/python examples/supervisor.py $(ARGS)
 
 # A live conversation: microphone in, speaker out (the audio extra, which .venv always has,
 # and the system's PortAudio: apt-get install libportaudio2).
 console: $(STAMP)
-	$(BIN)/python examples/supervisor.py --console $(ARGS)
+	@$(BIN)/python examples/supervisor.py --console $(ARGS)
 
 test: $(STAMP) $(PEER_STAMPS)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

@@ -55,6 +55,7 @@ __all__ = [
 ]
 from protocol import limits
 from protocol import websocket as rfc6455
+from runtime.errors import leaves
 
 MAX_MESSAGE_SIZE = limits.MAX_SERVER_MESSAGE_BYTES
 QUEUE_SIZE = 1024  # large: trio-websocket's aclose() stalls while its queue is full
@@ -620,12 +621,6 @@ def _handshake_failure(group: BaseExceptionGroup[BaseException], redact: Redacto
 
 
 def _single(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
-    leaves: list[BaseException] = []
-    pending: list[BaseException] = [group]
-    while pending:
-        error = pending.pop()
-        if isinstance(error, BaseExceptionGroup):
-            pending.extend(error.exceptions)
-        else:
-            leaves.append(error)
-    return leaves[0] if len(leaves) == 1 else None
+    """The group's one error, or None (``runtime.errors`` flattens groups for everyone)."""
+    found = leaves(group)
+    return found[0] if len(found) == 1 else None
