@@ -6,6 +6,13 @@
         async for event in session.events():
             ...
 
+A session ends one of three ways, and the ``async with`` says which: the block ends
+(normal: the actors stop in order, in a few milliseconds), the session fails (one typed
+``GeminiLiveError`` is raised from the ``async with``, never an exception group: a
+``LinkError`` such as ``ConnectFailed`` or ``CredentialsRefused``, ``SupervisorGaveUp``,
+``CaptureError``...), or the block is cancelled from outside (the cancellation goes on, as
+trio's always does, once the actors have stopped).
+
 Options follow the seed (LiveKit's Google realtime plugin) and add today's: language,
 activity detection, context-window compression, proactivity, affective dialog, thinking,
 media resolution, and ``endpoint`` for the emulator or a gateway. Validation is the
@@ -24,8 +31,10 @@ import numpy as np
 import trio
 
 from actors import endpoint as ep
+from actors import limits
 from actors.capture import Source
 from actors.encoder import VideoEncoder
+from actors.errors import SessionClosed
 from actors.event_queue import EventQueue, ReplyStreams, StreamBudget
 from actors.events import ResponseContent
 from actors.gemini_link import LinkOptions
@@ -36,6 +45,7 @@ from actors.transport import NativeTransport, Transport
 from protocol import wire
 from runtime import messages as m
 from runtime.audio import INPUT_RATE
+from runtime.errors import leaves, unwrap
 from runtime.wiring import messages
 
 DEFAULT_MODEL = "gemini-2.5-flash-native-audio-preview-12-2025"
@@ -97,12 +107,18 @@ class RealtimeModel:
         transport: Transport | None = None,
         link_options: LinkOptions | None = None,
         playout_options: PlayoutOptions | None = None,
+        tool_threads: int = limits.TOOL_THREADS,
     ) -> None:
         """Raises ``ValueError`` like the seed: no key without Vertex (or an ``endpoint``),
-        or Vertex without a project and a location; and for a key with control characters.
+        or Vertex without a project and a location; and for a key with control characters
+        (``InvalidApiKey``) or an endpoint that is not a ws:// or wss:// URL
+        (``InvalidEndpoint``), both also ``GeminiLiveError``s.
 
         The key comes from ``api_key``, else ``GOOGLE_API_KEY`` / ``GEMINI_API_KEY``; a
         custom ``endpoint`` gets only a key passed as ``api_key``, never the environment's.
+        ``tool_threads`` bounds the threads sync tools run in (their own limiter: a tool
+        that never returns cannot starve the sink's or the token refresh's threads).
+        ``link_options.connect_timeout`` bounds entering a session (default 30 s).
         """
         # Long only by its signature (the seed's options, one a line); the work is below.
         self._endpoint = _endpoint(
@@ -112,6 +128,7 @@ class RealtimeModel:
         self._transport = transport or NativeTransport()
         self._link_options = link_options or LinkOptions()
         self._playout_options = playout_options or PlayoutOptions()
+        self._tool_threads = tool_threads
         self._setup = wire.Setup(
             model=self._endpoint.model,
             generation_config=_generation_config(
@@ -168,9 +185,19 @@ class RealtimeModel:
         video: Source | None = None,
         sink: Sink | None = None,
     ) -> AsyncIterator[RealtimeSession]:
-        """Run a session's pipeline until the block exits. Waits for the server's
-        setupComplete before entering; on exit stops the actors (gracefully, bounded).
+        """Run a session's actors for as long as the block runs.
 
+        Entering waits for the server's setupComplete, within
+        ``LinkOptions.connect_timeout``, or raises one typed error (``ConnectFailed``
+        naming the host and the cause, ``CredentialsRefused``, ``ModelNotSupported``,
+        ``CaptureError``, ``SinkError``...). Leaving stops the actors in reverse start
+        order (milliseconds after a normal conversation; bounded). If the session fails
+        while the block runs, the block is cancelled and the error is raised from the
+        ``async with`` as itself, never in an exception group. Cancelled from outside,
+        the session stops the same way and the cancellation goes on.
+
+        The session owns ``sink`` for its duration: it opens it before connecting and
+        closes it after the actors have stopped (a restarted playout gets it back intact).
         Without a ``sink`` the reply's audio is played into a ``NullSink`` (paced, kept
         nowhere): take it from each reply's ``audio_stream``, or pass ``WavSink``,
         ``SpeakerSink`` or your own."""
@@ -185,21 +212,29 @@ class RealtimeModel:
             transport=self._transport,
             link_options=self._link_options,
             playout_options=self._playout_options,
+            tool_threads=self._tool_threads,
         )
-        events_send, events_receive = trio.open_memory_channel[m.InternalMessage](math.inf)
-        supervisor = pipeline.supervisor(events_send)
-        async with trio.open_nursery() as nursery:
-            await nursery.start(supervisor.run)
-            session = RealtimeSession(self, pipeline, EventQueue())
-            nursery.start_soon(session._track, events_receive)
-            context = tuple(chat_ctx)
-            if context:
-                session.set_chat_ctx(context)
-            try:
-                yield session
-            finally:
-                supervisor.stop()
-                await events_send.aclose()
+        live = RealtimeSession(self, pipeline, EventQueue())
+        body_error: BaseException | None = None
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(live._track)
+                await nursery.start(live._run)
+                context = tuple(chat_ctx)
+                if context:
+                    live.set_chat_ctx(context)
+                try:
+                    yield live
+                except BaseException as exc:
+                    body_error = exc
+                    raise
+                finally:
+                    live._leave()
+        except BaseExceptionGroup as group:
+            error = _one_error(group, body_error)
+            if error is group:
+                raise  # only cancellations (their scope catches them), or several failures
+            raise error from error.__cause__
 
 
 class RealtimeSession:
@@ -212,12 +247,47 @@ class RealtimeSession:
         self._model = model
         self._pipeline = pipeline
         self._events = events
+        self._pipeline_events, self._pipeline_receive = trio.open_memory_channel[m.InternalMessage](
+            math.inf
+        )
         self._outgoing = pipeline.send()
         self._raw = pipeline.wiring.sender("raw")
         self._playout = pipeline.wiring.sender("playout")
-        self.playout_complete = trio.Event()
-        self.playout_complete.set()
+        self._playouts: dict[int, trio.Event] = {}  # turns whose playout has not finished
+        self._played = trio.Event()
+        self._played.set()
         self._current_turn: int | None = None
+        self._ended = False
+
+    @property
+    def playout_complete(self) -> trio.Event:
+        """Set once the latest reply has finished playing (or was interrupted), and when
+        the session ends. A waiter on an earlier reply's event is woken when that reply
+        finishes, whatever started since."""
+        if self._current_turn is None:
+            return self._played
+        return self._playouts.get(self._current_turn, self._played)
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    async def _run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the pipeline; the pipeline's event channel ends with it (for ``_track``)."""
+        async with self._pipeline_events:
+            await self._pipeline.run(self._pipeline_events, task_status=task_status)
+
+    def _leave(self) -> None:
+        """Close the session's own input endpoints and stop the pipeline (in order)."""
+        self._ended = True
+        for channel in (self._outgoing, self._raw, self._playout):
+            channel.close()
+        self._pipeline.stop()
+
+    def _send(
+        self, channel: trio.MemorySendChannel[m.InternalMessage], message: m.InternalMessage
+    ) -> None:
+        if self._ended:
+            raise SessionClosed("the session has ended")
+        channel.send_nowait(message)
 
     # --- input ------------------------------------------------------------------------------
 
@@ -235,7 +305,8 @@ class RealtimeSession:
                 data, fmt = array.astype("<i2").tobytes(), "s16"
             else:
                 data, fmt = array.astype("<f4").tobytes(), "f32"
-        self._raw.send_nowait(
+        self._send(
+            self._raw,
             m.RawAudio(
                 data=data,
                 sample_rate=sample_rate,
@@ -243,7 +314,7 @@ class RealtimeSession:
                 sample_format=fmt,  # type: ignore[arg-type]
                 timestamp=trio.current_time(),
                 source="push_audio",
-            )
+            ),
         )
 
     def push_video(self, frame: np.ndarray, encode_options: EncodeOptions | None = None) -> None:
@@ -265,44 +336,44 @@ class RealtimeSession:
             timestamp=trio.current_time(),
         )
         if encode_options is None:
-            self._raw.send_nowait(raw)
+            self._send(self._raw, raw)
             return
         encoder = VideoEncoder(
             max_size=(encode_options.width, encode_options.height),
             quality=encode_options.quality,
             image_format=encode_options.format,
         )
-        self._outgoing.send_nowait(encoder.encode(raw))
+        self._send(self._outgoing, encoder.encode(raw))
 
     def send_text(self, text: str) -> None:
         """A typed user turn."""
-        self._outgoing.send_nowait(m.TextInput(text=text))
+        self._send(self._outgoing, m.TextInput(text=text))
 
     def create_response(self) -> None:
         """Ask the model to reply now (to what it has heard and been given)."""
-        self._outgoing.send_nowait(m.ResponseRequested())
+        self._send(self._outgoing, m.ResponseRequested())
 
     def commit_audio_buffer(self) -> None:
         """Manual activity detection: the user's turn is over (``activityEnd``)."""
         if not self._model.manual_activity:
             raise RuntimeError("commit_audio_buffer needs automatic_activity_detection=False")
-        self._outgoing.send_nowait(m.ActivityEnded(timestamp=trio.current_time()))
+        self._send(self._outgoing, m.ActivityEnded(timestamp=trio.current_time()))
 
     def start_user_turn(self) -> None:
         """Manual activity detection: the user started speaking (``activityStart``)."""
         if not self._model.manual_activity:
             raise RuntimeError("start_user_turn needs automatic_activity_detection=False")
-        self._outgoing.send_nowait(m.ActivityStarted(timestamp=trio.current_time()))
+        self._send(self._outgoing, m.ActivityStarted(timestamp=trio.current_time()))
 
     def interrupt(self) -> None:
         """Stop playing the current reply now (within one frame)."""
         if self._current_turn is not None:
-            self._playout.send_nowait(m.TurnInterrupted(turn_id=self._current_turn))
+            self._send(self._playout, m.TurnInterrupted(turn_id=self._current_turn))
 
     cancel_response = interrupt
 
     def update_instructions(self, instructions: str) -> None:
-        self._outgoing.send_nowait(m.InstructionsUpdated(instructions=instructions))
+        self._send(self._outgoing, m.InstructionsUpdated(instructions=instructions))
 
     def chat_ctx_copy(self) -> list[m.ChatTurn]:
         """The conversation so far, in turn order (the user before the agent)."""
@@ -310,7 +381,7 @@ class RealtimeSession:
 
     def set_chat_ctx(self, turns: Iterable[m.ChatTurn]) -> None:
         """Give the model these turns as context (appended: Live history is append-only)."""
-        self._outgoing.send_nowait(m.ResponseRequested(turns=tuple(turns), respond=False))
+        self._send(self._outgoing, m.ResponseRequested(turns=tuple(turns), respond=False))
 
     # --- output -----------------------------------------------------------------------------
 
@@ -328,14 +399,15 @@ class RealtimeSession:
         except trio.EndOfChannel:
             raise StopAsyncIteration from None
 
-    async def _track(self, pipeline_events: trio.MemoryReceiveChannel[m.InternalMessage]) -> None:
+    async def _track(self) -> None:
         """Keep the session's state (current turn, ``playout_complete``, the reply's
         streams) whether or not the application reads ``events()``, and queue every event
         for it (bounded: see ``EventQueue``); a turn's start goes out as a
-        ``ResponseContent`` with its streams. Closes the queue when the pipeline's events
-        end."""
+        ``ResponseContent`` with its streams. Closes the queue, and sets every
+        ``playout_complete``, when the pipeline's events end."""
         replies: dict[int, ReplyStreams] = {}
         budget = StreamBudget()
+        pipeline_events = self._pipeline_receive
         try:
             async with pipeline_events:
                 async for message in messages(pipeline_events):
@@ -348,6 +420,7 @@ class RealtimeSession:
             for reply in replies.values():
                 reply.close()
             self._events.close()
+            self._playouts_done(math.inf)
 
     def _on_event(
         self, message: m.InternalMessage, replies: dict[int, ReplyStreams], budget: StreamBudget
@@ -357,11 +430,13 @@ class RealtimeSession:
         reply = replies.get(turn_id) if isinstance(turn_id, int) else None
         if isinstance(message, m.TurnStarted):
             self._current_turn = message.turn_id
-            self.playout_complete = trio.Event()
+            self._playouts[message.turn_id] = trio.Event()
             replies[message.turn_id] = reply = ReplyStreams(message.turn_id, budget)
             return [reply.content()]
-        if isinstance(message, m.PlayoutFinished) and message.turn_id == self._current_turn:
-            self.playout_complete.set()
+        if isinstance(message, m.PlayoutFinished):
+            self._playouts_done(message.turn_id)
+        elif isinstance(message, m.ActorCrashed) and message.actor == "playout":
+            self._playouts_done(math.inf)  # what it held will not play
         elif reply is None:
             pass
         elif isinstance(message, m.ModelAudio):
@@ -376,6 +451,11 @@ class RealtimeSession:
             return [message, *reply.close()]
         return [message]
 
+    def _playouts_done(self, up_to: float) -> None:
+        """Set ``playout_complete`` for every turn up to ``up_to``."""
+        for turn_id in [t for t in self._playouts if t <= up_to]:
+            self._playouts.pop(turn_id).set()
+
 
 class _Events:
     def __init__(self, session: RealtimeSession) -> None:
@@ -386,6 +466,20 @@ class _Events:
 
     async def __anext__(self) -> m.InternalMessage | ResponseContent:
         return await self._session._next_event()
+
+
+def _one_error(
+    group: BaseExceptionGroup[BaseException], body_error: BaseException | None
+) -> BaseException:
+    """What leaving a session raises for ``group``: the block's own error untouched when
+    only cancellations came with it, else what ``unwrap`` makes of the group."""
+    own = body_error is not None and not isinstance(body_error, trio.Cancelled)
+    if own and any(e is body_error for e in group.exceptions):
+        others = [leaf for e in group.exceptions if e is not body_error for leaf in leaves(e)]
+        if all(isinstance(leaf, trio.Cancelled) for leaf in others):
+            assert body_error is not None
+            return body_error
+    return unwrap(group)
 
 
 def _fields(struct: Any) -> dict[str, Any]:

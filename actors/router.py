@@ -41,6 +41,7 @@ _ROUTES: dict[type[m.InternalMessage], tuple[Route, ...]] = {
     m.ToolResult: ("outgoing", "observed"),
     m.ActivityEnded: ("metrics", "observed"),
     m.AudioStreamEnded: ("metrics", "observed"),
+    m.SpeechEnded: ("metrics", "observed"),
     m.PlayoutProgress: ("metrics", "observed"),
     m.UsageReported: ("metrics", "observed"),
 }
@@ -61,7 +62,10 @@ async def router(
     metrics: trio.MemorySendChannel[m.InternalMessage],
     observed: trio.MemorySendChannel[m.InternalMessage],
 ) -> None:
-    """Route every ``inbox`` message until ``inbox`` ends; closes all its endpoints."""
+    """Route every ``inbox`` message until ``inbox`` ends, or until ``ctx.stopping`` is
+    set and what is queued then has been routed (its inbox has senders that stop after
+    it: the tool executor and playout, so it cannot wait for the end of the channel).
+    Closes all its endpoints, which ends the channels it feeds."""
     outputs: dict[Route, trio.MemorySendChannel[m.InternalMessage]] = {
         "calls": calls,
         "playout": playout,
@@ -69,8 +73,21 @@ async def router(
         "metrics": metrics,
         "observed": observed,
     }
+
+    async def route(message: m.InternalMessage) -> None:
+        for where in destinations(message):
+            await deliver(outputs[where], message)
+
     async with inbox, calls, playout, outgoing, metrics, observed:
         ctx.ready()
-        async for message in messages(inbox):
-            for route in destinations(message):
-                await deliver(outputs[route], message)
+        with trio.CancelScope() as receiving:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(ctx.cancel_when_stopping, receiving)
+                async for message in messages(inbox):  # cancelled only while it waits
+                    await route(message)
+                nursery.cancel_scope.cancel()
+        while True:  # stopping: what is queued still goes where it is needed
+            try:
+                await route(inbox.receive_nowait())
+            except (trio.WouldBlock, trio.EndOfChannel):
+                return
