@@ -47,6 +47,11 @@ def saturated(row: Row) -> bool:
     return bool(row["core_share"] >= 0.9 or row["audio_sent_share"] < 0.98)
 
 
+def contended(row: Row) -> bool:
+    """The machine was full during the window: every process on it waited for a core."""
+    return bool(row["cores"]["machine_busy"] >= 0.95 * row["cores"]["of"])
+
+
 def _spread(values: list[float]) -> dict[str, float]:
     return {
         "median": round(statistics.median(values), 4),
@@ -75,6 +80,7 @@ def summarize(runs: list[Row]) -> dict[str, Any]:
             "reps": len(rows),
             "modes": sorted({r["mode"] for r in rows}),
             "saturated_reps": sum(saturated(r) for r in rows),
+            "contended_reps": sum(contended(r) for r in rows),
         }
         for metric, read in METRICS.items():
             entry[metric] = _spread([read(r) for r in rows])
@@ -213,7 +219,10 @@ def print_run(row: Row) -> None:
 
 def print_summary(result: dict[str, Any]) -> None:
     print()
-    print("session load: medians over repetitions, (min-max); * = saturated in some repetition")
+    print(
+        "session load: medians over repetitions, (min-max); * = the client saturated (behind"
+        " or > 90% of its core) in a repetition, ! = the machine was full (others' load) in one"
+    )
     print(
         f"{'sessions':>8} {'variant':>19} {'mode':>8} {'reps':>4} {'core %':>6}"
         f" {'µs CPU/sess-s (min-max)':>25} {'KiB/sess':>9} {'sent':>5} {'late':>7}"
@@ -222,7 +231,7 @@ def print_summary(result: dict[str, Any]) -> None:
     )
     for e in result["summary"]:
         cpu = e["cpu_us_per_session_second"]
-        star = "*" if e["saturated_reps"] else " "
+        star = ("*" if e["saturated_reps"] else " ") + ("!" if e["contended_reps"] else " ")
         lost = e["sessions_failed"] + e["sessions_lost"]
         print(
             f"{e['sessions']:>8} {e['variant']:>19} {'/'.join(e['modes']):>8} {e['reps']:>4}"
