@@ -472,6 +472,7 @@ def run(
     costs = Costs()
     runs: list[dict[str, Any]] = []
     plans: list[dict[str, Any]] = []
+    failures: list[dict[str, Any]] = []
     started = time.monotonic()
     for rep in range(reps):
         for sessions in sorted(levels):
@@ -502,15 +503,23 @@ def run(
             for index, group in enumerate(plan.groups):
                 if index:
                     quiet = wait_for_quiet(quiet_wait)
-                rows = run_group(
-                    group,
-                    sessions,
-                    plan.placement,
-                    mode=plan.mode,
-                    window=window,
-                    warmup=warmup,
-                    quiet=quiet,
-                )
+                try:
+                    rows = run_group(
+                        group,
+                        sessions,
+                        plan.placement,
+                        mode=plan.mode,
+                        window=window,
+                        warmup=warmup,
+                        quiet=quiet,
+                    )
+                except WorkerError as exc:  # one failed run must not lose the others
+                    failures.append(
+                        {"rep": rep, "sessions": sessions, "group": group, "error": str(exc)}
+                    )
+                    if echo:
+                        print(f"   FAILED: {exc}", flush=True)
+                    continue
                 for row in rows:
                     row["rep"] = rep
                     runs.append(row)
@@ -535,6 +544,7 @@ def run(
         "patterns": {VARIANTS[v].name: VARIANTS[v].pattern for v in variants},
         "plans": plans,
         "runs": runs,
+        "failures": failures,
         **summary,
     }
 

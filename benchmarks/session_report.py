@@ -264,6 +264,9 @@ def print_summary(result: dict[str, Any]) -> None:
             f" {e['messages_received_per_session_second']['median']:.1f} down per session-second"
             f" (at {e['sessions']}); {patterns.get(variant, '')}"
         )
+    for failure in result.get("failures", ()):
+        where = f"rep {failure['rep'] + 1}, {failure['sessions']} sessions"
+        print(f"FAILED run: {where}: {failure['error']}")
     print()
     print_targets(result["targets"])
 
