@@ -50,6 +50,7 @@ def main() -> int:
     args = parser.parse_args()
     parts = args.only or PARTS
     started = time.monotonic()
+    environment = _environment(args)  # before this run writes results.json and the plot
 
     results: dict[str, Any] = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     if "codec" in parts:
@@ -74,12 +75,13 @@ def main() -> int:
         print("== session load: N real-time sessions per client, every client measured alike ==")
         sessions = session_load.run(**session_load.options(args, quick=args.quick))
         session_report.print_summary(sessions)
-        sessions["environment"] = _environment(args)
+        sessions["environment"] = environment
         results["session_load"] = sessions
         if not args.no_save:
             print(f"plot: {plot.draw(sessions)}")
-    results["environment"] = _environment(args)
-    results["environment"]["elapsed_seconds"] = round(time.monotonic() - started, 1)
+    results["environment"] = environment
+    environment["load_average_after"] = os.getloadavg()
+    environment["elapsed_seconds"] = round(time.monotonic() - started, 1)
     if not args.no_save:
         RESULTS.write_text(json.dumps(results, indent=2) + "\n")
         print(f"wrote {RESULTS}")

@@ -22,16 +22,19 @@ Every client speaks plain ws:// to the emulator (google-genai's URL is rewritten
 ``peers/loadlib.py``, which also defines every measurement).
 
 Scheduling, on a machine with 2 cores: at each level the CPU each process will need is
-predicted (from what was measured at lower levels in this run, else from ``PRIOR_US``).
-If every client and emulator fits on the 2 cores with room to spare (no core above
-``TOGETHER_MAX_CORE``, packed greedily), the variants run *together*: all started at
-once, measured over the same window, so load drift hits them equally. Otherwise they
-run *in turns*: one at a time, its client on core 1 and its emulator on core 0, because
-running them together would measure only their contention. A variant predicted to need
-more than ``SKIP_ABOVE_CORES`` cores is not run at that level (``--run-saturated`` runs it
-anyway; ``ours`` always runs): past saturation its CPU per session is the core divided by
-N and its latency is the backlog. Repetitions are interleaved: every level once, then
-again, with the order of turns rotated.
+predicted (from what was measured at lower levels in this run, else from ``PRIOR_US``),
+and the rest of the machine's load is sampled. Variants run *together* (started at once,
+measured over the same window, so load drift hits them equally; clients and emulators
+packed onto the two cores) as far as they fit with room to spare: no core above
+``TOGETHER_MAX_CORE``, the rest of the machine's load included. What does not fit runs
+in further groups, down to *in turns*: one client alone on core 1, its emulator on core
+0, because running them together would measure only their contention. A variant
+predicted to need more than ``SKIP_ABOVE_CORES`` cores is not run at that level
+(``--run-saturated`` runs it anyway; ``ours`` always runs): past saturation its CPU per
+session is the core divided by N and its latency is the backlog. Each run first waits
+(up to ``QUIET_WAIT_SECONDS``) for the rest of the machine to use less than
+``QUIET_CORES``. Repetitions are interleaved: every level once, then again, the order of
+the groups rotated.
 
 ``python -m benchmarks.session_load --variants ours,sdk --levels 100 --reps 3`` runs one
 comparison quickly (prints only; ``make bench`` records results.json).
@@ -129,14 +132,14 @@ WARMUP_SECONDS = loadlib.CYCLE_SECONDS  # after the last session connected
 QUICK_WARMUP_SECONDS = 2.0
 QUICK_QUIET_WAIT_SECONDS = 3.0
 # Planning: µs of CPU per session-second before anything was measured in this run
-# (measured at 10 sessions, 2026-12; only used for the first level of a run).
+# (medians at 10 sessions, 2026-12-02, busy machine; only used for a run's first level).
 PRIOR_US = {
-    "ours": 17000.0,
-    "ours-tws": 17000.0,
-    "sdk": 21000.0,
-    "livekit": 21000.0,
-    "pipecat": 42000.0,
-    "emulator": 6000.0,
+    "ours": 26700.0,
+    "ours-tws": 26700.0,
+    "sdk": 26000.0,
+    "livekit": 24000.0,
+    "pipecat": 56000.0,
+    "emulator": 13000.0,
 }
 TOGETHER_MAX_CORE = 0.8  # per core, the rest of the machine's load included: room for bursts
 SKIP_ABOVE_CORES = 1.5
@@ -181,7 +184,7 @@ class Placement:
 @dataclass
 class Plan:
     sessions: int
-    mode: str  # "together" or "turns"
+    mode: str  # "together", "groups" or "turns"
     groups: list[list[str]]
     placement: dict[str, Placement]
     demand: dict[str, float]  # predicted cores: each client, and "emulators" in total
@@ -210,8 +213,10 @@ def plan_level(
     run_saturated: bool = False,
     others: float = 0.0,
 ) -> Plan:
-    """Which variants run at this level, together or in turns, and on which cores.
-    ``others``: cores the rest of the machine is using now (counted against both cores)."""
+    """Which variants run at this level, in which groups (a group's variants run at once),
+    and on which cores. ``others``: cores the rest of the machine is using now (counted
+    against both cores). Auto: variants join the current group, in the order given, while
+    the group still fits (``TOGETHER_MAX_CORE`` per core, ``others`` included)."""
     demand = {v: costs.predict(v, sessions) for v in variants}
     emulator = costs.predict("emulator", sessions)
     skipped = {
@@ -221,38 +226,62 @@ def plan_level(
     }
     running = [v for v in variants if v not in skipped]
     demand["emulators"] = emulator * len(running)
-    items = [(f"client:{v}", demand[v]) for v in running]
-    items += [(f"emulator:{v}", emulator) for v in running]
-    where, load = _pack(items)
-    fits = max(load) + others / 2 <= TOGETHER_MAX_CORE
     pinning = can_pin()
-    if mode == "together" or (mode == "auto" and fits and pinning and len(running) > 1):
-        placement = {
-            v: Placement(
-                where[f"client:{v}"] if pinning else None,
-                where[f"emulator:{v}"] if pinning else None,
-            )
-            for v in running
-        }
-        why = (
-            f"together: predicted core loads {load[0]:.2f} / {load[1]:.2f} + the rest of the"
-            f" machine's {others:.2f} / 2 (<= {TOGETHER_MAX_CORE} each); clients and"
-            " emulators packed onto both cores"
-        )
-        return Plan(sessions, "together", [running], placement, demand, skipped, why)
-    turn = rep % max(1, len(running))
-    order = running[turn:] + running[:turn]  # each repetition starts with another variant
-    placement = {v: Placement(1 if pinning else None, 0 if pinning else None) for v in running}
-    why = (
-        f"in turns: together they would need core loads {load[0]:.2f} / {load[1]:.2f} + the"
-        f" rest of the machine's {others:.2f} / 2 (> {TOGETHER_MAX_CORE}); each client alone"
-        " on core 1, its emulator on core 0"
+
+    def packed(group: list[str]) -> tuple[dict[str, int], list[float]]:
+        if len(group) == 1:  # alone: the emulator on core 0, the client on core 1
+            return {}, [emulator, demand[group[0]]]
+        items = [(f"client:{v}", demand[v]) for v in group]
+        return _pack(items + [(f"emulator:{v}", emulator) for v in group])
+
+    def fits(group: list[str]) -> bool:
+        return max(packed(group)[1]) + others / 2 <= TOGETHER_MAX_CORE
+
+    if mode == "together":
+        groups = [running]
+    elif mode == "turns" or not pinning:
+        groups = [[v] for v in running]
+    else:
+        groups = []
+        for v in running:
+            if groups and fits([*groups[-1], v]):
+                groups[-1].append(v)
+            else:
+                groups.append([v])
+    turn = rep % max(1, len(groups))
+    groups = groups[turn:] + groups[:turn]  # each repetition starts with another group
+    placement: dict[str, Placement] = {}
+    for group in groups:
+        where, _ = packed(group)
+        for v in group:
+            if not pinning:
+                placement[v] = Placement(None, None)
+            elif len(group) == 1:
+                placement[v] = Placement(1, 0)
+            else:
+                placement[v] = Placement(where[f"client:{v}"], where[f"emulator:{v}"])
+    loads = " | ".join(
+        f"{'+'.join(VARIANTS[v].name for v in g)} {'/'.join(f'{c:.2f}' for c in packed(g)[1])}"
+        for g in groups
     )
+    if len(groups) == 1 and len(running) > 1:
+        label = "together"
+    elif all(len(group) == 1 for group in groups):
+        label = "turns"
+    else:
+        label = "groups"
+    why = {
+        "together": "together: all started at once, packed onto both cores",
+        "groups": "in groups: each group started at once, packed onto both cores",
+        "turns": "in turns: each client alone on core 1, its emulator on core 0",
+    }[label]
     if not pinning:
-        why = "in turns: fewer than 2 CPUs, nothing pinned"
-    elif mode == "turns":
-        why = "in turns (--mode turns); each client alone on core 1, its emulator on core 0"
-    return Plan(sessions, "turns", [[v] for v in order], placement, demand, skipped, why)
+        why = f"{label}: fewer than 2 CPUs, nothing pinned"
+    why += (
+        f" (predicted core loads: {loads}; the rest of the machine {others:.2f} cores;"
+        f" a group fits under {TOGETHER_MAX_CORE} per core)"
+    )
+    return Plan(sessions, label, groups, placement, demand, skipped, why)
 
 
 # --- running --------------------------------------------------------------------------------
@@ -375,7 +404,6 @@ def run_group(
     sessions: int,
     placement: dict[str, Placement],
     *,
-    mode: str,
     window: float = WINDOW_SECONDS,
     warmup: float = WARMUP_SECONDS,
     quiet: tuple[float, float] = (0.0, 0.0),
@@ -426,8 +454,8 @@ def run_group(
         row = dict(reports[name])
         row.update(
             variant_key=name,
-            mode=mode,
-            group=list(names),
+            mode="together" if len(names) > 1 else "alone",
+            group=[VARIANTS[n].name for n in names],
             client_core=placement[name].client_core,
             emulator_core=placement[name].emulator_core,
             connected=connected[name]["connected"],
@@ -508,7 +536,6 @@ def run(
                         group,
                         sessions,
                         plan.placement,
-                        mode=plan.mode,
                         window=window,
                         warmup=warmup,
                         quiet=quiet,

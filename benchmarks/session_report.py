@@ -88,7 +88,20 @@ def summarize(runs: list[Row]) -> dict[str, Any]:
             entry[count] = sum(r[count] for r in rows)
         levels.append(entry)
     ratios = _ratios(runs)
-    return {"summary": levels, "ratios": ratios, "targets": targets(levels, ratios)}
+    machine = {}
+    if runs:
+        machine = {
+            "others_cores": _spread([r["cores"]["others"] for r in runs]),
+            "load_average": _spread([r["load_average"][0] for r in runs]),
+            "contended_runs": sum(contended(r) for r in runs),
+            "runs": len(runs),
+        }
+    return {
+        "summary": levels,
+        "ratios": ratios,
+        "targets": targets(levels, ratios),
+        "machine": machine,
+    }
 
 
 def _ratios(runs: list[Row]) -> list[dict[str, Any]]:
@@ -246,7 +259,8 @@ def print_summary(result: dict[str, Any]) -> None:
             f" {e['others_cores']['median']:>6.2f}"
         )
     print()
-    print("CPU per session-second against google-genai (median of per-repetition ratios, min-max):")
+    print("CPU per session-second against google-genai, and ours against each peer (median of")
+    print("per-repetition ratios, min-max; only repetitions where neither side was saturated):")
     for r in result["ratios"]:
         print(
             f"{r['sessions']:>8} {r['variant']:>19} / {r['against']:<13}"
@@ -263,6 +277,13 @@ def print_summary(result: dict[str, Any]) -> None:
             f" {e['messages_sent_per_session_second']['median']:.1f} up /"
             f" {e['messages_received_per_session_second']['median']:.1f} down per session-second"
             f" (at {e['sessions']}); {patterns.get(variant, '')}"
+        )
+    machine = result.get("machine")
+    if machine:
+        print(
+            f"the rest of the machine during the windows: {_range(machine['others_cores'])} cores"
+            f" of 2; 1-minute load average {_range(machine['load_average'], digits=1)};"
+            f" full (>= 95% busy) in {machine['contended_runs']} of {machine['runs']} runs"
         )
     for failure in result.get("failures", ()):
         where = f"rep {failure['rep'] + 1}, {failure['sessions']} sessions"

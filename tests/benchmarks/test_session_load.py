@@ -61,6 +61,7 @@ def test_every_variant_streams_and_drains_two_sessions(tiny_run: dict[str, Any])
         assert row["audio_messages_read"] > 0, row["variant"]
         assert row["audio_messages_delivered"] > 0, row["variant"]
         assert row["mode"] == "together"
+        assert len(row["group"]) == len(DEFAULT_VARIANTS)
 
 
 def test_each_client_sends_its_own_message_pattern(tiny_run: dict[str, Any]) -> None:
@@ -78,19 +79,29 @@ def test_the_summary_has_a_ratio_per_peer_and_every_target(tiny_run: dict[str, A
     assert "| target | measured | met |" in session_report.markdown(tiny_run)
 
 
-def test_small_levels_run_together_and_large_ones_in_turns() -> None:
-    costs = Costs()
-    small = plan_level(DEFAULT_VARIANTS, 4, costs)
-    large = plan_level(DEFAULT_VARIANTS, 300, costs, rep=1)
+def test_small_levels_run_together_larger_ones_in_groups_then_in_turns() -> None:
     if not can_pin():
         pytest.skip("one CPU: everything runs in turns")
+    costs = Costs()
+    for kind, us in (("ours", 20e3), ("sdk", 20e3), ("livekit", 20e3), ("pipecat", 40e3)):
+        costs.note(kind, 10, us)
+    costs.note("emulator", 10, 5e3)
+    small = plan_level(DEFAULT_VARIANTS, 4, costs)
     assert small.mode == "together"
     assert small.groups == [list(DEFAULT_VARIANTS)]
+    assert {p.client_core for p in small.placement.values()} == {0, 1}  # packed on both
+    busy = plan_level(DEFAULT_VARIANTS, 4, costs, others=1.6)  # the rest of the machine
+    assert busy.mode == "turns"
+    middle = plan_level(DEFAULT_VARIANTS, 15, costs)
+    assert middle.mode == "groups"
+    assert middle.groups[0][:2] == ["ours", "sdk"]  # the comparison that matters first
+    large = plan_level(DEFAULT_VARIANTS, 300, costs, rep=1)
     assert large.mode == "turns"
-    assert all(len(group) == 1 for group in large.groups)
     assert "ours" not in large.skipped  # the subject always runs
     assert set(large.skipped) == {"sdk", "livekit", "pipecat"}
-    assert large.groups[0] == ["ours"]  # nothing else left at 300 from the priors
+    assert large.groups == [["ours"]]
+    assert large.placement["ours"].client_core == 1
+    assert large.placement["ours"].emulator_core == 0
 
 
 def test_measured_costs_replace_the_priors_for_planning() -> None:
