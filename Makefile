@@ -16,7 +16,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 PEERS := livekit pipecat
 PEER_STAMPS := $(foreach peer,$(PEERS),peers/$(peer)/.venv/.installed-stamp)
 
-.PHONY: run test lint lint-newest bench soak format lock lock-upgrade lock-check lock-tools clean peers
+.PHONY: run console test lint lint-newest bench soak format lock lock-upgrade lock-check lock-tools clean peers
 
 $(UV): tools/uv-requirements.txt
 	test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
@@ -35,8 +35,15 @@ peers/%/.venv/.installed-stamp: $(UV) peers/%/pyproject.toml peers/%/uv.lock
 
 peers: $(PEER_STAMPS)
 
+# The script's own output only (its failures are one line; make adds its own "Error" line
+# and turns every failing status into 2).
 run: $(STAMP)
-	$(BIN)/python examples/supervisor.py $(ARGS)
+	@$(BIN)/python examples/supervisor.py $(ARGS)
+
+# A live conversation: microphone in, speaker out (the audio extra, which .venv always has,
+# and the system's PortAudio: apt-get install libportaudio2).
+console: $(STAMP)
+	@$(BIN)/python examples/supervisor.py --console $(ARGS)
 
 test: $(STAMP) $(PEER_STAMPS)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

@@ -1,14 +1,17 @@
 """gemini-live-trio's public API: a Gemini Live session as supervised Trio actors.
 
+    from actors import RealtimeModel, WavSource, WavSink, tool, GeminiLiveError
+
 The facade is ``RealtimeModel`` / ``RealtimeSession`` (``actors.realtime``); audio and
 video come from a ``Source`` (``actors.capture``) and model audio goes to a ``Sink``
-(``actors.playout``); tools are plain functions decorated with ``@tool``. The network seam
-is ``actors.transport`` (the WebSocket clients) and ``actors.endpoint`` (where to connect,
-with which credentials). The actors themselves (capture, encoder, gemini_link, router,
-tool_executor, transcriber, metrics, playout) are one module each and are wired in
-``actors.pipeline``; the client's limits on what a server can make it hold are in
-``actors.limits``; the runtime they run on (supervisor, wiring, clock, messages) is the
-``runtime`` package.
+(``actors.playout``); tools are plain functions decorated with ``@tool``. Every error the
+library raises on purpose is a ``GeminiLiveError`` (``actors.errors`` draws the tree).
+The network seam is ``actors.transport`` (the WebSocket clients) and ``actors.endpoint``
+(where to connect, with which credentials). The actors themselves (capture, encoder,
+gemini_link, router, tool_executor, transcriber, metrics, playout) are one module each and
+are wired in ``actors.pipeline``; the client's limits on what a server can make it hold
+are in ``actors.limits``; the runtime they run on (supervisor, wiring, clock, messages)
+is the ``runtime`` package.
 """
 
 from actors.capture import (
@@ -23,17 +26,23 @@ from actors.capture import (
     WavSource,
 )
 from actors.encoder import EncoderError
-from actors.endpoint import Endpoint, InvalidApiKey, MissingCredentials
-from actors.events import ResponseContent, event_name
-from actors.gemini_link import (
+from actors.endpoint import Endpoint, InvalidApiKey, InvalidEndpoint, MissingCredentials
+from actors.errors import (
+    ConnectFailed,
     CredentialsRefused,
+    GeminiLiveError,
     HandshakeRejected,
     InvalidRequest,
     LinkError,
-    LinkOptions,
     ModelNotSupported,
     ReconnectGaveUp,
+    SessionClosed,
+    SinkError,
+    SupervisorGaveUp,
+    TransportError,
 )
+from actors.events import ResponseContent, event_name, event_record
+from actors.gemini_link import LinkOptions
 from actors.pipeline import Pipeline
 from actors.playout import CollectorSink, NullSink, PlayoutOptions, Sink, SpeakerSink, WavSink
 from actors.realtime import (
@@ -65,11 +74,9 @@ from actors.tools import (
     tool,
 )
 from actors.transport import (
-    ConnectFailed,
     NativeTransport,
     Transport,
     TransportClosed,
-    TransportError,
     WebSocketTransport,
 )
 from protocol.client_rules import ModelRuleError
@@ -94,6 +101,7 @@ __all__ = [
     "FileHandleStore",
     "FileSearch",
     "FrameSource",
+    "GeminiLiveError",
     "GoogleMaps",
     "GoogleSearch",
     "GoogleSearchRetrieval",
@@ -101,6 +109,7 @@ __all__ = [
     "HandshakeRejected",
     "ImageFilesSource",
     "InvalidApiKey",
+    "InvalidEndpoint",
     "InvalidRequest",
     "LinkError",
     "LinkOptions",
@@ -118,9 +127,12 @@ __all__ = [
     "RealtimeSession",
     "ReconnectGaveUp",
     "ResponseContent",
+    "SessionClosed",
     "Sink",
+    "SinkError",
     "Source",
     "SpeakerSink",
+    "SupervisorGaveUp",
     "TokenMintError",
     "Tool",
     "ToolArgumentsError",
@@ -136,6 +148,7 @@ __all__ = [
     "WavSource",
     "WebSocketTransport",
     "event_name",
+    "event_record",
     "mint_token",
     "tool",
 ]

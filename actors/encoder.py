@@ -9,7 +9,9 @@ otherwise; the latest frame wins, and frames dropped by that policy are counted.
 
 ``AudioEncoder`` and ``VideoEncoder`` are plain classes (no I/O); ``encoder`` is the actor.
 Bad input raises ``EncoderError`` naming the problem; the actor reports it as ``Dropped``
-and goes on, so one bad frame does not end a session.
+(aggregated, at most once a second per kind) and goes on, so one bad frame does not end a
+session. A level gate on the encoded audio says when the user stops speaking
+(``SpeechEnded``, for time to first audio) and steers the video rate.
 """
 
 from __future__ import annotations
@@ -24,8 +26,11 @@ import soxr
 import trio
 from PIL import Image
 
+from actors.limits import DROP_REPORT_INTERVAL
 from runtime import messages as m
 from runtime.audio import INPUT_RATE, SAMPLE_DTYPES
+from runtime.drops import DropCounter
+from runtime.errors import GeminiLiveError
 from runtime.supervisor import ActorContext
 from runtime.wiring import deliver, messages
 
@@ -33,7 +38,7 @@ TARGET_RATE = INPUT_RATE
 _CHANNELS = {"rgb24": ("RGB", 3), "rgba": ("RGBA", 4), "gray": ("L", 1)}
 
 
-class EncoderError(ValueError):
+class EncoderError(GeminiLiveError, ValueError):
     """Input that cannot be encoded; the message names the problem."""
 
 
@@ -210,16 +215,30 @@ def _check_frame(frame: m.RawVideo) -> None:
 
 @dataclass
 class _Speech:
-    """A simple local energy gate: is the user speaking (for the video rate policy)?"""
+    """A simple local level gate: is the user speaking (for the video rate policy), and
+    when did they stop (``SpeechEnded``, for time to first audio)?"""
 
     threshold: float = 10 ** (-45 / 20)  # -45 dBFS RMS
     hold: float = 0.5
     until: float = 0.0
+    voiced_end: float | None = None  # where the last loud chunk ended, not yet reported
 
-    def update(self, chunk: m.AudioChunk) -> None:
+    def update(self, chunk: m.AudioChunk) -> m.SpeechEnded | None:
+        """Feed one chunk; a ``SpeechEnded`` once the audio has been quiet ``hold`` s."""
         samples = np.frombuffer(chunk.data, dtype="<i2").astype(np.int64)
+        end = chunk.timestamp + samples.size / TARGET_RATE
         if samples.size and math.sqrt(int(samples @ samples) / samples.size) > self.level:
-            self.until = chunk.timestamp + self.hold
+            self.until, self.voiced_end = end + self.hold, end
+            return None
+        if self.voiced_end is not None and chunk.timestamp >= self.until:
+            return self.end()
+        return None
+
+    def end(self) -> m.SpeechEnded | None:
+        """The stream ended: a ``SpeechEnded`` if speech was not yet reported as over."""
+        ended = None if self.voiced_end is None else m.SpeechEnded(timestamp=self.voiced_end)
+        self.voiced_end = None
+        return ended
 
     @property
     def level(self) -> float:
@@ -246,44 +265,98 @@ async def encoder(
     ``AudioStreamEnded`` when a source not named in ``video_sources`` ends; anything else
     on ``raw`` passes through to it (``AudioCleared`` after dropping the partial chunk).
     ``reports`` (to the rest of the pipeline) gets the
-    ``EndOfStream``, a copy of each ``AudioStreamEnded``, and a ``Dropped`` for each bad
-    or superseded frame."""
-    audio = AudioEncoder(chunk_ms)
-    pictures = video or VideoEncoder()
-    speech = _Speech()
-    seen_video = False
+    ``EndOfStream``, a copy of each ``AudioStreamEnded``, a ``SpeechEnded`` when the
+    user's audio goes quiet, and ``Dropped`` reports (aggregated: at most one a second per
+    kind) for bad or superseded frames."""
+    encoding = _Encoding(out, reports, AudioEncoder(chunk_ms), video or VideoEncoder())
     async with raw, out, reports:
         ctx.ready()
         async for message in messages(raw):
             try:
                 if isinstance(message, m.RawAudio):
-                    for chunk in audio.feed(message):
-                        if seen_video:  # the gate only steers the video rate
-                            speech.update(chunk)
-                        await deliver(out, chunk)
+                    await encoding.audio(message)
                 elif isinstance(message, m.RawVideo):
-                    seen_video = True
-                    before = pictures.dropped
-                    pictures.offer(message)
-                    if pictures.dropped > before:
-                        await deliver(reports, m.Dropped(what="video frame (latest wins)", count=1))
+                    await encoding.video(message)
                 elif isinstance(message, m.AudioCleared):
-                    audio.clear()  # the partial chunk is cleared too
+                    encoding.sound.clear()  # the partial chunk is cleared too
                     await deliver(out, message)
                 elif isinstance(message, m.EndOfStream):
-                    for chunk in audio.end():
-                        await deliver(out, chunk)
-                    if message.source not in video_sources:
-                        ended = m.AudioStreamEnded(timestamp=message.timestamp)
-                        await deliver(out, ended)  # the end of the user's audio
-                        await deliver(reports, ended)
-                    await deliver(reports, message)
+                    await encoding.end(message, message.source not in video_sources)
                 else:
                     await deliver(out, message)
             except EncoderError as exc:
-                await deliver(reports, m.Dropped(what=f"input: {exc}", count=1))
-            if seen_video:
-                now = trio.current_time()
-                frame = pictures.due(now, speaking=speech.active(now))
-                if frame is not None:
-                    await deliver(out, frame)
+                await encoding.dropped(f"input: {exc}")
+            await encoding.video_due()
+        await encoding.flush_drops()
+
+
+@dataclass
+class _Encoding:
+    """One encoder incarnation's work, a method per kind of input."""
+
+    out: trio.MemorySendChannel[m.InternalMessage]
+    reports: trio.MemorySendChannel[m.InternalMessage]
+    sound: AudioEncoder
+    pictures: VideoEncoder
+    speech: _Speech = field(default_factory=_Speech)
+    seen_video: bool = False
+    drops: dict[str, DropCounter] = field(default_factory=dict)
+
+    async def audio(self, message: m.RawAudio) -> None:
+        for chunk in self.sound.feed(message):
+            await self._send_chunk(chunk)
+
+    async def _send_chunk(self, chunk: m.AudioChunk) -> None:
+        ended = self.speech.update(chunk)
+        await deliver(self.out, chunk)
+        if ended is not None:
+            await deliver(self.reports, ended)
+
+    async def video(self, message: m.RawVideo) -> None:
+        self.seen_video = True
+        before = self.pictures.dropped
+        self.pictures.offer(message)
+        if self.pictures.dropped > before:
+            await self.dropped("video frame (the latest wins)")
+
+    async def end(self, message: m.EndOfStream, audio: bool) -> None:
+        for chunk in self.sound.end():
+            await self._send_chunk(chunk)
+        if audio:
+            ended = self.speech.end()
+            if ended is not None:
+                await deliver(self.reports, ended)
+            stream_ended = m.AudioStreamEnded(timestamp=message.timestamp)
+            await deliver(self.out, stream_ended)  # the end of the user's audio
+            await deliver(self.reports, stream_ended)
+        await self.flush_drops()
+        await deliver(self.reports, message)
+
+    async def video_due(self) -> None:
+        if self.seen_video:
+            now = trio.current_time()
+            frame = self.pictures.due(now, speaking=self.speech.active(now))
+            if frame is not None:
+                await deliver(self.out, frame)
+
+    async def dropped(self, what: str) -> None:
+        counter = self.drops.get(what)
+        if counter is None:
+            if len(self.drops) >= _DROP_KINDS:  # errors name their input: keep the kinds few
+                what = "input that could not be encoded (other kinds)"
+                counter = self.drops.get(what)
+            if counter is None:
+                counter = self.drops[what] = DropCounter(what, DROP_REPORT_INTERVAL)
+        counter.add()
+        report = counter.due(trio.current_time())
+        if report is not None:
+            await deliver(self.reports, report)
+
+    async def flush_drops(self) -> None:
+        for counter in self.drops.values():
+            report = counter.flush()
+            if report is not None:
+                await deliver(self.reports, report)
+
+
+_DROP_KINDS = 16

@@ -34,6 +34,8 @@ from urllib.parse import urlsplit
 
 import trio
 
+from runtime.errors import GeminiLiveError
+
 GEMINI_HOST = "generativelanguage.googleapis.com"
 GEMINI_PATH = "/ws/google.ai.generativelanguage.{version}.GenerativeService.BidiGenerateContent"
 CONSTRAINED_PATH = GEMINI_PATH + "Constrained"
@@ -42,7 +44,7 @@ TOKEN_API_VERSION = "v1alpha"  # google-genai: ephemeral tokens are "in v1alpha 
 VERTEX_PATH = "/ws/google.cloud.aiplatform.{version}.LlmBidiService/BidiGenerateContent"
 
 
-class MissingCredentials(ValueError):
+class MissingCredentials(GeminiLiveError, ValueError):
     """No credentials given or found in the environment; the message says where to put them."""
 
 
@@ -80,7 +82,7 @@ def _static(headers: Headers) -> Callable[[], Awaitable[Headers]]:
 API_KEY_VARIABLES = ("GOOGLE_API_KEY", "GEMINI_API_KEY")
 
 
-class InvalidApiKey(ValueError):
+class InvalidApiKey(GeminiLiveError, ValueError):
     """A key that cannot go into a header; the message says where it came from, not what it is."""
 
 
@@ -145,7 +147,7 @@ def ephemeral(
     base = (base_url or f"wss://{GEMINI_HOST}").rstrip("/")
     parts = urlsplit(base)
     if parts.scheme not in ("ws", "wss") or not parts.netloc:
-        raise ValueError(f"base_url must be a ws:// or wss:// URL, not {base_url!r}")
+        raise InvalidEndpoint(f"base_url must be a ws:// or wss:// URL, not {base_url!r}")
     url = base + CONSTRAINED_PATH.format(version=api_version)
     if in_query:
         return Endpoint("gemini", f"{url}?access_token={token}", _model_name(model), _static([]))
@@ -212,10 +214,22 @@ def _default_token() -> str:
     return token
 
 
+class InvalidEndpoint(GeminiLiveError, ValueError):
+    """An endpoint URL the client cannot connect to (not ws:// or wss://, no host)."""
+
+
 def custom(url: str, model: str, api_key: str | None = None) -> Endpoint:
+    """Raises ``InvalidEndpoint`` for a URL that is not ``ws://HOST...`` or ``wss://HOST...``."""
     parts = urlsplit(url)
-    if parts.scheme not in ("ws", "wss") or not parts.netloc:
-        raise ValueError(f"endpoint must be a ws:// or wss:// URL, not {url!r}")
+    try:
+        parts.port  # noqa: B018  # raises ValueError for a port that is not a number
+    except ValueError:
+        raise InvalidEndpoint(f"endpoint {url!r} has an invalid port") from None
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        hint = (
+            " (for the emulator: ws://127.0.0.1:PORT)" if parts.scheme in ("http", "https") else ""
+        )
+        raise InvalidEndpoint(f"endpoint must be a ws:// or wss:// URL, not {url!r}{hint}")
     key = check_api_key(api_key, "api_key") if api_key else None
     if key is not None and key.startswith(TOKEN_PREFIX) and parts.path in ("", "/"):
         return ephemeral(key, model, base_url=url)

@@ -112,11 +112,13 @@ class EventQueue:
 
     async def get(self) -> Event:
         """The next event (first, a ``Dropped`` if any were dropped since the last read);
-        waits for one. Raises ``trio.EndOfChannel`` after ``close`` and the last event."""
+        waits for one. Raises ``trio.EndOfChannel`` after ``close`` and the last event.
+        Cancelled, it takes nothing (a loop under ``move_on_after`` loses no event)."""
         while True:
+            await trio.lowlevel.checkpoint_if_cancelled()
             event = self._next()
             if event is not None:
-                await trio.lowlevel.checkpoint()
+                await trio.lowlevel.cancel_shielded_checkpoint()  # taken: it must arrive
                 return event
             if self._closed:
                 raise trio.EndOfChannel

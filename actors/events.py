@@ -46,6 +46,7 @@ _NAMES = {
     "turn.started": "response_content_added",
     "turn.complete": "agent_speech_stopped",
     "voice_activity": "input_speech_started",  # kind "end": input_speech_stopped
+    "input.speech_end": "input_speech_stopped",
     "link.reconnecting": "reconnecting",
     "link.reconnected": "reconnected",
     "actor.gave_up": "error",

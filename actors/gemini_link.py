@@ -24,6 +24,10 @@ its own events (``Connected``, ``Reconnecting``, ``Reconnected``, ``ServerFault`
   errors, no setupComplete in time, a server that breaks the protocol) reconnect. Fatal
   ones raise a ``LinkError`` subclass naming the likely cause (1007, 1008, a refused key
   or handshake).
+- Until the session's first setupComplete, connecting has one overall deadline
+  (``connect_timeout``): past it, or when the reconnect rule gives up first, the link
+  raises ``ConnectFailed`` naming the host and the last attempt's cause (DNS, refused,
+  TLS verification, timeout, an HTTP status, no setupComplete).
 - Every new connection goes through one rule (``Reconnects``): a capped, jittered backoff
   counted over failures in a row, giving up (``ReconnectGaveUp``) past
   ``max_reconnect_attempts``; a connection that completed a turn or stayed up
@@ -54,19 +58,29 @@ import collections
 import dataclasses
 import enum
 import itertools
+import logging
 import math
 import random as _random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
+from urllib.parse import urlsplit
 
 import msgspec
 import trio
 
 from actors import limits
-from actors.endpoint import Endpoint
-from actors.transport import (
+from actors.endpoint import Endpoint, MissingCredentials
+from actors.errors import (
     ConnectFailed,
+    CredentialsRefused,
+    HandshakeRejected,
+    InvalidRequest,
+    LinkError,
+    ModelNotSupported,
+    ReconnectGaveUp,
+)
+from actors.transport import (
     Connection,
     PeerProtocolViolation,
     Transport,
@@ -81,29 +95,20 @@ from runtime.drops import DropCounter
 from runtime.supervisor import ActorContext, Backoff
 from runtime.wiring import deliver, take
 
+log = logging.getLogger("gemini_live.link")  # the library never prints: it logs
 
-class LinkError(Exception):
-    """The session cannot go on; the message says the likely cause."""
-
-
-class InvalidRequest(LinkError):
-    """1007 (or 1002/1003/1009): the server rejected what we sent."""
-
-
-class ModelNotSupported(LinkError):
-    """1008: the model is unknown to this API, or an option is not supported."""
-
-
-class CredentialsRefused(LinkError):
-    """The key or token was refused."""
-
-
-class HandshakeRejected(LinkError):
-    """The server refused the WebSocket handshake (wrong URL or API version)."""
-
-
-class ReconnectGaveUp(LinkError):
-    """Reconnecting failed too many times in a row."""
+__all__ = [
+    "ConnectFailed",
+    "CredentialsRefused",
+    "HandshakeRejected",
+    "InvalidRequest",
+    "LinkError",
+    "LinkOptions",
+    "LinkState",
+    "ModelNotSupported",
+    "ReconnectGaveUp",
+    "gemini_link",
+]
 
 
 @dataclass(frozen=True)
@@ -114,6 +119,7 @@ class LinkOptions:
     backoff: Backoff = limits.RECONNECT_BACKOFF
     max_reconnect_attempts: int = limits.RECONNECT_ATTEMPTS
     setup_timeout: float = limits.SETUP_TIMEOUT
+    connect_timeout: float = limits.CONNECT_DEADLINE
     handover_margin: float = limits.HANDOVER_MARGIN
     history_turns: int = limits.RESEED_TURNS
     healthy_after: float = limits.HEALTHY_AFTER
@@ -282,6 +288,7 @@ class Ended:
     outcome: Outcome
     reason: str = ""
     error: LinkError | None = None  # FATAL: what the link raises
+    cause: str = ""  # CONNECT_FAILED: in a few words (ConnectFailed.cause)
     close_code: int | None = None  # SERVER_FAULT: the code the connection is closed with
     healthy: bool = False  # it completed a turn or stayed up ``healthy_after`` seconds
 
@@ -377,6 +384,10 @@ class Link:
     state: LinkState
     options: LinkOptions
     outgoing_ended: bool = False
+    connecting: trio.CancelScope = field(default_factory=trio.CancelScope)
+    attempts: int = 0
+    last_failure: Ended | None = None
+    phase: str = ""  # what the attempt in progress waits for, said as its failure
 
     @property
     def rules(self) -> ClientRules:
@@ -391,13 +402,27 @@ class Link:
         session.max_unconsumed_bytes = self.options.unconsumed_bytes
         if session.state is not State.IDLE:  # a previous incarnation crashed mid-connection
             await self.report(session.connection_lost())
+        # Until the session's first setupComplete, connecting has one deadline
+        # (``_announce`` lifts it).
+        if self.state.connections == 0:
+            self.connecting.deadline = trio.current_time() + self.options.connect_timeout
+        began = trio.current_time()
+        with self.connecting:
+            return await self._connections(began)
+        return self._never_connected(began, timed_out=True)
+
+    async def _connections(self, began: float) -> LinkError | None:
+        session = self.state.session
         delay = 0.0
         while True:
+            self.attempts += 1
             ended = await self._attempt(delay)
             if ended.outcome is Outcome.STOPPED:
                 return None
             if ended.outcome is Outcome.FATAL:
+                log.warning("the session cannot go on: %s", ended.reason)
                 return ended.error
+            self.last_failure = ended
             if ended.outcome is Outcome.SERVER_FAULT:
                 await deliver(
                     self.incoming, m.ServerFault(what=ended.reason, code=ended.close_code or 0)
@@ -406,15 +431,36 @@ class Link:
                 session.resumption_handle, session.resumable = None, False
             await self.report(session.connection_lost())
             step = self.state.reconnects.after(ended, trio.current_time(), self.options)
+            if step is None and self.state.connections == 0:
+                return self._never_connected(began, timed_out=False)
             if step is None:
                 failures = self.state.reconnects.failures - 1
                 return ReconnectGaveUp(
                     f"gave up after {failures} reconnect attempts; last: {ended.reason}"
                 )
             attempt, delay = step
+            log.info("connection ended (%s); connecting again in %.2f s", ended.reason, delay)
             await deliver(
                 self.incoming, m.Reconnecting(reason=ended.reason, attempt=attempt, delay=delay)
             )
+
+    def _never_connected(self, began: float, *, timed_out: bool) -> ConnectFailed:
+        """The session never connected: where to, why (the last attempt's cause), and for
+        how long it tried."""
+        last = self.last_failure
+        cause = (last.cause or last.reason) if last is not None else "timed out"
+        if timed_out and self.phase:
+            cause = self.phase  # cut during an attempt: what it was waiting for
+        seconds = trio.current_time() - began
+        tries = f"{self.attempts} attempt" + ("s" if self.attempts != 1 else "")
+        how = (
+            f"no session after {seconds:.0f} s, {tries}" if timed_out else f"gave up after {tries}"
+        )
+
+        parts = urlsplit(self.endpoint.url)
+        port = parts.port or (443 if parts.scheme == "wss" else 80)
+        host = f"{parts.hostname}:{port}"
+        return ConnectFailed(f"{cause} ({how})", host=host, cause=cause)
 
     async def _attempt(self, delay: float) -> Ended:
         """Wait ``delay``, then connect and serve one connection; how it ended. Until the
@@ -424,6 +470,7 @@ class Link:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(pump.run)
             ended = await self._wait(delay) or await self._connect(pump)
+            self.phase = ""  # (left as it was when the connect deadline cuts an attempt)
             await pump.stop()
         return ended
 
@@ -437,11 +484,16 @@ class Link:
         now = trio.current_time()
         self.state.reconnects.started(now)
         try:
+            self.phase = "timed out connecting"
+            log.info("connecting to %s (attempt %d)", self.endpoint.url, self.attempts)
             headers = await self.endpoint.headers()
             async with self.transport.connect(self.endpoint.url, headers) as conn:
+                self.phase = "timed out waiting for setupComplete"
                 return await ConnectionRun(self, conn, now).run(pump)
         except ConnectFailed as exc:
             return _connect_failed(exc)
+        except MissingCredentials as exc:  # Vertex: no token from the default credentials
+            return _fatal(CredentialsRefused(str(exc)), exc)
         except TransportClosed as exc:  # from the transport's own close on the way out
             return _closed(exc)
 
@@ -594,7 +646,12 @@ class ConnectionRun:
                 )
             return _closed(exc)
         except trio.TooSlowError:
-            return Ended(Outcome.SETUP_TIMEOUT, "no setupComplete in time")
+            timeout = self.link.options.setup_timeout
+            return Ended(
+                Outcome.SETUP_TIMEOUT,
+                "no setupComplete in time",
+                cause=f"no setupComplete within {timeout:g} s",
+            )
         return None
 
     async def _announce(self) -> Ended | None:
@@ -621,9 +678,11 @@ class ConnectionRun:
         if lost:
             what = "client messages the server had not consumed (not replayed)"
             await deliver(link.incoming, m.Dropped(what=what, count=lost))
+        log.info("session up (connection %d, resumed: %s)", state.connections, bool(self.handle))
+        link.connecting.deadline = math.inf  # connected: the connect deadline is over
+        link.ctx.ready()  # (again after a restart: the supervisor counts its health from here)
         if state.connections == 1:
             await deliver(link.incoming, m.Connected(resumed=self.handle is not None))
-            link.ctx.ready()
             return None
         dropped = state.outbox.dropped.flush()
         if dropped is not None:
@@ -894,7 +953,10 @@ def _connect_failed(exc: ConnectFailed) -> Ended:
             f"the server refused the handshake (HTTP {exc.status}): check the URL and API version"
         )
         return _fatal(error, exc)
-    return Ended(Outcome.CONNECT_FAILED, str(exc))
+    if not exc.retryable:
+        return Ended(Outcome.FATAL, str(exc), error=exc)
+    cause = f"the server answered HTTP {exc.status}" if exc.status is not None else exc.cause
+    return Ended(Outcome.CONNECT_FAILED, str(exc), cause=cause)
 
 
 def _server_fault(reason: str, code: int) -> Ended:

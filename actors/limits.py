@@ -52,6 +52,10 @@ RESEED_TURNS = 50
 
 # Tool calls running at once; past it a new call is answered at once with an error.
 RUNNING_TOOL_CALLS = 64
+# Threads the session's sync tools may hold at once (their own limiter, not trio's
+# default one, which sinks and token refreshes use); past it a sync call waits for one,
+# within its timeout. A timed-out thread keeps its token until it really returns.
+TOOL_THREADS = 16
 
 # --- reconnecting -----------------------------------------------------------------------
 
@@ -70,6 +74,9 @@ CONNECTION_WINDOW = 60.0
 
 # Seconds from sending setup to setupComplete before the connection counts as failed.
 SETUP_TIMEOUT = 30.0
+# Seconds from starting a session to its first setupComplete, over every attempt; past
+# it the session raises ConnectFailed (naming the host and the last attempt's cause).
+CONNECT_DEADLINE = 30.0
 # Seconds before a goAway deadline at which the link moves if no turn boundary came.
 HANDOVER_MARGIN = 1.0
 # Seconds the link waits, after a write failed, for the read side to say why it ended.
@@ -83,6 +90,7 @@ DROP_REPORT_INTERVAL = 1.0
 __all__ = [
     "CONNECTIONS_PER_WINDOW",
     "CONNECTION_WINDOW",
+    "CONNECT_DEADLINE",
     "DROP_REPORT_INTERVAL",
     "EVENT_QUEUE_BYTES",
     "EVENT_QUEUE_EVENTS",
@@ -100,6 +108,7 @@ __all__ = [
     "RUNNING_TOOL_CALLS",
     "SEND_FAILURE_GRACE",
     "SETUP_TIMEOUT",
+    "TOOL_THREADS",
     "TRANSCRIPT_CHARS",
     "TRANSCRIPT_TURNS",
     "UNCONSUMED_BYTES",

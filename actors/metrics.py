@@ -1,9 +1,12 @@
 """Metrics: time to first audio per turn, token usage per turn and per session, and
 each reply's model metrics as LiveKit reports them.
 
-Time to first audio runs from the end of the user's speech (``ActivityEnded`` or
-``AudioStreamEnded`` sent, by its timestamp) to the first model audio played (the first
-``PlayoutProgress`` of the next turn, by when it arrives). Token counts come from the
+Time to first audio runs from the end of the user's speech (``SpeechEnded``, where the
+encoder's level gate heard the audio go quiet, or ``ActivityEnded`` with manual activity
+detection; by its timestamp) to the first model audio played (the first
+``PlayoutProgress`` of the next turn, by when it arrives). The end of the input stream
+(``AudioStreamEnded``) is not the end of speech: trailing silence, or a microphone that
+never ends, would hide or skew it. Token counts come from the
 server's ``UsageReported``. Every measurement is a ``MetricRecorded``.
 
 ``ModelMetrics`` (LiveKit's ``RealtimeModelMetrics``) go out with each usage report: the
@@ -98,13 +101,15 @@ class Metrics:
         )
 
     def feed(self, message: m.InternalMessage, now: float) -> list[m.MetricRecorded]:
-        if isinstance(message, m.ActivityEnded | m.AudioStreamEnded):
+        if isinstance(message, m.ActivityEnded | m.SpeechEnded):
             self.speech_ended_at = message.timestamp
         elif isinstance(message, m.PlayoutProgress) and message.turn_id not in self.started:
             self.started.add(message.turn_id)
-            if self.speech_ended_at is not None:
-                latency = now - self.speech_ended_at
-                self.speech_ended_at = None
+            ended, self.speech_ended_at = self.speech_ended_at, None
+            # A speech end still ahead of the clock is the time of audio sent faster than
+            # real time (a file read as fast as possible): nothing to measure.
+            if ended is not None and ended <= now:
+                latency = now - ended
                 return [
                     m.MetricRecorded(
                         name="time_to_first_audio", value=latency, turn_id=message.turn_id

@@ -14,20 +14,39 @@ message where it is needed (``actors.router``), and everything to the transcribe
 which the application's event stream passes. The supervisor starts them in this order:
 transcriber, metrics, playout, tool-executor, router, link (ready once setupComplete
 arrived), encoder, capture, so no audio is captured before the session can take it.
+
+``run()`` owns what the session holds: it opens the sink before the actors start and
+closes it after they have all stopped (a restarted playout gets the same sink back), and
+closes the wiring. ``stop()`` ends it in reverse start order: capture stops reading, and
+each channel ends once its senders have stopped (``Wiring.close_senders``), so the encoder
+drains into the link, the link closes its connection (1000), the router routes what is
+queued, the tool executor answers what still runs, and playout, metrics and the
+transcriber finish with what reached them. A fatal error (a ``LinkError``, a source or
+sink that cannot be used) is never restarted: ``run()`` raises it as itself.
+
+Why not OTP's ``rest_for_one`` (restart the stages started after a failed one): the
+channels belong to the wiring, not to the actors, so a restarted stage is found at the
+same place by every peer and nothing downstream holds a stale reference; and restarting
+the stages after, say, playout would restart the link (a reconnect) and end the capture
+(a file source cannot restart without replaying). ``one_for_one`` keeps a sink hiccup a
+sink hiccup.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import trio
 
-from actors.capture import Source, capture
+from actors import limits
+from actors.capture import AudioDeviceUnavailable, CaptureError, Source, capture
 from actors.encoder import encoder
 from actors.endpoint import Endpoint
+from actors.errors import LinkError, SinkError
 from actors.gemini_link import LinkOptions, LinkState, gemini_link
 from actors.metrics import Metrics, metrics
-from actors.playout import PlayoutOptions, Sink, playout
+from actors.playout import PlayoutOptions, Sink, open_sink, playout
 from actors.router import router
 from actors.tool_executor import ExecutorState, tool_executor
 from actors.tools import ToolSet
@@ -40,6 +59,8 @@ from runtime.supervisor import ChildSpec, Restart, Supervisor
 from runtime.wiring import Wiring
 
 CHANNELS = ("raw", "outgoing", "reports", "calls", "playout", "metrics", "observed")
+SHUTDOWN_GRACE = 2.0  # s after stop() before what has not ended is cancelled
+SINK_CLOSE_TIMEOUT = 5.0  # s the sink may take to finish (a WAV header, a device drain)
 
 
 @dataclass
@@ -54,6 +75,7 @@ class Pipeline:
     link_options: LinkOptions = field(default_factory=LinkOptions)
     playout_options: PlayoutOptions = field(default_factory=PlayoutOptions)
     chunk_ms: int = 20
+    tool_threads: int = limits.TOOL_THREADS
     transcripts: Transcripts = field(default_factory=Transcripts)
     wiring: Wiring[m.InternalMessage] = field(default_factory=Wiring)
     rules: ClientRules | None = None  # how to speak to the model (None: from its name)
@@ -72,6 +94,42 @@ class Pipeline:
             self._link_state.session.resumable = True
         self._executor_state = ExecutorState()
         self._metrics = Metrics()
+        # The session's tool threads: shared by the executor's incarnations, since a
+        # thread that never returns holds its token past the incarnation that started it.
+        self._tool_threads = trio.CapacityLimiter(self.tool_threads)
+        self._supervisor: Supervisor | None = None
+
+    async def run(
+        self,
+        events: trio.MemorySendChannel[m.InternalMessage],
+        *,
+        replace: Mapping[str, ChildSpec] | None = None,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Open the sink, run the actors until ``stop()`` has stopped them, then close the
+        sink and the wiring. Reports started once every actor is ready (the link: the
+        server's setupComplete). Raises a fatal error as itself (``LinkError``,
+        ``CaptureError``, ``SinkError``...), or ``SupervisorGaveUp``. ``replace`` swaps
+        children by name (see ``examples/custom_pipeline.py``)."""
+        self._supervisor = self.supervisor(events, replace=replace)
+        opened = False
+        try:
+            await open_sink(self.sink)
+            opened = True
+            await self._supervisor.run(task_status=task_status)
+        finally:
+            self.wiring.close()
+            if opened:
+                with trio.CancelScope(shield=True) as closing:
+                    closing.deadline = trio.current_time() + SINK_CLOSE_TIMEOUT
+                    await self.sink.aclose()
+
+    def stop(self) -> None:
+        """End ``run()``: in reverse start order (see the module docstring), bounded by
+        ``SHUTDOWN_GRACE``. Returns at once. Idempotent."""
+        self.wiring.close_senders()
+        if self._supervisor is not None:
+            self._supervisor.stop()
 
     def send(self) -> trio.MemorySendChannel[m.InternalMessage]:
         """An endpoint to push input to the session (text, activity signals, audio chunks)."""
@@ -106,6 +164,7 @@ class Pipeline:
                     options=self.playout_options,
                 ),
                 Restart.TRANSIENT,
+                fatal=(SinkError, AudioDeviceUnavailable),
             ),
             ChildSpec(
                 "tool-executor",
@@ -115,6 +174,7 @@ class Pipeline:
                     calls=w.receiver("calls"),
                     results=w.sender("reports"),
                     state=self._executor_state,
+                    threads=self._tool_threads,
                 ),
             ),
             ChildSpec(
@@ -141,6 +201,7 @@ class Pipeline:
                     state=self._link_state,
                     options=self.link_options,
                 ),
+                fatal=(LinkError,),
             ),
             ChildSpec(
                 "encoder",
@@ -166,12 +227,22 @@ class Pipeline:
             if source is not None
         ]
 
-    def supervisor(self, events: trio.MemorySendChannel[m.InternalMessage]) -> Supervisor:
-        """A supervisor of ``children(events)``; run it with ``run()``, end it with ``stop()``."""
-        return Supervisor(self.children(events), events=events)
+    def supervisor(
+        self,
+        events: trio.MemorySendChannel[m.InternalMessage],
+        *,
+        replace: Mapping[str, ChildSpec] | None = None,
+    ) -> Supervisor:
+        """A supervisor of ``children(events)`` (with the children named in ``replace``
+        swapped). ``run()`` runs one with the sink opened and closed around it."""
+        children = [(replace or {}).get(c.name, c) for c in self.children(events)]
+        return Supervisor(children, events=events, shutdown_grace=SHUTDOWN_GRACE)
 
 
 def _capture_spec(name: str, source: Source, wiring: Wiring[m.InternalMessage]) -> ChildSpec:
     return ChildSpec(
-        name, lambda ctx: capture(ctx, source=source, out=wiring.sender("raw")), Restart.TEMPORARY
+        name,
+        lambda ctx: capture(ctx, source=source, out=wiring.sender("raw")),
+        Restart.TEMPORARY,
+        fatal=(CaptureError, AudioDeviceUnavailable),
     )

@@ -15,33 +15,53 @@ sending faster than that can be played loses what does not fit, counted and repo
 Sinks: ``NullSink`` (plays nothing, at the pace of a speaker: the session's default),
 ``WavSink`` (a 16-bit mono WAV file), ``CollectorSink`` (keeps everything in memory, for
 tests), ``SpeakerSink`` (sounddevice, an optional extra).
+
+The sink belongs to whoever runs the pipeline (a session owns the sink it is given), not
+to the actor: the owner opens it (``open_sink``: a file is created, a device started, and
+an error says so before the conversation starts) and closes it (``aclose``) after playout
+has stopped for good. A restarted playout gets the same sink back, open and intact.
 """
 
 from __future__ import annotations
 
 import collections
+import threading
 import wave
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, BinaryIO, Protocol
 
 import trio
 
 from actors import limits
-from actors.capture import AudioDeviceUnavailable
+from actors.capture import audio_device_error, sounddevice_module
+from actors.errors import SinkError
 from runtime import messages as m
 from runtime.audio import OUTPUT_RATE
 from runtime.clock import paced_sleep_until
 from runtime.drops import DropCounter
+from runtime.errors import unwrapping
 from runtime.supervisor import ActorContext
 from runtime.wiring import deliver, messages
 
 
 class Sink(Protocol):
+    """Where model audio goes. A sink may also have ``async def open()`` (create the
+    file, start the device): its owner calls it, through ``open_sink``, before the first
+    write, and ``aclose`` once at the end."""
+
     async def write(self, pcm: bytes) -> None:
         """Play (or store) mono PCM16 at 24 kHz."""
 
     async def aclose(self) -> None: ...
+
+
+async def open_sink(sink: Sink) -> None:
+    """Open ``sink`` if it has an ``open()``; its errors are the sink's (``SinkError``,
+    ``AudioDeviceUnavailable``)."""
+    opener = getattr(sink, "open", None)
+    if opener is not None:
+        await opener()
 
 
 class NullSink:
@@ -77,57 +97,121 @@ class CollectorSink:
 
 
 class WavSink:
-    """Writes what is played to a 16-bit mono 24 kHz WAV file (created on first write)."""
+    """Writes what is played to a 16-bit mono 24 kHz WAV file, created by ``open()`` (or
+    the first write); ``aclose()`` finishes it (a session that played nothing leaves an
+    empty but valid file). Raises ``SinkError`` naming the path when it cannot be written."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self._raw: BinaryIO | None = None
         self._file: wave.Wave_write | None = None
+        self._closed = False
+
+    async def open(self) -> None:
+        if self._file is None:
+            await trio.to_thread.run_sync(self._open)
 
     async def write(self, pcm: bytes) -> None:
         if self._file is None:
-            self._file = await trio.to_thread.run_sync(self._open)
-        self._file.writeframes(pcm)
+            await self.open()
+        assert self._file is not None
+        try:
+            self._file.writeframes(pcm)
+        except OSError as exc:
+            raise SinkError(f"cannot write {self.path}: {exc.strerror or exc}") from exc
 
-    def _open(self) -> wave.Wave_write:
-        file = wave.open(str(self.path), "wb")  # noqa: SIM115  # closed in aclose()
+    def _open(self) -> None:
+        # The file is opened here, not by ``wave``: a path that cannot be opened raises
+        # once, instead of also leaving a half-made Wave_write whose __del__ complains.
+        try:
+            raw = open(self.path, "wb")  # noqa: SIM115  # closed in aclose()
+        except OSError as exc:
+            raise SinkError(f"cannot write {self.path}: {exc.strerror or exc}") from exc
+        file = wave.open(raw, "wb")  # noqa: SIM115  # closed in aclose()
         file.setnchannels(1)
         file.setsampwidth(2)
         file.setframerate(OUTPUT_RATE)
-        return file
+        self._raw, self._file = raw, file
 
     async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         if self._file is None:
-            self._file = await trio.to_thread.run_sync(self._open)  # an empty but valid file
-        await trio.to_thread.run_sync(self._file.close)
+            await self.open()  # an empty but valid file
+        await trio.to_thread.run_sync(self._close)
+
+    def _close(self) -> None:
+        assert self._file is not None
+        assert self._raw is not None
+        try:
+            self._file.close()
+        finally:
+            self._raw.close()
 
 
 class SpeakerSink:
-    """The default output device through sounddevice (``pip install sounddevice``)."""
+    """An output device through sounddevice (the ``audio`` extra and the system's
+    PortAudio): ``device`` is a sounddevice device name or index, None for the default.
+    Raises ``AudioDeviceUnavailable`` (one line: what is missing) when sounddevice or
+    PortAudio is missing (at once) or there is no such device (when opened).
 
-    def __init__(self) -> None:
+    The device pulls audio in its own thread (a callback): what playout wrote, else
+    silence, so the device never runs dry between replies (ALSA would complain of
+    underruns). ``write`` queues at most ``max_queued`` seconds (playout paces in real
+    time, so a frame or two), then waits."""
+
+    def __init__(self, device: str | int | None = None, max_queued: float = 0.5) -> None:
+        self._sounddevice = sounddevice_module("speaker")
+        self.device = device
+        self._max_queued = int(max_queued * OUTPUT_RATE) * 2
+        self._queued = bytearray()
+        self._lock = threading.Lock()
+        self._stream: Any = None
+
+    async def open(self) -> None:
+        if self._stream is not None:
+            return
+        sd = self._sounddevice
         try:
-            import sounddevice
-        except (ImportError, OSError) as exc:
-            raise AudioDeviceUnavailable(
-                "the speaker needs sounddevice and PortAudio: pip install sounddevice "
-                f"(and the system's libportaudio2); {exc}"
-            ) from exc
-        try:
-            self._stream = sounddevice.RawOutputStream(
-                samplerate=OUTPUT_RATE, channels=1, dtype="int16"
+            stream = sd.RawOutputStream(
+                samplerate=OUTPUT_RATE,
+                channels=1,
+                dtype="int16",
+                device=self.device,
+                callback=self._pull,
             )
-        except sounddevice.PortAudioError as exc:  # PortAudio is there, no device is
-            raise AudioDeviceUnavailable(
-                f"the speaker needs sounddevice and an output device: {exc}"
-            ) from exc
-        self._stream.start()
+            stream.start()
+        except (sd.PortAudioError, ValueError) as exc:
+            raise audio_device_error("speaker", exc) from exc
+        self._stream = stream
+
+    def _pull(self, out: Any, frames: int, time: object, status: object) -> None:
+        # PortAudio's thread: what is queued, then silence.
+        size = len(out)
+        with self._lock:
+            chunk = bytes(self._queued[:size])
+            del self._queued[:size]
+        out[: len(chunk)] = chunk
+        out[len(chunk) :] = bytes(size - len(chunk))
 
     async def write(self, pcm: bytes) -> None:
-        await trio.to_thread.run_sync(self._stream.write, pcm)
+        if self._stream is None:
+            await self.open()
+        while len(self._queued) > self._max_queued:  # noqa: ASYNC110  # the device drains it
+            await trio.sleep(0.01)
+        with self._lock:
+            self._queued += pcm
 
     async def aclose(self) -> None:
-        self._stream.stop()
-        self._stream.close()
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            await trio.to_thread.run_sync(_stop, stream)
+
+
+def _stop(stream: Any) -> None:
+    stream.stop()
+    stream.close()
 
 
 @dataclass
@@ -254,18 +338,18 @@ async def playout(
 ) -> None:
     """Play ``ModelAudio`` from ``audio`` (``GenerationCompleted`` / ``TurnCompleted`` end a
     turn's audio, ``TurnInterrupted`` flushes it) into ``sink`` until ``audio`` ends and
-    everything queued has played. Closes ``audio``, ``events`` and the sink on exit."""
+    everything queued has played, or at once when ``ctx.stopping`` is set (what is still
+    buffered is not played: the session is over). Closes ``audio`` and ``events`` on exit;
+    never opens or closes the sink (its owner does: see the module docstring)."""
     player = _Player(sink, events, options)
     async with audio, events:
         ctx.ready()
-        try:
+        with unwrapping():  # a failing sink is raised as itself
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(player.receive, audio)
+                nursery.start_soon(ctx.cancel_when_stopping, nursery.cancel_scope)
                 await player.play()
                 nursery.cancel_scope.cancel()
-        finally:
-            with trio.CancelScope(shield=True):
-                await sink.aclose()
 
 
 class _Player:
@@ -283,6 +367,7 @@ class _Player:
             max_bytes=int(options.buffer_seconds * 2 * OUTPUT_RATE),
         )
         self.dropped = DropCounter("model audio (jitter buffer full)", limits.DROP_REPORT_INTERVAL)
+        self.wrong_rates: dict[int, DropCounter] = {}  # model audio at a rate not played
         self.wakeup = trio.Event()
         self.ended = False
         self.progress: dict[int, int] = {}  # samples played per turn, as last reported
@@ -307,12 +392,18 @@ class _Player:
         self.wakeup.set()
 
     async def _push(self, message: m.ModelAudio) -> None:
+        counter = None
         if message.sample_rate != OUTPUT_RATE:
-            dropped = m.Dropped(what=f"model audio at {message.sample_rate} Hz", count=1)
-            await deliver(self.events, dropped)
+            counter = self.wrong_rates.get(message.sample_rate)
+            if counter is None:
+                what = f"model audio at {message.sample_rate} Hz (plays {OUTPUT_RATE} Hz)"
+                counter = DropCounter(what, limits.DROP_REPORT_INTERVAL)
+                self.wrong_rates[message.sample_rate] = counter
         elif not self.buffer.push(message.turn_id, message.data):
-            self.dropped.add()
-            report = self.dropped.due(trio.current_time())
+            counter = self.dropped
+        if counter is not None:
+            counter.add()
+            report = counter.due(trio.current_time())
             if report is not None:
                 await deliver(self.events, report)
 
@@ -364,8 +455,9 @@ class _Player:
             await deliver(self.events, underrun)
 
     async def _report(self, finished: m.PlayoutFinished) -> None:
-        """A turn's end, with what its bound dropped (if anything) just before."""
-        dropped = self.dropped.flush()
-        if dropped is not None:
-            await deliver(self.events, dropped)
+        """A turn's end, with what its bounds dropped (if anything) just before."""
+        for counter in (self.dropped, *self.wrong_rates.values()):
+            dropped = counter.flush()
+            if dropped is not None:
+                await deliver(self.events, dropped)
         await deliver(self.events, finished)

@@ -6,6 +6,13 @@
         async for event in session.events():
             ...
 
+A session ends one of three ways, and the ``async with`` says which: the block ends
+(normal: the actors stop in order, in a few milliseconds), the session fails (one typed
+``GeminiLiveError`` is raised from the ``async with``, never an exception group: a
+``LinkError`` such as ``ConnectFailed`` or ``CredentialsRefused``, ``SupervisorGaveUp``,
+``CaptureError``...), or the block is cancelled from outside (the cancellation goes on, as
+trio's always does, once the actors have stopped).
+
 Options follow the seed (LiveKit's Google realtime plugin) and add today's: language,
 activity detection, context-window compression, proactivity, affective dialog, thinking,
 media resolution, transcription details, ephemeral tokens, and ``endpoint`` for the
@@ -30,8 +37,10 @@ import numpy as np
 import trio
 
 from actors import endpoint as ep
+from actors import limits
 from actors.capture import Source
 from actors.encoder import VideoEncoder
+from actors.errors import SessionClosed
 from actors.event_queue import EventQueue, ReplyStreams, StreamBudget
 from actors.events import ResponseContent
 from actors.gemini_link import LinkOptions
@@ -45,6 +54,7 @@ from protocol.client_rules import ClientRules, ThinkingLevel
 from protocol.models import ModelFamily
 from runtime import messages as m
 from runtime.audio import INPUT_RATE
+from runtime.errors import leaves, unwrap
 from runtime.wiring import messages
 
 DEFAULT_MODEL = "gemini-3.8-live"
@@ -136,16 +146,22 @@ class RealtimeModel:
         ephemeral_token: str | None = None,
         token_in_query: bool = False,
         family: str | ModelFamily | None = None,
+        tool_threads: int = limits.TOOL_THREADS,
     ) -> None:
         """Raises ``ValueError`` like the seed: no key without Vertex (or an ``endpoint``),
-        or Vertex without a project and a location; and for a key with control characters.
-        Raises ``ModelRuleError`` (a ``ValueError``) for options the model refuses.
+        or Vertex without a project and a location; and for a key with control characters
+        (``InvalidApiKey``) or an endpoint that is not a ws:// or wss:// URL
+        (``InvalidEndpoint``), both also ``GeminiLiveError``s. Raises ``ModelRuleError``
+        (a ``ValueError``) for options the model refuses.
 
         The key comes from ``api_key``, else ``GOOGLE_API_KEY`` / ``GEMINI_API_KEY``; a
         custom ``endpoint`` gets only a key passed as ``api_key``, never the environment's.
         An ephemeral token (``ephemeral_token``, or an ``api_key`` starting with
         ``auth_tokens/``) connects to the constrained method, as google-genai does.
         ``family`` overrides the model family guessed for a name the rules do not know.
+        ``tool_threads`` bounds the threads sync tools run in (their own limiter: a tool
+        that never returns cannot starve the sink's or the token refresh's threads).
+        ``link_options.connect_timeout`` bounds entering a session (default 30 s).
         """
         # Long only by its signature (the seed's options, one a line); the work is below.
         if ephemeral_token is not None:
@@ -167,6 +183,7 @@ class RealtimeModel:
         self._transport = transport or NativeTransport()
         self._link_options = link_options or LinkOptions()
         self._playout_options = playout_options or PlayoutOptions()
+        self._tool_threads = tool_threads
         self._setup = wire.Setup(
             model=self._endpoint.model,
             generation_config=_generation_config(
@@ -242,9 +259,19 @@ class RealtimeModel:
         sink: Sink | None = None,
         resume: str | HandleStore | None = None,
     ) -> AsyncIterator[RealtimeSession]:
-        """Run a session's pipeline until the block exits. Waits for the server's
-        setupComplete before entering; on exit stops the actors (gracefully, bounded).
+        """Run a session's actors for as long as the block runs.
 
+        Entering waits for the server's setupComplete, within
+        ``LinkOptions.connect_timeout``, or raises one typed error (``ConnectFailed``
+        naming the host and the cause, ``CredentialsRefused``, ``ModelNotSupported``,
+        ``CaptureError``, ``SinkError``...). Leaving stops the actors in reverse start
+        order (milliseconds after a normal conversation; bounded). If the session fails
+        while the block runs, the block is cancelled and the error is raised from the
+        ``async with`` as itself, never in an exception group. Cancelled from outside,
+        the session stops the same way and the cancellation goes on.
+
+        The session owns ``sink`` for its duration: it opens it before connecting and
+        closes it after the actors have stopped (a restarted playout gets it back intact).
         Without a ``sink`` the reply's audio is played into a ``NullSink`` (paced, kept
         nowhere): take it from each reply's ``audio_stream``, or pass ``WavSink``,
         ``SpeakerSink`` or your own. ``chat_ctx`` is the conversation's initial history,
@@ -270,18 +297,26 @@ class RealtimeModel:
             rules=self.rules,
             initial_history=[_chat_content(turn) for turn in chat_ctx],
             resume_handle=handle,
+            tool_threads=self._tool_threads,
         )
-        events_send, events_receive = trio.open_memory_channel[m.InternalMessage](math.inf)
-        supervisor = pipeline.supervisor(events_send)
-        async with trio.open_nursery() as nursery:
-            await nursery.start(supervisor.run)
-            session = RealtimeSession(self, pipeline, EventQueue(), store=store)
-            nursery.start_soon(session._track, events_receive)
-            try:
-                yield session
-            finally:
-                supervisor.stop()
-                await events_send.aclose()
+        live = RealtimeSession(self, pipeline, EventQueue(), store=store)
+        body_error: BaseException | None = None
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(live._track)
+                await nursery.start(live._run)
+                try:
+                    yield live
+                except BaseException as exc:
+                    body_error = exc
+                    raise
+                finally:
+                    live._leave()
+        except BaseExceptionGroup as group:
+            error = _one_error(group, body_error)
+            if error is group:
+                raise  # only cancellations (their scope catches them), or several failures
+            raise error from error.__cause__
 
 
 class RealtimeSession:
@@ -296,17 +331,52 @@ class RealtimeSession:
         self._model = model
         self._pipeline = pipeline
         self._events = events
+        self._pipeline_events, self._pipeline_receive = trio.open_memory_channel[m.InternalMessage](
+            math.inf
+        )
         self._outgoing = pipeline.send()
         self._raw = pipeline.wiring.sender("raw")
         self._playout = pipeline.wiring.sender("playout")
         self._reports = pipeline.wiring.sender("reports")
-        self.playout_complete = trio.Event()
-        self.playout_complete.set()
+        self._playouts: dict[int, trio.Event] = {}  # turns whose playout has not finished
+        self._played = trio.Event()
+        self._played.set()
         self._current_turn: int | None = None
+        self._ended = False
         self._setup = pipeline.setup  # the setup in force (update_tools, update_options)
         self._store = store
         self.resumption_handle: str | None = pipeline.resume_handle
         """The latest handle that resumes this session (also in another process)."""
+
+    @property
+    def playout_complete(self) -> trio.Event:
+        """Set once the latest reply has finished playing (or was interrupted), and when
+        the session ends. A waiter on an earlier reply's event is woken when that reply
+        finishes, whatever started since."""
+        if self._current_turn is None:
+            return self._played
+        return self._playouts.get(self._current_turn, self._played)
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    async def _run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the pipeline; the pipeline's event channel ends with it (for ``_track``)."""
+        async with self._pipeline_events:
+            await self._pipeline.run(self._pipeline_events, task_status=task_status)
+
+    def _leave(self) -> None:
+        """Close the session's own input endpoints and stop the pipeline (in order)."""
+        self._ended = True
+        for channel in (self._outgoing, self._raw, self._playout, self._reports):
+            channel.close()
+        self._pipeline.stop()
+
+    def _send(
+        self, channel: trio.MemorySendChannel[m.InternalMessage], message: m.InternalMessage
+    ) -> None:
+        if self._ended:
+            raise SessionClosed("the session has ended")
+        channel.send_nowait(message)
 
     # --- input ------------------------------------------------------------------------------
 
@@ -324,7 +394,8 @@ class RealtimeSession:
                 data, fmt = array.astype("<i2").tobytes(), "s16"
             else:
                 data, fmt = array.astype("<f4").tobytes(), "f32"
-        self._raw.send_nowait(
+        self._send(
+            self._raw,
             m.RawAudio(
                 data=data,
                 sample_rate=sample_rate,
@@ -332,7 +403,7 @@ class RealtimeSession:
                 sample_format=fmt,  # type: ignore[arg-type]
                 timestamp=trio.current_time(),
                 source="push_audio",
-            )
+            ),
         )
 
     def push_video(self, frame: np.ndarray, encode_options: EncodeOptions | None = None) -> None:
@@ -354,14 +425,14 @@ class RealtimeSession:
             timestamp=trio.current_time(),
         )
         if encode_options is None:
-            self._raw.send_nowait(raw)
+            self._send(self._raw, raw)
             return
         encoder = VideoEncoder(
             max_size=(encode_options.width, encode_options.height),
             quality=encode_options.quality,
             image_format=encode_options.format,
         )
-        self._outgoing.send_nowait(encoder.encode(raw))
+        self._send(self._outgoing, encoder.encode(raw))
 
     def send_text(self, text: str) -> None:
         """A typed user turn: realtime text on 3.x models, a user turn on 2.5."""
@@ -378,8 +449,8 @@ class RealtimeSession:
         self._request(m.ResponseRequested(instructions=instructions))
 
     def _request(self, message: m.TextInput | m.ResponseRequested) -> None:
-        self._outgoing.send_nowait(message)
-        self._reports.send_nowait(message)  # a copy for the metrics (time to first content)
+        self._send(self._outgoing, message)
+        self._send(self._reports, message)  # a copy for the metrics (time to first content)
 
     def update_tools(self, tools: Iterable[Tool | BuiltinTool]) -> None:
         """Give the model these tools instead. Raises ``ModelRuleError`` (nothing changes)
@@ -445,35 +516,35 @@ class RealtimeSession:
 
     def _change_setup(self, setup: wire.Setup, reason: str) -> None:
         self._setup = setup
-        self._outgoing.send_nowait(m.SetupChanged(setup=setup, reason=reason))
+        self._send(self._outgoing, m.SetupChanged(setup=setup, reason=reason))
 
     def clear_audio(self) -> None:
         """Forget the user's audio not yet sent to the server: the encoder's partial
         chunk, and what the link holds while reconnecting or for replay (reported as
         ``Dropped``). Audio already sent cannot be taken back."""
-        self._raw.send_nowait(m.AudioCleared(timestamp=trio.current_time()))
+        self._send(self._raw, m.AudioCleared(timestamp=trio.current_time()))
 
     def commit_audio_buffer(self) -> None:
         """Manual activity detection: the user's turn is over (``activityEnd``)."""
         if not self._model.manual_activity:
             raise RuntimeError("commit_audio_buffer needs automatic_activity_detection=False")
-        self._outgoing.send_nowait(m.ActivityEnded(timestamp=trio.current_time()))
+        self._send(self._outgoing, m.ActivityEnded(timestamp=trio.current_time()))
 
     def start_user_turn(self) -> None:
         """Manual activity detection: the user started speaking (``activityStart``)."""
         if not self._model.manual_activity:
             raise RuntimeError("start_user_turn needs automatic_activity_detection=False")
-        self._outgoing.send_nowait(m.ActivityStarted(timestamp=trio.current_time()))
+        self._send(self._outgoing, m.ActivityStarted(timestamp=trio.current_time()))
 
     def interrupt(self) -> None:
         """Stop playing the current reply now (within one frame)."""
         if self._current_turn is not None:
-            self._playout.send_nowait(m.TurnInterrupted(turn_id=self._current_turn))
+            self._send(self._playout, m.TurnInterrupted(turn_id=self._current_turn))
 
     cancel_response = interrupt
 
     def update_instructions(self, instructions: str) -> None:
-        self._outgoing.send_nowait(m.InstructionsUpdated(instructions=instructions))
+        self._send(self._outgoing, m.InstructionsUpdated(instructions=instructions))
 
     def chat_ctx_copy(self) -> list[m.ChatTurn]:
         """The conversation so far, in turn order (the user before the agent)."""
@@ -481,7 +552,7 @@ class RealtimeSession:
 
     def set_chat_ctx(self, turns: Iterable[m.ChatTurn]) -> None:
         """Give the model these turns as context (appended: Live history is append-only)."""
-        self._outgoing.send_nowait(m.ResponseRequested(turns=tuple(turns), respond=False))
+        self._send(self._outgoing, m.ResponseRequested(turns=tuple(turns), respond=False))
 
     # --- output -----------------------------------------------------------------------------
 
@@ -499,14 +570,15 @@ class RealtimeSession:
         except trio.EndOfChannel:
             raise StopAsyncIteration from None
 
-    async def _track(self, pipeline_events: trio.MemoryReceiveChannel[m.InternalMessage]) -> None:
+    async def _track(self) -> None:
         """Keep the session's state (current turn, ``playout_complete``, the reply's
         streams) whether or not the application reads ``events()``, and queue every event
         for it (bounded: see ``EventQueue``); a turn's start goes out as a
-        ``ResponseContent`` with its streams. Closes the queue when the pipeline's events
-        end."""
+        ``ResponseContent`` with its streams. Closes the queue, and sets every
+        ``playout_complete``, when the pipeline's events end."""
         replies: dict[int, ReplyStreams] = {}
         budget = StreamBudget()
+        pipeline_events = self._pipeline_receive
         try:
             async with pipeline_events:
                 async for message in messages(pipeline_events):
@@ -521,6 +593,7 @@ class RealtimeSession:
             for reply in replies.values():
                 reply.close()
             self._events.close()
+            self._playouts_done(math.inf)
 
     async def _keep_handle(self, update: m.ResumptionUpdated) -> None:
         """Note the latest resumable handle, and save it to the store (in a thread)."""
@@ -538,11 +611,13 @@ class RealtimeSession:
         reply = replies.get(turn_id) if isinstance(turn_id, int) else None
         if isinstance(message, m.TurnStarted):
             self._current_turn = message.turn_id
-            self.playout_complete = trio.Event()
+            self._playouts[message.turn_id] = trio.Event()
             replies[message.turn_id] = reply = ReplyStreams(message.turn_id, budget)
             return [reply.content()]
-        if isinstance(message, m.PlayoutFinished) and message.turn_id == self._current_turn:
-            self.playout_complete.set()
+        if isinstance(message, m.PlayoutFinished):
+            self._playouts_done(message.turn_id)
+        elif isinstance(message, m.ActorCrashed) and message.actor == "playout":
+            self._playouts_done(math.inf)  # what it held will not play
         elif reply is None:
             pass
         elif isinstance(message, m.ModelAudio):
@@ -557,6 +632,11 @@ class RealtimeSession:
             return [message, *reply.close()]
         return [message]
 
+    def _playouts_done(self, up_to: float) -> None:
+        """Set ``playout_complete`` for every turn up to ``up_to``."""
+        for turn_id in [t for t in self._playouts if t <= up_to]:
+            self._playouts.pop(turn_id).set()
+
 
 class _Events:
     def __init__(self, session: RealtimeSession) -> None:
@@ -567,6 +647,20 @@ class _Events:
 
     async def __anext__(self) -> m.InternalMessage | ResponseContent:
         return await self._session._next_event()
+
+
+def _one_error(
+    group: BaseExceptionGroup[BaseException], body_error: BaseException | None
+) -> BaseException:
+    """What leaving a session raises for ``group``: the block's own error untouched when
+    only cancellations came with it, else what ``unwrap`` makes of the group."""
+    own = body_error is not None and not isinstance(body_error, trio.Cancelled)
+    if own and any(e is body_error for e in group.exceptions):
+        others = [leaf for e in group.exceptions if e is not body_error for leaf in leaves(e)]
+        if all(isinstance(leaf, trio.Cancelled) for leaf in others):
+            assert body_error is not None
+            return body_error
+    return unwrap(group)
 
 
 def _fields(struct: Any) -> dict[str, Any]:

@@ -44,6 +44,7 @@ _ROUTES: dict[type[m.InternalMessage], tuple[Route, ...]] = {
     m.ActivityEnded: ("metrics", "observed"),
     m.AudioStreamEnded: ("metrics", "observed"),
     m.VoiceActivityDetected: ("metrics", "observed"),
+    m.SpeechEnded: ("metrics", "observed"),
     m.PlayoutProgress: ("metrics", "observed"),
     m.UsageReported: ("metrics", "observed"),
     # Copies of the application's requests (the originals go to the link): the metrics'
@@ -68,7 +69,10 @@ async def router(
     metrics: trio.MemorySendChannel[m.InternalMessage],
     observed: trio.MemorySendChannel[m.InternalMessage],
 ) -> None:
-    """Route every ``inbox`` message until ``inbox`` ends; closes all its endpoints."""
+    """Route every ``inbox`` message until ``inbox`` ends, or until ``ctx.stopping`` is
+    set and what is queued then has been routed (its inbox has senders that stop after
+    it: the tool executor and playout, so it cannot wait for the end of the channel).
+    Closes all its endpoints, which ends the channels it feeds."""
     outputs: dict[Route, trio.MemorySendChannel[m.InternalMessage]] = {
         "calls": calls,
         "playout": playout,
@@ -76,8 +80,21 @@ async def router(
         "metrics": metrics,
         "observed": observed,
     }
+
+    async def route(message: m.InternalMessage) -> None:
+        for where in destinations(message):
+            await deliver(outputs[where], message)
+
     async with inbox, calls, playout, outgoing, metrics, observed:
         ctx.ready()
-        async for message in messages(inbox):
-            for route in destinations(message):
-                await deliver(outputs[route], message)
+        with trio.CancelScope() as receiving:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(ctx.cancel_when_stopping, receiving)
+                async for message in messages(inbox):  # cancelled only while it waits
+                    await route(message)
+                nursery.cancel_scope.cancel()
+        while True:  # stopping: what is queued still goes where it is needed
+            try:
+                await route(inbox.receive_nowait())
+            except (trio.WouldBlock, trio.EndOfChannel):
+                return

@@ -36,6 +36,7 @@ from google.genai import errors, types
 
 from actors.endpoint import TOKEN_API_VERSION, TOKEN_PREFIX, check_api_key
 from protocol import wire
+from runtime.errors import GeminiLiveError
 
 MAX_TOKEN_LIFETIME = 20 * 3600.0  # seconds: the service's limit on both expiry times
 
@@ -55,7 +56,7 @@ def _network_errors() -> tuple[type[BaseException], ...]:
 _NETWORK_ERRORS = _network_errors()
 
 
-class TokenMintError(Exception):
+class TokenMintError(GeminiLiveError):
     """Minting failed: ``status`` is the HTTP status (None when the service was not
     reached), the message says why in the service's words."""
 

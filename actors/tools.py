@@ -35,15 +35,16 @@ import msgspec
 from protocol import wire
 from protocol.client_rules import ClientRules
 from protocol.wire import Scheduling
+from runtime.errors import GeminiLiveError
 
 Behavior = Literal["BLOCKING", "NON_BLOCKING"]
 
 
-class ToolDefinitionError(TypeError):
+class ToolDefinitionError(GeminiLiveError, TypeError):
     """A function cannot be a tool as written (the message says why)."""
 
 
-class ToolArgumentsError(ValueError):
+class ToolArgumentsError(GeminiLiveError, ValueError):
     """The model's arguments do not match the tool's declaration."""
 
 

@@ -2,7 +2,8 @@
 
 ``Transport.connect(url, headers)`` is an async context manager giving a ``Connection``
 with ``send``, ``receive`` and ``aclose``. Failures are translated at this boundary:
-``ConnectFailed`` (the handshake did not complete; ``status`` is the HTTP status when the
+``ConnectFailed`` (the handshake did not complete; ``host`` and ``cause`` say where and
+why: DNS, refused, TLS verification, timeout; ``status`` is the HTTP status when the
 server answered one) and ``TransportClosed`` (the open connection ended; ``code`` is the
 close code, 1006 when it dropped without one).
 
@@ -23,8 +24,10 @@ from __future__ import annotations
 
 import base64
 import collections
+import errno
 import os
 import re
+import socket
 import ssl
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
@@ -35,23 +38,29 @@ from urllib.parse import parse_qsl, urlsplit
 import trio
 import trio_websocket
 
+from actors.errors import ConnectFailed, TransportError
+
+__all__ = [
+    "ConnectFailed",
+    "Connection",
+    "NativeTransport",
+    "PeerProtocolViolation",
+    "Transport",
+    "TransportClosed",
+    "TransportError",
+    "WebSocketTransport",
+    "connect_cause",
+    "native_over",
+    "websocket_over",
+]
 from protocol import limits
 from protocol import websocket as rfc6455
+from runtime.errors import leaves
 
 MAX_MESSAGE_SIZE = limits.MAX_SERVER_MESSAGE_BYTES
 QUEUE_SIZE = 1024  # large: trio-websocket's aclose() stalls while its queue is full
 CONNECT_TIMEOUT = 20.0
 CLOSE_TIMEOUT = limits.CLIENT_CLOSE_TIMEOUT
-
-
-class TransportError(Exception):
-    """The network failed the link (not a protocol problem)."""
-
-
-class ConnectFailed(TransportError):
-    def __init__(self, reason: str, status: int | None = None) -> None:
-        super().__init__(f"connecting failed: {reason}" + (f" (HTTP {status})" if status else ""))
-        self.status = status
 
 
 class TransportClosed(TransportError):
@@ -139,12 +148,18 @@ _NO_SECRETS = Redactor()
 
 
 def _connect_failed(
-    redact: Redactor, reason: str, status: int | None = None, cause: BaseException | None = None
+    redact: Redactor,
+    reason: str,
+    status: int | None = None,
+    cause: BaseException | None = None,
+    host: str = "",
 ) -> ConnectFailed:
     """A ``ConnectFailed`` with its text redacted; ``cause`` is attached only if nothing
     in it quotes a secret. Raise it outside any ``except`` block, so that no exception
     context (which a traceback would print) can carry one either."""
-    error = ConnectFailed(redact(reason), status)
+    # A certificate that fails verification fails the same way next time.
+    retryable = not reason.startswith(CERTIFICATE_REFUSED)
+    error = ConnectFailed(redact(reason), status, host=host, retryable=retryable)
     if cause is not None and redact.is_clean(cause):
         error.__cause__ = cause
     return error
@@ -278,6 +293,7 @@ async def _open_stream(
     resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     stream: trio.abc.Stream | None = None
     failure: ConnectFailed | None = None
+    where = f"{host}:{port}"
     try:
         try:
             with trio.fail_after(connect_timeout):
@@ -289,19 +305,55 @@ async def _open_stream(
                     )
                     await stream.do_handshake()
         except trio.TooSlowError as exc:
-            failure = _connect_failed(Redactor.for_request(url, []), "TooSlowError", cause=exc)
+            reason = f"timed out after {connect_timeout:g} s"
+            failure = _connect_failed(Redactor.for_request(url, []), reason, cause=exc, host=where)
         if failure is None:
             assert stream is not None
             yield stream, host, resource
     except (OSError, trio.BrokenResourceError) as exc:
-        failure = _connect_failed(
-            Redactor.for_request(url, []), f"{type(exc).__name__}: {exc}", cause=exc
-        )
+        reason = connect_cause(exc)
+        failure = _connect_failed(Redactor.for_request(url, []), reason, cause=exc, host=where)
     finally:
         if stream is not None:
             await trio.aclose_forcefully(stream)
     if failure is not None:
         raise failure
+
+
+_UNREACHABLE = (errno.ENETUNREACH, errno.EHOSTUNREACH)
+CERTIFICATE_REFUSED = "TLS certificate verification failed"
+
+
+def connect_cause(error: BaseException) -> str:
+    """What a failed TCP or TLS connection means, in a few words: the DNS lookup, a
+    refusal, certificate verification, a timeout, an unreachable network."""
+    pending: list[BaseException | None] = [error]
+    seen: list[BaseException] = []
+    while pending:  # the error, its causes, and the attempts trio grouped (one per address)
+        current = pending.pop(0)
+        if current is None or any(current is s for s in seen):
+            continue
+        seen.append(current)
+        if isinstance(current, BaseExceptionGroup):
+            pending += current.exceptions
+        pending.append(current.__cause__)
+    for current in seen:
+        if isinstance(current, socket.gaierror):
+            return f"DNS lookup failed ({current.strerror})"
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return f"{CERTIFICATE_REFUSED} ({current.verify_message})"
+        if isinstance(current, ssl.SSLError):
+            return f"TLS handshake failed ({current.reason or current})"
+        if isinstance(current, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(current, TimeoutError):
+            return "timed out"
+        if isinstance(current, OSError) and current.errno in (
+            errno.ENETUNREACH,
+            errno.EHOSTUNREACH,
+        ):
+            return f"unreachable ({current.strerror})"
+    return f"{type(error).__name__}: {error}"
 
 
 _STREAM_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
@@ -569,12 +621,6 @@ def _handshake_failure(group: BaseExceptionGroup[BaseException], redact: Redacto
 
 
 def _single(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
-    leaves: list[BaseException] = []
-    pending: list[BaseException] = [group]
-    while pending:
-        error = pending.pop()
-        if isinstance(error, BaseExceptionGroup):
-            pending.extend(error.exceptions)
-        else:
-            leaves.append(error)
-    return leaves[0] if len(leaves) == 1 else None
+    """The group's one error, or None (``runtime.errors`` flattens groups for everyone)."""
+    found = leaves(group)
+    return found[0] if len(found) == 1 else None

@@ -1,6 +1,9 @@
 """Session load, our side: N sessions of the whole pipeline in one worker, with probes at
-its edges (``session_load`` describes what is measured). Imported only by the worker that
-measures our pipeline, so the google-genai worker loads neither trio nor the pipeline.
+its edges (``session_load`` describes what is measured), measured and reported by
+``peers/loadlib.py`` like every other variant.
+
+``python -m benchmarks.session_ours --load N --url ws://...`` (the parent runs it; the
+handshake is in ``peers/loadlib.py``; ``--transport trio-websocket`` for that transport).
 
 The probes: a source paced like a microphone that notes each frame's due time; a
 transport whose connection times each audio message written and notes each audio
@@ -9,13 +12,16 @@ message read; a wiring whose playout input times each message's arrival there.
 
 from __future__ import annotations
 
+import argparse
 import collections
 import math
 import os
+import sys
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import cast
 
 import trio
 
@@ -25,51 +31,50 @@ from actors.playout import NullSink
 from actors.realtime import RealtimeModel
 from actors.tools import ToolSet
 from actors.transport import Connection, NativeTransport, Transport, WebSocketTransport
-from benchmarks.emulator_load import CYCLE_SECONDS, FRAME_SECONDS
-from benchmarks.harness import rss_bytes
-from benchmarks.session_load import (
-    AUDIO_PREFIX,
-    FRAMES_PER_CYCLE,
-    MODEL,
-    Recorder,
-    Window,
-    _report,
-    client_name,
-    frame_at,
-)
+from peers import loadlib
+from peers.loadlib import FRAME_SAMPLES, FRAME_SECONDS, Recorder, frame_at, offset_of
 from protocol import wire
 from runtime import messages as m
 from runtime.clock import paced_sleep_until
 from runtime.wiring import Wiring
 
+AUDIO_PREFIX = b'{"realtimeInput":{"audio"'
+MODEL = "models/" + loadlib.MODEL
+VARIANTS = {"native": "ours", "trio-websocket": "ours/trio-websocket"}
 
-def measure_ours(
-    url: str, sessions: int, duration: float, emulator_pid: int, *, native: bool = True
-) -> dict[str, Any]:
-    """Run ``sessions`` sessions one cycle, then measure them for ``duration`` seconds."""
+
+def measure_ours(url: str, sessions: int, transport: str = "native") -> None:
+    """Start ``sessions`` sessions, announce them, measure the window the parent gives,
+    print the report and exit (the sessions are not closed: teardown is not measured)."""
     recorder = Recorder()
-    transport_type = NativeTransport if native else WebSocketTransport
-    setup = RealtimeModel(endpoint=url, silence_duration_ms=300).setup(ToolSet())
+    transport_type = NativeTransport if transport == "native" else WebSocketTransport
+    setup = RealtimeModel(endpoint=url, silence_duration_ms=loadlib.SILENCE_DURATION_MS).setup(
+        ToolSet()
+    )
 
-    async def main() -> dict[str, Any]:
-        window = Window(emulator_pid)
-        rss0 = rss_bytes(os.getpid())
+    async def main() -> None:
+        window = loadlib.Window()
         async with trio.open_nursery() as nursery:
             async with trio.open_nursery() as starting:
                 for index in range(sessions):
                     starting.start_soon(
                         nursery.start, one_session, url, setup, transport_type, recorder, index
                     )
-            await trio.sleep(CYCLE_SECONDS)
+            failed = recorder.sessions_failed
+            loadlib.announce_connected(sessions - failed, failed)
+            start, end = await trio.to_thread.run_sync(loadlib.read_window)
+            await trio.sleep(max(0.0, start - time.time()))
             recorder.measuring = True
             window.open()
-            await trio.sleep(duration)
+            await trio.sleep(max(0.0, end - time.time()))
             window.close()
             recorder.measuring = recorder.sending = False
-            nursery.cancel_scope.cancel()
-        return _report(client_name(native), sessions, recorder, window, rss0)
+            packages = ("gemini-live-trio", "trio", "trio-websocket", "msgspec")
+            result = loadlib.report(VARIANTS[transport], sessions, recorder, window, packages)
+            loadlib.print_report(result)
+            os._exit(0)
 
-    return trio.run(main)
+    trio.run(main)
 
 
 async def one_session(
@@ -88,7 +93,7 @@ async def one_session(
         endpoint=ep.custom(url, MODEL),
         setup=setup,
         sink=NullSink(),
-        source=MemorySource(recorder, (index * 37) % FRAMES_PER_CYCLE, captured),
+        source=MemorySource(recorder, offset_of(index), captured),
         transport=ProbeTransport(recorder, captured, read, transport_type()),
         wiring=ProbeWiring(recorder, read),
     )
@@ -96,17 +101,16 @@ async def one_session(
     async with trio.open_nursery() as nursery:
         try:
             await nursery.start(pipeline.supervisor(events_send).run)
-        except Exception:
+        except Exception as exc:
             recorder.sessions_failed += 1
+            recorder.error(f"{type(exc).__name__}: {exc}")
             task_status.started()
             return
         task_status.started()
         async for event in events_receive:
             if not recorder.measuring:
                 continue
-            if isinstance(event, m.TurnCompleted):
-                recorder.turns_completed += 1
-            elif isinstance(event, m.PlayoutUnderrun):
+            if isinstance(event, m.PlayoutUnderrun):
                 recorder.playout_underruns += 1
             elif isinstance(event, m.Reconnecting):
                 recorder.reconnects += 1
@@ -152,13 +156,14 @@ class ProbeConnection:
 
     async def send(self, frame: bytes) -> None:
         await self.inner.send(frame)
-        if frame.startswith(AUDIO_PREFIX):
-            self.recorder.sent(trio.current_time() - self.captured.popleft())
+        if frame.startswith(AUDIO_PREFIX):  # one 20 ms frame per message
+            self.recorder.sent(trio.current_time() - self.captured.popleft(), FRAME_SAMPLES)
+        else:
+            self.recorder.sent_other()
 
     async def receive(self) -> bytes | str:
         frame = await self.inner.receive()
-        if isinstance(frame, bytes) and b'"inlineData"' in frame:
-            self.recorder.audio_messages_read += 1
+        if self.recorder.received(frame):
             self.read.append(trio.current_time())
         return frame
 
@@ -221,3 +226,20 @@ class ProbeWiring(Wiring[m.InternalMessage]):
             return inner
         probe = ProbeReceiver(self.recorder, inner, self.read)
         return cast("trio.MemoryReceiveChannel[m.InternalMessage]", probe)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.session_ours")
+    parser.add_argument("--load", type=int, required=True, metavar="N", help="sessions")
+    parser.add_argument("--url", required=True, help="the emulator's ws:// URL")
+    parser.add_argument("--transport", choices=sorted(VARIANTS), default="native")
+    args = parser.parse_args()
+    try:
+        measure_ours(args.url, args.load, args.transport)
+    except BaseException as exc:
+        print(f"load worker failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+    os._exit(1)  # measure_ours exits 0 itself once its report is out
+
+
+if __name__ == "__main__":
+    main()

@@ -8,7 +8,11 @@ says which one it is) and asks ``turns`` typed questions, each answered after a 
 Faults, all at random (seeded):
 - server faults, injected into the running emulator's fault plan at random moments; the
   next connection that reaches the trigger gets them: 1011 closes mid-reply and with a
-  tool call pending, TCP drops, goAway at a turn end, malformed frames, slow replies;
+  tool call pending, TCP drops, goAway at a turn end, malformed frames, slow replies. At
+  most ``max_pending_faults`` wait to fire at once: unbounded, they queued up and fired
+  back to back on one session's successive connections, a server that cuts every
+  reconnect before a turn can finish, which the client rightly gives up on
+  (``ReconnectGaveUp`` after 8 in a row) and which is not what the soak is about;
 - tool timeouts: a call hangs past its tool's timeout (the model must get an error);
 - actor crashes: the sink fails (the playout actor crashes and is restarted) or the link
   crashes on a receive (the link actor is restarted and resumes the session).
@@ -77,6 +81,7 @@ class SoakConfig:
     fault_interval: float = 1.0  # mean seconds between server faults
     crash_probability: float = 0.3  # per session: one actor crash (playout or link)
     tool_timeout_probability: float = 0.1  # per tool call
+    max_pending_faults: int = 0  # server faults waiting to fire at once; 0: concurrency / 4
     seed: int = 1
     check_process: bool = True  # sockets and memory (off on a virtual clock in memory)
 
@@ -363,9 +368,13 @@ async def run_soak(
 
         injected: list[tuple[str, Fault]] = []
 
+        pending_at_most = config.max_pending_faults or max(1, config.concurrency // 4)
+
         async def inject() -> None:
             while True:
                 await trio.sleep(rng.expovariate(1 / config.fault_interval))
+                if sum(not fault.fired for _, fault in injected) >= pending_at_most:
+                    continue  # no storm: wait until one has fired
                 kind = rng.choice(sorted(SERVER_FAULTS))
                 spec = SERVER_FAULTS[kind]
                 if kind == "slow replies":

@@ -3,8 +3,10 @@
 Here the playout actor (jitter buffer into a speaker or file) is replaced by a level meter
 that prints how loud each reply was. Everything else is the stock pipeline: the meter
 reads the same "playout" channel the stock actor reads and reports on the same "reports"
-channel (which the router passes on), so nothing else changes. Run it with
-`python examples/custom_pipeline.py` (it starts the emulator itself).
+channel (which the router passes on), so nothing else changes: ``Pipeline.run`` runs the
+stock children with the one named in ``replace`` swapped, and ``Pipeline.stop`` ends them
+all in order. Run it with `python examples/custom_pipeline.py` (it starts the emulator
+itself).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from emulator import Behaviour, Reply, Scenario, Turn, open_emulator
 from protocol import wire
 from runtime import ChildSpec
 from runtime import messages as m
-from runtime.supervisor import ActorContext, Supervisor
+from runtime.supervisor import ActorContext
 
 QUESTION = Path(__file__).resolve().parent / "assets" / "question.wav"
 
@@ -73,17 +75,18 @@ async def main() -> None:
             source=WavSource(QUESTION, realtime=False),
         )
         events_send, events_receive = trio.open_memory_channel[m.InternalMessage](math.inf)
-        children = [
-            level_meter(pipeline) if c.name == "playout" else c
-            for c in pipeline.children(events_send)
-        ]
-        supervisor = Supervisor(children, events=events_send)
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(supervisor.run)
+            await nursery.start(
+                lambda task_status: pipeline.run(
+                    events_send,
+                    replace={"playout": level_meter(pipeline)},
+                    task_status=task_status,
+                )
+            )
             async for event in events_receive:
                 if isinstance(event, m.PlayoutFinished):
                     break
-            supervisor.stop()
+            pipeline.stop()
 
 
 if __name__ == "__main__":

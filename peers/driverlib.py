@@ -4,6 +4,9 @@ Imported by ``peers/livekit/driver.py`` and ``peers/pipecat/driver.py``, each ru
 own peer venv's python (stdlib and numpy only here: both venvs have numpy). Nothing in
 this file knows a peer's API.
 
+The drivers' other mode, ``--load N --url ws://...`` (the session-load benchmark's
+worker), is in ``peers/loadlib.py``.
+
 Output contract: one JSON object per line on stdout, ``{"event": KIND, "run": N, ...}``;
 each run ends with ``{"event": "summary", "ok": ..., ...}``. The process exits 0 when
 every run passed, else 1 with one stderr line ``driver failed: run N (MODE): REASON`` per

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from protocol import models, wire
+from protocol.errors import GeminiLiveError
 from protocol.models import Api, ModelFamily
 
 Behavior = Literal["BLOCKING", "NON_BLOCKING"]
@@ -58,7 +59,7 @@ _TOOL_API: Final[dict[str, Api]] = {
 }
 
 
-class ModelRuleError(ValueError):
+class ModelRuleError(GeminiLiveError, ValueError):
     """A configuration the model (its family, on its API) refuses; raised before anything
     is sent. The message names the model and the option."""
 

@@ -7,6 +7,8 @@ The channel helpers (``deliver``, ``messages``, ``take``) are in ``runtime.wirin
 message types in ``runtime.messages``.
 """
 
+import logging
+
 from runtime.clock import Pacer, paced_sleep_until, shared_pacer
 from runtime.supervisor import (
     ActorContext,
@@ -19,6 +21,10 @@ from runtime.supervisor import (
     SupervisorGaveUp,
 )
 from runtime.wiring import Wiring
+
+# The library logs under "gemini_live" and never prints: without the application's own
+# logging set up, nothing is shown (not even warnings, which Python would print itself).
+logging.getLogger("gemini_live").addHandler(logging.NullHandler())
 
 __all__ = [
     "ActorContext",

@@ -92,6 +92,7 @@ __all__ = [
     "SessionEvent",
     "SessionReady",
     "SetupChanged",
+    "SpeechEnded",
     "TextInput",
     "ToolCallRequested",
     "ToolCallsCancelled",
@@ -187,6 +188,14 @@ class ActivityEnded(Message, frozen=True, tag="input.activity_end"):
 
 class AudioStreamEnded(Message, frozen=True, tag="input.audio_stream_end"):
     """Automatic activity detection: the microphone stream paused or ended."""
+
+    timestamp: float
+
+
+class SpeechEnded(Message, frozen=True, tag="input.speech_end"):
+    """The encoder's local level gate: the user's audio went quiet. ``timestamp`` is where
+    the last loud audio ended (the stream's time); time to first audio counts from it,
+    with trailing silence or a microphone that never ends as well."""
 
     timestamp: float
 
@@ -399,6 +408,7 @@ InternalMessage = (
     | ActivityStarted
     | ActivityEnded
     | AudioStreamEnded
+    | SpeechEnded
     | ResponseRequested
     | InstructionsUpdated
     | SetupChanged

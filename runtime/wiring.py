@@ -23,6 +23,7 @@ class Wiring(Generic[T]):
             str, tuple[trio.MemorySendChannel[T], trio.MemoryReceiveChannel[T]]
         ] = {}
         self._closed = False
+        self._senders_closed = False
 
     def add(self, name: str, buffer: float = math.inf) -> None:
         """Create the channel ``name`` holding up to ``buffer`` queued messages."""
@@ -31,7 +32,10 @@ class Wiring(Generic[T]):
         self._channels[name] = trio.open_memory_channel[T](buffer)
 
     def sender(self, name: str) -> trio.MemorySendChannel[T]:
-        """A new send endpoint of ``name``, for one actor incarnation to own and close."""
+        """A new send endpoint of ``name``, for one actor incarnation to own and close.
+        Raises ``trio.ClosedResourceError`` after ``close_senders()``."""
+        if self._senders_closed:
+            raise trio.ClosedResourceError(f"channel {name!r} takes no new senders: it is ending")
         return self._endpoints(name)[0].clone()
 
     def receiver(self, name: str) -> trio.MemoryReceiveChannel[T]:
@@ -52,12 +56,26 @@ class Wiring(Generic[T]):
         except KeyError:
             raise KeyError(f"no channel {name!r}; channels: {sorted(self._channels)}") from None
 
-    async def aclose(self) -> None:
-        """Close every original endpoint: once the clones are closed too, the channels end."""
+    def close_senders(self) -> None:
+        """Close every original send endpoint: each channel ends once the clones made
+        for its senders are closed too. The receive ends stay open (a late message from a
+        sender that is still finishing is queued, not refused). Idempotent."""
+        self._senders_closed = True
+        for send, _ in self._channels.values():
+            send.close()
+
+    def close(self) -> None:
+        """Close every original endpoint: once the clones are closed too, the channels end.
+        Idempotent."""
+        self.close_senders()
         self._closed = True
-        for send, receive in self._channels.values():
-            await send.aclose()
-            await receive.aclose()
+        for _, receive in self._channels.values():
+            receive.close()
+
+    async def aclose(self) -> None:
+        """``close()``, as an async resource does it (a checkpoint)."""
+        self.close()
+        await trio.lowlevel.checkpoint()
 
 
 async def deliver(channel: trio.MemorySendChannel[T], message: T) -> None:

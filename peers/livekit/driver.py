@@ -9,6 +9,10 @@ Run with the LiveKit peer venv's python (``make peers`` builds it)::
 (``--run URL CA MODE MODEL RATE``, repeated, runs several conversations in one process;
 ``--speed 4`` plays the microphone 4x faster than real time.)
 
+``--load N --url ws://HOST:PORT`` is the session-load benchmark's worker instead (see
+``peers/loadlib.py``): N sessions streaming 20 ms ``rtc.AudioFrame``s in real time (the
+plugin cuts them into 50 ms messages), replies drained into a null sink.
+
 No LiveKit room: a ``RealtimeModel`` session gets ``rtc.AudioFrame``s from a simulated
 microphone, its ``generation_created`` streams are drained, tool calls are answered
 through ``update_chat_ctx`` (as LiveKit's ``AgentActivity`` does). Events go to stdout as
@@ -24,6 +28,7 @@ as a NON_BLOCKING call allows, then the answer once the result is in).
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import sys
@@ -38,6 +43,7 @@ from livekit.plugins.google.realtime import RealtimeModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import loadlib
 from driverlib import (
     BARGE_IN,
     QUESTION,
@@ -264,5 +270,69 @@ async def conversation(spec: RunSpec, log: EventLog, speed: float) -> str | None
     return await driver.main(spec.base_url, spec.ca_file)
 
 
+# --- load mode (the session-load benchmark) ------------------------------------------------
+
+
+async def load_session(probe: loadlib.SessionProbe, args: argparse.Namespace) -> None:
+    """One session until cancelled, as an agent holds it without a room: the plugin's
+    ``RealtimeSession``, 20 ms frames pushed at their due time, every generation's streams
+    drained (audio into a null sink)."""
+    model = RealtimeModel(
+        api_key="load-test",
+        model=args.model,
+        http_options=types.HttpOptions(
+            base_url=args.url.replace("ws://", "http://", 1), api_version="v1beta"
+        ),
+        realtime_input_config=types.RealtimeInputConfig(
+            automatic_activity_detection=types.AutomaticActivityDetection(
+                silence_duration_ms=loadlib.SILENCE_DURATION_MS
+            )
+        ),
+    )
+    session = model.session()
+    drains: set[asyncio.Task[None]] = set()
+
+    async def drain(event: Any) -> None:
+        async def messages() -> None:
+            async for message in event.message_stream:
+                await asyncio.gather(audio(message.audio_stream), text(message.text_stream))
+
+        async def audio(stream: Any) -> None:
+            async for _frame in stream:  # the null sink
+                probe.delivered()
+
+        async def text(stream: Any) -> None:
+            async for _piece in stream:
+                pass
+
+        async def functions() -> None:
+            async for _call in event.function_stream:
+                pass
+
+        await asyncio.gather(messages(), functions())
+
+    def on_generation(event: Any) -> None:
+        task = asyncio.create_task(drain(event))
+        drains.add(task)
+        task.add_done_callback(drains.discard)
+
+    session.on("generation_created", on_generation)
+    await probe.connected.wait()
+    async for pcm in probe.microphone():
+        frame = rtc.AudioFrame(
+            data=pcm, sample_rate=loadlib.RATE, num_channels=1, samples_per_channel=len(pcm) // 2
+        )
+        session.push_audio(frame)
+
+
+def prepare_load() -> None:
+    """The plugin's one-time work before the memory baseline: LiveKit's native library is
+    loaded with the first frame."""
+    rtc.AudioFrame(data=bytes(640), sample_rate=16000, num_channels=1, samples_per_channel=320)
+
+
 if __name__ == "__main__":
+    if "--load" in sys.argv[1:]:
+        packages = ("livekit-agents", "livekit-plugins-google", "livekit", "google-genai")
+        loadlib.main("livekit", load_session, sys.argv[1:], prepare_load, packages)
     run_all(conversation, parse_args())

@@ -9,6 +9,10 @@ Run with the Pipecat peer venv's python (``make peers`` builds it)::
 (``--run URL CA MODE MODEL RATE``, repeated, runs several conversations in one process;
 ``--speed 4`` plays the microphone 4x faster than real time.)
 
+``--load N --url ws://HOST:PORT`` is the session-load benchmark's worker instead (see
+``peers/loadlib.py``): N pipelines, each queueing a 20 ms ``InputAudioRawFrame`` at its due
+time (one message each), replies drained into a null sink at the pipeline's end.
+
 No transport: a ``Pipeline`` of the service between two small processors (one before it
 sees what the service sends upstream, user transcripts and errors; one after it sees the
 bot's audio, text and interruptions), an ``LLMContextFrame`` first, then
@@ -28,6 +32,7 @@ it runs, then the answer once the result is in).
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import sys
 from dataclasses import dataclass, field
@@ -53,12 +58,13 @@ from pipecat.pipeline.pipeline import Pipeline
 from pipecat.pipeline.worker import PipelineParams, PipelineWorker
 from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
-from pipecat.services.google.gemini_live.llm import GeminiLiveLLMService
+from pipecat.services.google.gemini_live.llm import GeminiLiveLLMService, GeminiVADParams
 from pipecat.services.llm_service import FunctionCallParams
 from pipecat.workers.runner import WorkerRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import loadlib
 from driverlib import (
     BARGE_IN,
     QUESTION,
@@ -301,6 +307,66 @@ async def conversation(spec: RunSpec, log: EventLog, speed: float) -> str | None
             log.emit("close_error", text=repr(exc))
 
 
+# --- load mode (the session-load benchmark) ------------------------------------------------
+
+
+class NullSink(FrameProcessor):
+    """The pipeline's end, where a transport would play the bot's audio: audio frames are
+    consumed, everything else passed on."""
+
+    def __init__(self, probe: loadlib.SessionProbe) -> None:
+        super().__init__()
+        self.probe = probe
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        if direction == FrameDirection.DOWNSTREAM and isinstance(frame, TTSAudioRawFrame):
+            self.probe.delivered()
+            return
+        await self.push_frame(frame, direction)
+
+
+async def load_session(probe: loadlib.SessionProbe, args: argparse.Namespace) -> None:
+    """One session until cancelled: a pipeline of the service and a null sink, the
+    context first, then a 20 ms ``InputAudioRawFrame`` queued at each frame's due time."""
+    service = GeminiLiveLLMService(
+        api_key="load-test",
+        settings=GeminiLiveLLMService.Settings(
+            model=args.model, vad=GeminiVADParams(silence_duration_ms=loadlib.SILENCE_DURATION_MS)
+        ),
+        http_options=HttpOptions(
+            base_url=args.url.replace("ws://", "http://", 1), api_version="v1beta"
+        ),
+    )
+    worker = PipelineWorker(
+        Pipeline([service, NullSink(probe)]),
+        params=PipelineParams(audio_in_sample_rate=loadlib.RATE),
+        cancel_on_idle_timeout=False,
+        check_dangling_tasks=False,
+        enable_rtvi=False,
+    )
+    started = asyncio.Event()
+
+    @worker.event_handler("on_pipeline_started")
+    async def _on_started(_worker: Any, _frame: Any) -> None:
+        started.set()
+
+    runner = WorkerRunner(handle_sigint=False)
+    await runner.add_workers(worker)
+    running = asyncio.create_task(runner.run())
+    try:
+        await started.wait()
+        await worker.queue_frame(LLMContextFrame(LLMContext(messages=[])))
+        # The service drops audio until its session is up and seeded (an attribute only).
+        while not service._ready_for_realtime_input:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        async for pcm in probe.microphone():
+            frame = InputAudioRawFrame(audio=pcm, sample_rate=loadlib.RATE, num_channels=1)
+            await worker.queue_frame(frame)
+    finally:
+        running.cancel()
+
+
 def quiet_logs() -> None:
     """Pipecat logs every frame at DEBUG; warnings and errors are enough on stderr."""
     from loguru import logger
@@ -311,4 +377,6 @@ def quiet_logs() -> None:
 
 if __name__ == "__main__":
     quiet_logs()
+    if "--load" in sys.argv[1:]:
+        loadlib.main("pipecat", load_session, sys.argv[1:], None, ("pipecat-ai", "google-genai"))
     run_all(conversation, parse_args())

@@ -223,8 +223,39 @@ async def test_the_encoder_actor_with_fake_peers(autojump_clock: MockClock) -> N
     # The link gets only what the server takes, the end of the audio last.
     assert {type(x) for x in got} == {m.AudioChunk, m.VideoFrame, m.AudioStreamEnded}
     assert isinstance(got[-1], m.AudioStreamEnded)
-    # The rest of the pipeline hears about the bad frame and the end of the stream.
-    assert [type(x) for x in reports] == [m.Dropped, m.AudioStreamEnded, m.EndOfStream]
+    # The rest of the pipeline hears about the bad frame, the end of the speech (the tone
+    # ran to the end) and of the stream.
+    assert [type(x) for x in reports] == [
+        m.Dropped,
+        m.SpeechEnded,
+        m.AudioStreamEnded,
+        m.EndOfStream,
+    ]
+    assert isinstance(reports[1], m.SpeechEnded)
+    assert reports[1].timestamp == pytest.approx(0.5, abs=0.01)
     dropped = reports[0]
     assert isinstance(dropped, m.Dropped)
     assert "whole number" in dropped.what
+
+
+async def test_the_end_of_speech_is_reported_once_the_audio_went_quiet(
+    autojump_clock: MockClock,
+) -> None:
+    raw_send, raw_receive = trio.open_memory_channel[m.InternalMessage](math.inf)
+    out_send, out_receive = trio.open_memory_channel[m.InternalMessage](math.inf)
+    reports_send, reports_receive = trio.open_memory_channel[m.InternalMessage](math.inf)
+    ctx = ActorContext("encoder", 1, trio.Event(), lambda: None)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(
+            lambda: encoder(ctx, raw=raw_receive, out=out_send, reports=reports_send)
+        )
+        speech = sine(16000, 1.0, 300, 0.3)  # 1 s of tone, then 2 s of silence
+        audio = np.concatenate([speech, np.zeros((32000, 1), dtype=np.float32)])
+        for i in range(0, len(audio), 320):
+            await raw_send.send(raw(audio[i : i + 320], 16000, timestamp=i / 16000))
+        await raw_send.aclose()
+        reports = [message async for message in reports_receive]
+        _ = [message async for message in out_receive]
+    assert [type(r) for r in reports] == [m.SpeechEnded]  # once
+    assert isinstance(reports[0], m.SpeechEnded)
+    assert reports[0].timestamp == pytest.approx(1.0, abs=0.021)  # where the tone stopped

@@ -152,3 +152,22 @@ def test_a_reply_stream_the_application_closed_takes_nothing_and_never_fails() -
     for _ in range(limits.RESPONSE_STREAMS_ITEMS + 5):
         streams.text.put("x", 1)
     assert streams.close() == [m.Dropped(what="reply text stream not read (turn 3)", count=7)]
+
+
+async def test_a_read_cancelled_by_a_timeout_loses_no_event(autojump_clock: MockClock) -> None:
+    # A loop that reads events under move_on_after (to do something else now and then)
+    # must not lose the event its cancelled read had already taken.
+    queue = EventQueue()
+    for n in range(100):
+        queue.put(m.Dropped(what="x", count=n + 1))
+    got: list[int] = []
+    while len(got) < 100:
+        with trio.move_on_at(trio.current_time()):  # cancelled at its first checkpoint
+            event = await queue.get()
+            got.append(event.count)  # type: ignore[union-attr]
+        if len(got) < 100 and len(queue):
+            event = await queue.get()
+            got.append(event.count)  # type: ignore[union-attr]
+        if not len(queue):
+            break
+    assert got == list(range(1, 101))

@@ -423,7 +423,9 @@ async def test_setup_complete_must_come_within_the_setup_timeout(
         conn.push(SETUP_COMPLETE)
         await trio.sleep_forever()
 
-    async with scripted_link(script) as run:
+    # The session's connect deadline (which would end it first) is out of the way here.
+    options = LinkOptions(connect_timeout=2 * limits.SETUP_TIMEOUT)
+    async with scripted_link(script, options) as run:
         await run.until(m.Connected)
         reasons = [r.reason for r in run.of(m.Reconnecting)]
     assert reasons == (["no setupComplete in time"] if times_out else [])

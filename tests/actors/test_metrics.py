@@ -50,7 +50,7 @@ async def test_time_to_first_audio_is_measured_to_the_first_frame_played(
             lambda: metrics(ctx, inbox=events_receive, out=metric_send, tracker=tracker)
         )
         ended = trio.current_time()
-        tracker.feed(m.AudioStreamEnded(timestamp=ended), ended)
+        tracker.feed(m.SpeechEnded(timestamp=ended), ended)
         await trio.sleep(0.5)  # the model thinks
         for offset in range(0, 24000, 960):  # then 1 s of audio arrives in 40 ms chunks, fast
             await audio_send.send(m.ModelAudio(turn_id=1, data=bytes(1920), offset=offset))
@@ -86,3 +86,15 @@ def test_model_metrics_keep_the_timing_of_their_latest_replies() -> None:
     ttft = tracker.model(m.UsageReported(turn_id=2), 0.0)
     assert ttft is not None
     assert ttft.ttft is None  # only the first reply after a request has one
+
+
+def test_time_to_first_audio_counts_from_the_end_of_speech_not_of_the_stream() -> None:
+    # Issue 14: with trailing silence (or a microphone, which never ends) the stream ends
+    # after the reply started, and no time to first audio was reported at all.
+    tracker = Metrics()
+    assert tracker.feed(m.SpeechEnded(timestamp=2.7), 3.2) == []  # heard 0.5 s after
+    first = tracker.feed(m.PlayoutProgress(turn_id=1, samples_played=480), 3.6)
+    assert [(x.name, x.turn_id) for x in first] == [("time_to_first_audio", 1)]
+    assert first[0].value == pytest.approx(0.9)
+    assert tracker.feed(m.AudioStreamEnded(timestamp=6.0), 6.0) == []  # the silence ended
+    assert tracker.feed(m.PlayoutProgress(turn_id=2, samples_played=480), 9.0) == []  # no speech

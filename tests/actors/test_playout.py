@@ -177,12 +177,14 @@ async def test_model_audio_into_a_wav_file(tmp_path: Path) -> None:
     path = tmp_path / "out.wav"
     audio_send, audio_receive = trio.open_memory_channel[m.InternalMessage](math.inf)
     events_send, events_receive = trio.open_memory_channel[m.InternalMessage](math.inf)
+    sink = WavSink(path)  # its owner (here, the test) opens and closes it, not the actor
+    await sink.open()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(
             lambda: playout(
                 ActorContext("playout", 1, trio.Event(), lambda: None),
                 audio=audio_receive,
-                sink=WavSink(path),
+                sink=sink,
                 events=events_send,
                 options=PlayoutOptions(realtime=False),
             )
@@ -191,6 +193,7 @@ async def test_model_audio_into_a_wav_file(tmp_path: Path) -> None:
             await audio_send.send(model_audio(1, speech[offset : offset + 1920], offset // 2))
         await audio_send.send(m.TurnCompleted(turn_id=1))
         await audio_send.aclose()
+    await sink.aclose()
     with wave.open(str(path), "rb") as written:
         assert (written.getframerate(), written.getnchannels(), written.getsampwidth()) == (
             24000,

@@ -70,9 +70,30 @@ async def test_transport_connect_failures_are_translated(
     await listener.bind(("127.0.0.1", 0))
     port = listener.getsockname()[1]
     listener.close()  # nothing listens there now
-    with pytest.raises(ConnectFailed, match="connecting failed"):
+    with pytest.raises(ConnectFailed) as refused:
         async with transport_type(connect_timeout=5).connect(f"ws://127.0.0.1:{port}/x", []):
             pass
+    assert str(refused.value) == f"cannot connect to 127.0.0.1:{port}: connection refused"
+    assert (refused.value.host, refused.value.cause) == (f"127.0.0.1:{port}", "connection refused")
+
+
+@TRANSPORTS
+async def test_dns_and_tls_failures_say_so_and_name_the_host(
+    transport_type: type[NativeTransport | WebSocketTransport],
+) -> None:
+    # Issue 14: these were "gaierror" with no host, and an empty BrokenResourceError.
+    with pytest.raises(ConnectFailed) as dns:
+        async with transport_type(connect_timeout=10).connect("wss://nonexistent.invalid/x", []):
+            pass
+    assert dns.value.host == "nonexistent.invalid:443"
+    assert dns.value.cause.startswith("DNS lookup failed")
+    async with open_emulator(tls=True) as emu:
+        with pytest.raises(ConnectFailed) as tls:  # the emulator's CA is not trusted here
+            async with transport_type(connect_timeout=10).connect(emu.url, []):
+                pass
+    assert tls.value.host == f"127.0.0.1:{emu.port}"
+    assert tls.value.cause.startswith("TLS certificate verification failed (")
+    assert str(tls.value).startswith(f"cannot connect to 127.0.0.1:{emu.port}: TLS certificate")
 
 
 @TRANSPORTS

@@ -19,6 +19,7 @@ STABLE_TAGS = {
     "ActivityStarted": "input.activity_start",
     "ActivityEnded": "input.activity_end",
     "AudioStreamEnded": "input.audio_stream_end",
+    "SpeechEnded": "input.speech_end",
     "ResponseRequested": "input.create_response",
     "InstructionsUpdated": "input.instructions",
     "SessionReady": "session.ready",

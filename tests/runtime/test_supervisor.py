@@ -172,7 +172,34 @@ async def test_exceeding_the_restart_intensity_escalates(autojump_clock: MockClo
     assert kinds[-1] == "ActorGaveUp"
 
 
-async def test_restarts_spread_over_time_stay_within_the_window(autojump_clock: MockClock) -> None:
+async def test_a_child_failing_slowly_before_it_is_ready_still_gives_up(
+    autojump_clock: MockClock,
+) -> None:
+    # Issue 13: the link, failing to connect, crashed every ~33 s; each incarnation
+    # outlived the 5-per-30 s window, so the supervisor restarted it forever.
+    async def never_ready(ctx: ActorContext) -> None:
+        if ctx.incarnation == 1:
+            ctx.ready()  # connected once, then lost it
+            await trio.sleep(5)
+        else:
+            await trio.sleep(33)  # never connects again
+        raise RuntimeError("cannot connect")
+
+    recorder = Recorder()
+    supervisor = Supervisor(
+        [ChildSpec("steady", crashing(0, [], "steady")), ChildSpec("slowly", never_ready)],
+        events=recorder.send,
+        intensity=Intensity(max_restarts=2, window=30),
+    )
+
+    with pytest.raises(SupervisorGaveUp, match="2 restarts in a row"):
+        await supervisor.run()
+    assert 70 <= trio.current_time() < 75  # the third failure, at 5 + 33 + 33 s
+
+
+async def test_restarts_of_a_child_that_fails_within_every_window_count_in_a_row(
+    autojump_clock: MockClock,
+) -> None:
     async def fails_every_20s(ctx: ActorContext) -> None:
         ctx.ready()
         await trio.sleep(20)
@@ -183,10 +210,139 @@ async def test_restarts_spread_over_time_stay_within_the_window(autojump_clock: 
         events=Recorder().send,
         intensity=Intensity(max_restarts=2, window=30),
     )
+    with pytest.raises(SupervisorGaveUp, match="'slowly' failed again: 2 restarts in a row"):
+        await supervisor.run()
+    assert trio.current_time() == pytest.approx(60, abs=1)  # the third failure
+
+
+async def test_a_child_up_for_a_whole_window_between_failures_is_restarted_forever(
+    autojump_clock: MockClock,
+) -> None:
+    async def fails_every_40s(ctx: ActorContext) -> None:
+        ctx.ready()
+        await trio.sleep(40)
+        raise RuntimeError("tired")
+
+    recorder = Recorder()
+    supervisor = Supervisor(
+        [ChildSpec("healthy", fails_every_40s)],
+        events=recorder.send,
+        intensity=Intensity(max_restarts=2, window=30),
+        random=no_jitter,
+    )
     async with trio.open_nursery() as nursery:
         await nursery.start(supervisor.run)
-        await trio.sleep(200)  # ten failures, never more than two within 30 s
+        await trio.sleep(400)  # ten failures, each after 40 s up
         supervisor.stop()
+    restarts = [e for _, e in recorder.drain() if isinstance(e, m.ActorRestarting)]
+    assert len(restarts) >= 9
+    assert {r.attempt for r in restarts} == {1}  # every time a fresh start
+
+
+class Fatal(Exception):
+    pass
+
+
+async def test_a_fatal_error_is_never_restarted_and_is_raised_as_itself(
+    autojump_clock: MockClock,
+) -> None:
+    log: list[str] = []
+
+    async def doomed(ctx: ActorContext) -> None:
+        log.append(f"doomed#{ctx.incarnation}")
+        ctx.ready()
+        await trio.sleep(1)
+        raise Fatal("the key was refused")
+
+    recorder = Recorder()
+    supervisor = Supervisor(
+        [
+            ChildSpec("steady", crashing(0, log, "steady")),
+            ChildSpec("doomed", doomed, fatal=(Fatal,)),
+        ],
+        events=recorder.send,
+    )
+    with pytest.raises(Fatal, match="the key was refused"):  # not an ExceptionGroup
+        await supervisor.run()
+    assert trio.current_time() == pytest.approx(1)
+    assert log == ["steady#1", "doomed#1"]
+    assert "ActorRestarting" not in recorder.kinds()
+
+
+async def test_a_first_incarnation_failing_before_it_is_ready_fails_the_start_up(
+    autojump_clock: MockClock,
+) -> None:
+    log: list[str] = []
+
+    async def cannot_start(ctx: ActorContext) -> None:
+        log.append("cannot_start")
+        await trio.sleep(1)
+        raise OSError("no such device")
+
+    supervisor = Supervisor(
+        [
+            ChildSpec("first", crashing(0, log, "first")),
+            ChildSpec("broken", cannot_start),
+            ChildSpec("never", crashing(0, log, "never")),
+        ],
+        events=Recorder().send,
+    )
+    async with trio.open_nursery() as nursery:
+        with pytest.raises(OSError, match="no such device"):
+            await nursery.start(supervisor.run)  # never "started": it raises
+    assert log == ["first#1", "cannot_start"]  # not restarted, and nothing after it started
+
+
+async def test_stop_ends_children_in_reverse_start_order_and_channels_drain_downstream() -> None:
+    # On a real clock: the shutdown takes a few scheduler steps, not the grace period.
+    wiring: Wiring[int] = Wiring()
+    wiring.add("numbers")
+    order: list[str] = []
+    got: list[int] = []
+
+    async def consumer(ctx: ActorContext) -> None:
+        async with wiring.receiver("numbers") as receive:
+            ctx.ready()
+            async for n in receive:  # ends when every sender is closed: no stopping needed
+                got.append(n)
+        order.append("consumer")
+
+    async def producer(ctx: ActorContext) -> None:
+        async with wiring.sender("numbers") as send:
+            ctx.ready()
+            for n in range(3):
+                await send.send(n)
+            await ctx.stopping.wait()
+            await send.send(3)  # a last word on the way out reaches the consumer
+            order.append("producer")
+
+    supervisor = Supervisor(
+        [ChildSpec("consumer", consumer), ChildSpec("producer", producer)],
+        events=Recorder().send,
+        shutdown_grace=10.0,
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(supervisor.run)
+        began = trio.current_time()
+        wiring.close_senders()
+        supervisor.stop()
+    assert trio.current_time() - began < 1.0
+    assert order == ["producer", "consumer"]
+    assert got == [0, 1, 2, 3]
+
+
+async def test_a_stop_during_a_restart_backoff_ends_at_once(autojump_clock: MockClock) -> None:
+    supervisor = Supervisor(
+        [ChildSpec("flaky", crashing(1, [], "flaky"))],
+        events=Recorder().send,
+        backoff=Backoff(initial=60, maximum=60),
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(supervisor.run)
+        await trio.sleep(1)  # it crashed and waits 60 s to restart
+        stopped_at = trio.current_time()
+        supervisor.stop()
+    assert trio.current_time() == stopped_at
 
 
 @pytest.mark.parametrize(
@@ -294,7 +450,7 @@ async def test_stop_waits_for_a_graceful_exit_then_cancels(autojump_clock: MockC
             finished.append("stubborn cancelled")
 
     supervisor = Supervisor(
-        [ChildSpec("polite", polite), ChildSpec("stubborn", stubborn)],
+        [ChildSpec("stubborn", stubborn), ChildSpec("polite", polite)],  # stopped first
         events=Recorder().send,
         shutdown_grace=2.0,
     )
