@@ -98,6 +98,14 @@ class AudioEncoder:
         self._resampler = None
         return out
 
+    def clear(self) -> None:
+        """Forget the audio not yet cut into chunks; the next frame starts a new stream."""
+        self._pending.clear()
+        self._format = None
+        self._resampler = None
+        self._first_timestamp = None
+        self._samples_out = 0
+
     def _drain(self, *, last: bool) -> list[m.AudioChunk]:
         if self._resampler is not None and last:
             self._append(self._resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
@@ -255,7 +263,8 @@ async def encoder(
 
     ``out`` (to the link) gets what the server takes: audio chunks, video frames, and
     ``AudioStreamEnded`` when a source not named in ``video_sources`` ends; anything else
-    on ``raw`` passes through to it. ``reports`` (to the rest of the pipeline) gets the
+    on ``raw`` passes through to it (``AudioCleared`` after dropping the partial chunk).
+    ``reports`` (to the rest of the pipeline) gets the
     ``EndOfStream``, a copy of each ``AudioStreamEnded``, a ``SpeechEnded`` when the
     user's audio goes quiet, and ``Dropped`` reports (aggregated: at most one a second per
     kind) for bad or superseded frames."""
@@ -268,6 +277,9 @@ async def encoder(
                     await encoding.audio(message)
                 elif isinstance(message, m.RawVideo):
                     await encoding.video(message)
+                elif isinstance(message, m.AudioCleared):
+                    encoding.sound.clear()  # the partial chunk is cleared too
+                    await deliver(out, message)
                 elif isinstance(message, m.EndOfStream):
                     await encoding.end(message, message.source not in video_sources)
                 else:

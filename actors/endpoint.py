@@ -11,6 +11,12 @@ builds them.
 - ``custom(url, model, api_key=None)``: any Gemini Live compatible server (the emulator,
   a gateway); ``ws://`` is allowed; a URL without a path gets the Gemini API path. It
   sends only a key passed to it: never the environment's, which is meant for Google.
+- ``ephemeral(token, model)``: the Gemini API with an ephemeral token (``auth_tokens/...``,
+  minted by ``actors.tokens.mint_token``) on the constrained method
+  ``...BidiGenerateContentConstrained``, sent as google-genai sends it (``x-goog-api-key``
+  and ``Authorization: Token``) or, with ``in_query=True``, as browser clients do
+  (``?access_token=``). A key passed to ``gemini_api``/``custom`` that starts with
+  ``auth_tokens/`` is taken as a token the same way, as google-genai does.
 
 Keys are checked where they come in (``check_api_key``): surrounding whitespace is
 stripped (a key read from a file often ends in a newline), and a key with any other
@@ -32,6 +38,9 @@ from runtime.errors import GeminiLiveError
 
 GEMINI_HOST = "generativelanguage.googleapis.com"
 GEMINI_PATH = "/ws/google.ai.generativelanguage.{version}.GenerativeService.BidiGenerateContent"
+CONSTRAINED_PATH = GEMINI_PATH + "Constrained"
+TOKEN_PREFIX = "auth_tokens/"
+TOKEN_API_VERSION = "v1alpha"  # google-genai: ephemeral tokens are "in v1alpha only"
 VERTEX_PATH = "/ws/google.cloud.aiplatform.{version}.LlmBidiService/BidiGenerateContent"
 
 
@@ -53,8 +62,14 @@ class Endpoint:
         """The handshake headers (fetching a fresh OAuth token for Vertex AI)."""
         return await self._headers()
 
-    def __repr__(self) -> str:
-        return f"Endpoint(api={self.api!r}, url={self.url!r}, model={self.model!r})"
+    @property
+    def wire_api(self) -> Literal["gemini", "vertex"]:
+        """The API whose rules the server follows: Vertex AI for its path, else Gemini's."""
+        return "vertex" if self.api == "vertex" or ".aiplatform." in self.url else "gemini"
+
+    def __repr__(self) -> str:  # the query may hold a token
+        shown = self.url.split("?", 1)[0]
+        return f"Endpoint(api={self.api!r}, url={shown!r}, model={self.model!r})"
 
 
 def _static(headers: Headers) -> Callable[[], Awaitable[Headers]]:
@@ -98,14 +113,46 @@ def api_key_from_env() -> str | None:
     return None
 
 
-def gemini_api(model: str, api_key: str | None = None, *, api_version: str = "v1beta") -> Endpoint:
+def gemini_api(
+    model: str, api_key: str | None = None, *, api_version: str | None = None
+) -> Endpoint:
+    """The Gemini API (``api_version`` default v1beta); a key starting with
+    ``auth_tokens/`` is an ephemeral token (``ephemeral``, default v1alpha)."""
     key = check_api_key(api_key, "api_key") if api_key else api_key_from_env()
     if not key:
         raise MissingCredentials(
             "the Gemini API needs a key: pass api_key or set GOOGLE_API_KEY (or GEMINI_API_KEY)"
         )
-    url = f"wss://{GEMINI_HOST}" + GEMINI_PATH.format(version=api_version)
+    if key.startswith(TOKEN_PREFIX):
+        return ephemeral(key, model, api_version=api_version or TOKEN_API_VERSION)
+    url = f"wss://{GEMINI_HOST}" + GEMINI_PATH.format(version=api_version or "v1beta")
     return Endpoint("gemini", url, _model_name(model), _static([("x-goog-api-key", key)]))
+
+
+def ephemeral(
+    token: str,
+    model: str,
+    *,
+    api_version: str = TOKEN_API_VERSION,
+    base_url: str | None = None,
+    in_query: bool = False,
+) -> Endpoint:
+    """The constrained method with an ephemeral token (``auth_tokens/...``): google-genai's
+    headers, or ``?access_token=`` with ``in_query``. ``base_url`` (``ws://`` or
+    ``wss://HOST:PORT``) points it elsewhere than Google (the emulator). The token is
+    checked like a key and never shown."""
+    token = check_api_key(token, "token")
+    if not token.startswith(TOKEN_PREFIX):
+        raise InvalidApiKey(f"an ephemeral token starts with {TOKEN_PREFIX!r}")
+    base = (base_url or f"wss://{GEMINI_HOST}").rstrip("/")
+    parts = urlsplit(base)
+    if parts.scheme not in ("ws", "wss") or not parts.netloc:
+        raise InvalidEndpoint(f"base_url must be a ws:// or wss:// URL, not {base_url!r}")
+    url = base + CONSTRAINED_PATH.format(version=api_version)
+    if in_query:
+        return Endpoint("gemini", f"{url}?access_token={token}", _model_name(model), _static([]))
+    headers = [("x-goog-api-key", token), ("Authorization", f"Token {token}")]
+    return Endpoint("gemini", url, _model_name(model), _static(headers))
 
 
 def vertex_ai(
@@ -183,9 +230,11 @@ def custom(url: str, model: str, api_key: str | None = None) -> Endpoint:
             " (for the emulator: ws://127.0.0.1:PORT)" if parts.scheme in ("http", "https") else ""
         )
         raise InvalidEndpoint(f"endpoint must be a ws:// or wss:// URL, not {url!r}{hint}")
+    key = check_api_key(api_key, "api_key") if api_key else None
+    if key is not None and key.startswith(TOKEN_PREFIX) and parts.path in ("", "/"):
+        return ephemeral(key, model, base_url=url)
     if parts.path in ("", "/"):
         url = url.rstrip("/") + GEMINI_PATH.format(version="v1beta")
-    key = check_api_key(api_key, "api_key") if api_key else None
     headers: Headers = [("x-goog-api-key", key)] if key else []
     return Endpoint("custom", url, _model_name(model), _static(headers))
 

@@ -35,6 +35,7 @@ LOW_VALUE: tuple[type, ...] = (
     m.ModelText,
     m.TranscriptFragment,
     m.TranscriptUpdated,
+    m.InterimInputTranscript,
     m.PlayoutProgress,
     m.PlayoutUnderrun,
     m.MetricRecorded,
@@ -51,7 +52,9 @@ def payload_size(event: Event) -> int:
     """The bytes (audio, images) or characters (text) an event carries."""
     if isinstance(event, m.ModelAudio | m.AudioChunk | m.RawAudio | m.VideoFrame | m.RawVideo):
         return len(event.data)
-    if isinstance(event, m.ModelText | m.TranscriptFragment | m.TranscriptUpdated):
+    if isinstance(
+        event, m.ModelText | m.TranscriptFragment | m.TranscriptUpdated | m.InterimInputTranscript
+    ):
         return len(event.text)
     if isinstance(event, m.TranscriptCompleted):
         return len(event.transcript)

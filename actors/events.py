@@ -2,7 +2,12 @@
 
 ``event_name(message)`` gives e.g. ``function_calls_collected`` for a ``ToolCallRequested``,
 ``input_speech_transcription_completed`` for the user's final transcript, ``reconnecting``,
-``metrics``. ``event_record(message, t)`` is the JSON object of one event (``type``,
+``metrics``; the seed's style for what it did not have: ``input_speech_stopped`` (the
+service heard the user stop: never ``input_speech_started``), ``grounding_received``,
+``executable_code_received``, ``code_execution_result_received``, ``server_tool_called``,
+``server_tool_returned``, ``input_speech_transcription_interim``,
+``interaction_status_changed``, ``metrics_collected`` (LiveKit's name for model metrics).
+``event_record(message, t)`` is the JSON object of one event (``type``,
 ``t``, its fields; tool results with ``result`` or ``error``), or None for raw media.
 """
 
@@ -40,12 +45,20 @@ _NAMES = {
     "tool.cancelled": "function_calls_cancelled",
     "turn.started": "response_content_added",
     "turn.complete": "agent_speech_stopped",
-    "voice_activity": "input_speech_started",
+    "voice_activity": "input_speech_started",  # kind "end": input_speech_stopped
     "input.speech_end": "input_speech_stopped",
     "link.reconnecting": "reconnecting",
     "link.reconnected": "reconnected",
     "actor.gave_up": "error",
     "metrics": "metrics",
+    "metrics.model": "metrics_collected",
+    "model.grounding": "grounding_received",
+    "model.code": "executable_code_received",
+    "model.code_result": "code_execution_result_received",
+    "model.tool_call": "server_tool_called",
+    "model.tool_response": "server_tool_returned",
+    "transcript.user_interim": "input_speech_transcription_interim",
+    "session.interaction_status": "interaction_status_changed",
 }
 _MEDIA = (
     m.ModelAudio,
@@ -55,6 +68,7 @@ _MEDIA = (
     m.VideoFrame,
     m.TranscriptFragment,
     m.TranscriptUpdated,
+    m.InterimInputTranscript,
 )
 
 
@@ -63,6 +77,8 @@ def event_name(message: Event) -> str:
         return "response_content_added"
     if isinstance(message, m.TranscriptCompleted):
         return message.event
+    if isinstance(message, m.VoiceActivityDetected) and message.kind == "end":
+        return "input_speech_stopped"
     tag = type(message).__struct_config__.tag
     assert isinstance(tag, str)
     return _NAMES.get(tag, tag)

@@ -6,9 +6,20 @@ writes everything the server says, as internal messages, to ``incoming``, togeth
 its own events (``Connected``, ``Reconnecting``, ``Reconnected``, ``ServerFault``,
 ``Dropped``).
 
+- What goes on the wire follows the model's family (``protocol.client_rules``): typed
+  text, context, reply requests, initial history (``historyConfig`` on 3.x).
 - Every setup asks for session resumption; a reconnect resumes with the latest resumable
-  handle. Without one (or when the server refuses it) the conversation history is
-  re-seeded as ``clientContent`` and the ``Reconnected`` event says ``restored=False``.
+  handle (also one stored by an earlier process). Without one (or when the server
+  refuses it) the conversation history is re-seeded, tool calls and results as text:
+  calls the lost session left pending get no ``toolResponse`` (the new session never
+  issued them), their results go in as text the model is asked to answer; the
+  ``Reconnected`` event says ``restored=False``.
+- With transparent resumption (Vertex) the frames written and not yet consumed
+  (``lastConsumedClientMessageIndex``) are replayed first on a resumed connection,
+  within ``unconsumed_bytes``.
+- A changed setup (``SetupChanged``: tools, options) moves the session to a new
+  connection at the next turn boundary, resuming it; ``AudioCleared`` drops the audio
+  not yet written.
 - Retryable ends (1000 while the session is wanted, 1001, 1006, 1011-1014, network
   errors, no setupComplete in time, a server that breaks the protocol) reconnect. Fatal
   ones raise a ``LinkError`` subclass naming the likely cause (1007, 1008, a refused key
@@ -52,6 +63,7 @@ import math
 import random as _random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import ClassVar
 from urllib.parse import urlsplit
 
 import msgspec
@@ -75,6 +87,7 @@ from actors.transport import (
     TransportClosed,
 )
 from protocol import RemoteProtocolError, wire
+from protocol.client_rules import ClientRules, folded_call, folded_result
 from protocol.session import LiveSession, State
 from runtime import messages as m
 from runtime.audio import INPUT_BYTES_PER_SECOND, INPUT_MIME
@@ -113,6 +126,7 @@ class LinkOptions:
     transcript_chars: int = limits.TRANSCRIPT_CHARS
     connections_per_window: int = limits.CONNECTIONS_PER_WINDOW
     connection_window: float = limits.CONNECTION_WINDOW
+    unconsumed_bytes: int = limits.UNCONSUMED_BYTES
     random: Callable[[], float] = _random.random
 
 
@@ -129,6 +143,7 @@ class Outbox:
     pending: collections.deque[m.InternalMessage] = field(default_factory=collections.deque)
     audio_bytes: int = 0
     unsent_frame: bytes | None = None
+    unsent_rest: list[bytes] = field(default_factory=list)  # the head's further frames
     dropped: DropCounter = field(
         default_factory=lambda: DropCounter(
             "audio (buffer bound while disconnected)", limits.DROP_REPORT_INTERVAL
@@ -147,6 +162,29 @@ class Outbox:
         message = self.pending.popleft()
         if isinstance(message, m.AudioChunk):
             self.audio_bytes -= len(message.data)
+
+    def clear_audio(self) -> int:
+        """Drop every audio chunk not being written; how many."""
+        head: list[m.InternalMessage] = (
+            [self.pending.popleft()] if self.unsent_frame is not None else []
+        )
+        kept: list[m.InternalMessage] = [p for p in self.pending if not isinstance(p, m.AudioChunk)]
+        dropped = len(self.pending) - len(kept)
+        self.pending = collections.deque(head + kept)
+        self.audio_bytes = sum(len(p.data) for p in self.pending if isinstance(p, m.AudioChunk))
+        return dropped
+
+    def take_results(self, call_ids: set[str]) -> list[m.ToolResult]:
+        """Take out the queued results of these calls (not one being written)."""
+        start = 1 if self.unsent_frame is not None else 0
+        taken = [
+            p
+            for index, p in enumerate(self.pending)
+            if index >= start and isinstance(p, m.ToolResult) and p.call_id in call_ids
+        ]
+        for result in taken:
+            self.pending.remove(result)
+        return taken
 
     def _drop_oldest_audio(self) -> bool:
         # The head is never dropped while its frame is half written (``unsent_frame``).
@@ -172,6 +210,27 @@ class History:
     _sides: dict[tuple[int, m.Role], list[str]] = field(default_factory=dict)
     _lengths: dict[tuple[int, m.Role], int] = field(default_factory=dict)
     dropped_chars: int = 0  # past the budget, not yet reported
+    # What else the model was given or did, as text, by (turn, where): a turn's tool calls
+    # and results go before its agent side (IN_TURN), context added after it (AFTER); the
+    # initial history is (0, AFTER).
+    _extra: dict[tuple[int, int], list[wire.Content]] = field(default_factory=dict)
+    reply_owed: bool = False  # a folded tool result awaits the model's answer
+
+    IN_TURN: ClassVar[int] = 0
+    AFTER: ClassVar[int] = 1
+
+    def add(
+        self, turn_id: int, contents: list[wire.Content], *, turns: int, where: int = 1
+    ) -> None:
+        """Record turns the model was given (``where=AFTER`` turn ``turn_id``; 0: at the
+        start, kept whatever the bound) or a tool call or result of turn ``turn_id``
+        (``IN_TURN``). Keeps the latest ``4 * turns`` entries besides the initial ones."""
+        self._extra.setdefault((turn_id, where), []).extend(contents)
+        while sum(len(v) for k, v in self._extra.items() if k[0]) > 4 * turns:
+            oldest = min(k for k in self._extra if k[0])
+            self._extra[oldest].pop(0)
+            if not self._extra[oldest]:
+                del self._extra[oldest]
 
     def admit(self, turn_id: int, role: m.Role, text: str, *, budget: int, turns: int) -> str:
         """Record the part of ``text`` within the side's budget of ``budget`` characters
@@ -190,16 +249,24 @@ class History:
         return kept
 
     def contents(self, turns: int) -> list[wire.Content]:
-        """The last ``turns`` turns as Live content, in order, the user first in each."""
-        keys = sorted(self._sides, key=lambda key: (key[0], key[1] != "user"))
-        return [
-            wire.Content(
-                role="user" if role == "user" else "model",
-                parts=[wire.Part(text="".join(self._sides[(turn_id, role)]))],
-            )
-            for turn_id, role in keys[-2 * turns :]
-            if self._lengths[(turn_id, role)]
-        ]
+        """The last ``turns`` turns as Live content, in order: in each, the user's side,
+        the turn's tool calls and results, the agent's side, then what the model was
+        given after it (the initial history first)."""
+        sides = sorted(self._sides, key=lambda key: (key[0], key[1] != "user"))[-2 * turns :]
+        first = sides[0][0] if sides else math.inf
+        kept = {turn for turn, _ in sides} | {t for t, _ in self._extra if t >= first}
+        spoken = set(sides)
+        out = list(self._extra.get((0, self.AFTER), ()))
+        for turn_id in sorted(kept - {0}):
+            for role in ("user", "agent"):
+                if role == "agent":
+                    out += self._extra.get((turn_id, self.IN_TURN), ())
+                if (turn_id, role) in spoken and self._lengths[(turn_id, role)]:
+                    text = "".join(self._sides[(turn_id, role)])
+                    speaker = "user" if role == "user" else "model"
+                    out.append(wire.Content(role=speaker, parts=[wire.Part(text=text)]))
+            out += self._extra.get((turn_id, self.AFTER), ())
+        return out
 
 
 class Outcome(enum.Enum):
@@ -207,6 +274,7 @@ class Outcome(enum.Enum):
 
     STOPPED = "stopped"  # asked to stop: closed normally; the link returns
     HANDOVER = "handover"  # goAway: closed normally, to resume on a fresh connection
+    RESTART = "restart"  # the setup changed: closed normally, to resume with the new one
     CLOSED = "closed"  # the connection ended: a retryable close code, a drop, a failed write
     SERVER_FAULT = "server fault"  # the server broke the protocol; closed with close_code
     RESUME_REFUSED = "resume refused"  # closed while resuming: go on without the handle
@@ -240,7 +308,8 @@ class Reconnects:
         a healthy connection's handover, which does not wait."""
         if ended.healthy:
             self.failures = 0
-        if ended.outcome is Outcome.HANDOVER and ended.healthy:
+        at_once = ended.outcome is Outcome.RESTART
+        if (ended.outcome is Outcome.HANDOVER and ended.healthy) or at_once:
             attempt, delay = 0, 0.0
         else:
             self.failures += 1
@@ -269,6 +338,9 @@ class LinkState:
     history: History = field(default_factory=History)
     reconnects: Reconnects = field(default_factory=Reconnects)
     connections: int = 0  # connections that reached setupComplete
+    rules: ClientRules | None = None  # how to speak to the model; None: from its name
+    setup: wire.Setup | None = None  # a changed setup (SetupChanged) in force
+    restart_wanted: str | None = None  # why the connection should move to the new setup
 
 
 # --- the actor ---------------------------------------------------------------------------
@@ -317,9 +389,17 @@ class Link:
     last_failure: Ended | None = None
     phase: str = ""  # what the attempt in progress waits for, said as its failure
 
+    @property
+    def rules(self) -> ClientRules:
+        """How to speak to the model: given, or from its name and the endpoint's API."""
+        if self.state.rules is None:
+            self.state.rules = ClientRules.for_model(self.endpoint.model, self.endpoint.wire_api)
+        return self.state.rules
+
     async def run(self) -> LinkError | None:
         """Connect, serve, reconnect; the fatal error that ended the session, if any."""
         session = self.state.session
+        session.max_unconsumed_bytes = self.options.unconsumed_bytes
         if session.state is not State.IDLE:  # a previous incarnation crashed mid-connection
             await self.report(session.connection_lost())
         # Until the session's first setupComplete, connecting has one deadline
@@ -418,7 +498,18 @@ class Link:
             return _closed(exc)
 
     async def queue(self, message: m.InternalMessage) -> None:
-        """Put ``message`` in the outbox; report audio the bound dropped (aggregated)."""
+        """Put ``message`` in the outbox; report audio the bound dropped (aggregated). A
+        changed setup is kept for the next connection (and this one asked to move at its
+        next turn boundary); cleared audio leaves the outbox and the replay buffer."""
+        if isinstance(message, m.SetupChanged):
+            self.state.setup = message.setup
+            self.state.restart_wanted = message.reason
+            return
+        if isinstance(message, m.AudioCleared):
+            count = self.state.outbox.clear_audio() + self.state.session.discard_unsent_audio()
+            if count:
+                await deliver(self.incoming, m.Dropped(what="audio (cleared)", count=count))
+            return
         outbox = self.state.outbox
         outbox.put(message, int(self.options.audio_buffer_seconds * INPUT_BYTES_PER_SECOND))
         report = outbox.dropped.due(trio.current_time())
@@ -481,10 +572,13 @@ class ConnectionRun:
         self.handle = self.session.resumption_handle
         self.completed_turn = False
         self.handover_at = math.inf  # set by goAway: move before the server's deadline
+        self.seed: list[wire.ClientMessage] = []  # history first, when not resumed
         self._ended: Ended | None = None
         self._serving: trio.CancelScope | None = None
 
     async def run(self, pump: _Pump) -> Ended:
+        if self.handle is None:
+            self.seed = self._prepare_seed()
         ended = await self._setup()
         if ended is None:
             await pump.stop()  # from here the sender takes outgoing messages itself
@@ -494,9 +588,36 @@ class ConnectionRun:
         healthy = self.completed_turn or up >= self.link.options.healthy_after
         return dataclasses.replace(ended, healthy=healthy)
 
+    def _prepare_seed(self) -> list[wire.ClientMessage]:
+        """What a session that is not resumed is given first: its history, tool calls
+        and results as text. Calls still pending are orphaned (the new session never
+        issued them: a toolResponse would be refused); their results queued, or one
+        whose toolResponse was cut off mid-write, are folded in, and the model is asked
+        to answer them."""
+        link, state, session = self.link, self.link.state, self.session
+        history, outbox = state.history, state.outbox
+        if outbox.unsent_frame is not None and isinstance(outbox.pending[0], m.ToolResult):
+            outbox.unsent_frame, outbox.unsent_rest = None, []
+            outbox.pop()  # its result was folded into the history when it was encoded
+            history.reply_owed = True
+        session.orphan_pending_calls()
+        for result in outbox.take_results(set(session.orphaned_calls)):
+            orphan = session.take_orphan(result.call_id)
+            assert orphan is not None
+            folded = folded_result(orphan.name, result.output, result.error)
+            history.add(
+                orphan.turn_id, [folded], turns=link.options.history_turns, where=History.IN_TURN
+            )
+            history.reply_owed = True
+        contents = history.contents(link.options.history_turns)
+        return link.rules.seed(contents, reply_wanted=history.reply_owed)
+
     async def _setup(self) -> Ended | None:
         """Send setup and wait for setupComplete; None once the session is ready."""
-        setup = self.link.setup
+        state = self.link.state
+        setup = state.setup or self.link.setup
+        state.restart_wanted = None  # this connection takes the latest setup
+        seeding = any(isinstance(x, wire.ClientContent) and x.turns for x in self.seed)
         config = msgspec.structs.replace(
             setup,
             model=self.link.endpoint.model,
@@ -506,6 +627,7 @@ class ConnectionRun:
                     setup.session_resumption or wire.SessionResumptionConfig()
                 ).transparent,
             ),
+            history_config=self.link.rules.history_config(seeding),
         )
         try:
             await self.conn.send(self.session.send(config))
@@ -533,22 +655,35 @@ class ConnectionRun:
         return None
 
     async def _announce(self) -> Ended | None:
-        """Tell the pipeline the session is (back) up, re-seeding it if it was not resumed."""
-        link, state = self.link, self.link.state
+        """Tell the pipeline the session is (back) up: first give a session that was not
+        resumed its history (``seed``), or replay to a resumed one what its last
+        connection's server had not consumed (transparent resumption)."""
+        link, state, session = self.link, self.link.state, self.session
         state.connections += 1
+        try:
+            if self.handle is None:
+                for message in self.seed:
+                    history = link.rules.uses_history_config and (
+                        isinstance(message, wire.ClientContent) and bool(message.turns)
+                    )
+                    await self.conn.send(session.send(message, typed=False, history=history))
+                state.history.reply_owed = False
+                lost = session.discard_replay()
+            else:
+                for frame in session.replay_frames():
+                    await self.conn.send(frame)
+                lost, session.unconsumed_forgotten = session.unconsumed_forgotten, 0
+        except TransportClosed as exc:
+            return _closed(exc)
+        if lost:
+            what = "client messages the server had not consumed (not replayed)"
+            await deliver(link.incoming, m.Dropped(what=what, count=lost))
         log.info("session up (connection %d, resumed: %s)", state.connections, bool(self.handle))
         link.connecting.deadline = math.inf  # connected: the connect deadline is over
         link.ctx.ready()  # (again after a restart: the supervisor counts its health from here)
         if state.connections == 1:
-            await deliver(link.incoming, m.Connected(resumed=False))
+            await deliver(link.incoming, m.Connected(resumed=self.handle is not None))
             return None
-        contents = state.history.contents(link.options.history_turns)
-        if self.handle is None and contents:
-            seed = wire.ClientContent(turns=contents, turn_complete=False)
-            try:
-                await self.conn.send(self.session.send(seed))
-            except TransportClosed as exc:
-                return _closed(exc)
         dropped = state.outbox.dropped.flush()
         if dropped is not None:
             await deliver(link.incoming, dropped)
@@ -571,7 +706,7 @@ class ConnectionRun:
             self._serving.cancel()
 
     async def _close(self, ended: Ended) -> None:
-        if ended.outcome in (Outcome.STOPPED, Outcome.HANDOVER):
+        if ended.outcome in (Outcome.STOPPED, Outcome.HANDOVER, Outcome.RESTART):
             await self.conn.aclose(1000, "")  # the old socket closes before resuming
         elif ended.outcome is Outcome.SERVER_FAULT and ended.close_code is not None:
             # A fixed reason: nothing the server sent is echoed back to it.
@@ -596,11 +731,22 @@ class ConnectionRun:
                     return ended
                 if self.handover_at < math.inf and self._at_turn_boundary():
                     return Ended(Outcome.HANDOVER, "goAway handover")  # before the deadline
+                restart = self._restart()
+                if restart is not None:
+                    return restart
         except TransportClosed as exc:
             return _closed(exc)
 
     def _at_turn_boundary(self) -> bool:
         return self.session.state is State.READY and not self.session.pending_calls
+
+    def _restart(self) -> Ended | None:
+        """An Ended when the setup changed and the conversation is between turns (no
+        reply owed either): the session moves to a connection with the new setup."""
+        reason = self.link.state.restart_wanted
+        if reason is None or not self._at_turn_boundary() or self.session.awaiting_reply:
+            return None
+        return Ended(Outcome.RESTART, reason)
 
     async def _receive(self, frame: bytes | str) -> Ended | None:
         """Apply one server frame and pass on what it means; an Ended if it breaks the
@@ -626,6 +772,14 @@ class ConnectionRun:
         transcript text cut to the turn's budget), or None when nothing is left of it."""
         if isinstance(event, m.TurnCompleted) and not event.interrupted:
             self.completed_turn = True
+        elif isinstance(event, m.ToolCallRequested):
+            # Kept as text for a history re-seeded into a new session.
+            self.link.state.history.add(
+                event.turn_id,
+                [folded_call(event.name, event.args)],
+                turns=self.link.options.history_turns,
+                where=History.IN_TURN,
+            )
         elif isinstance(event, m.GoAwayReceived) and self.handover_at == math.inf:
             margin = self.link.options.handover_margin
             self.handover_at = trio.current_time() + event.time_left - margin
@@ -656,14 +810,20 @@ class ConnectionRun:
             while True:
                 if outbox.unsent_frame is not None:
                     await self.conn.send(outbox.unsent_frame)  # checked and recorded already
-                    outbox.unsent_frame = None
-                    outbox.pop()
+                    if outbox.unsent_rest:
+                        outbox.unsent_frame = outbox.unsent_rest.pop(0)
+                    else:
+                        outbox.unsent_frame = None
+                        outbox.pop()
                 elif outbox.pending:
-                    client_message = _to_wire(outbox.pending[0], self.session)
-                    if client_message is None:
+                    frames = [
+                        self.session.send(client_message, typed=typed)
+                        for client_message, typed in self._to_wire(outbox.pending[0])
+                    ]
+                    if not frames:
                         outbox.pop()
                     else:
-                        outbox.unsent_frame = self.session.send(client_message)
+                        outbox.unsent_frame, outbox.unsent_rest = frames[0], frames[1:]
                 elif link.outgoing_ended:
                     await trio.sleep_forever()
                 else:
@@ -673,6 +833,9 @@ class ConnectionRun:
                         link.outgoing_ended = True
                         continue
                     await link.queue(message)
+                    restart = self._restart()
+                    if restart is not None:
+                        self._end(restart)
         except TransportClosed as exc:
             # The read side usually learns why the connection ended (the close code) at
             # the same moment: let it say so, and fall back on the write's error.
@@ -682,6 +845,71 @@ class ConnectionRun:
     async def _stop_when_asked(self) -> None:
         await self.link.ctx.stopping.wait()
         self._end(Ended(Outcome.STOPPED))
+
+    def _to_wire(self, message: m.InternalMessage) -> list[tuple[wire.ClientMessage, bool]]:
+        """The wire messages for an outgoing internal one, as the model wants them, each
+        with whether its text is what the user typed; none when it must not be sent."""
+        simple = _media_or_signal(message)
+        if simple is not None:
+            return [(simple, True)]
+        session, rules = self.session, self.link.rules
+        if isinstance(message, m.TextInput):
+            text = wire.RealtimeInput(text=message.text) if message.realtime else None
+            return [(text or rules.user_text(message.text), True)]
+        if isinstance(message, m.ToolResult):
+            return self._tool_result(message)
+        if isinstance(message, m.ResponseRequested):
+            turns = [("user" if t.role == "user" else "model", t.text) for t in message.turns]
+            out: list[tuple[wire.ClientMessage, bool]] = []
+            if turns:
+                context = rules.context(turns)
+                options = self.link.options
+                history = self.link.state.history
+                history.add(session.last_turn_id, context.turns or [], turns=options.history_turns)
+                if message.respond and message.instructions is None and not rules.is_3x:
+                    return [(msgspec.structs.replace(context, turn_complete=True), True)]
+                out.append((context, True))
+            if message.respond:
+                typed = message.instructions is None
+                out += [(x, typed) for x in rules.reply_request(message.instructions)]
+            return out
+        return []  # not for the server
+
+    def _tool_result(self, message: m.ToolResult) -> list[tuple[wire.ClientMessage, bool]]:
+        """A toolResponse for a call that awaits one; a call of a session that was not
+        resumed gets its result as text the model answers; any other gets nothing
+        (cancelled by the server, or already answered)."""
+        session, history, turns = self.session, self.link.state.history, self.link.options
+        pending = session.pending_calls.get(message.call_id)
+        if pending is not None:
+            if not message.will_continue:
+                folded = folded_result(message.name, message.output, message.error)
+                history.add(
+                    pending.turn_id, [folded], turns=turns.history_turns, where=History.IN_TURN
+                )
+            body = (
+                {"error": message.error}
+                if message.error is not None
+                else {"output": message.output}
+            )
+            response = wire.FunctionResponse(
+                id=message.call_id,
+                name=message.name,
+                response=body,
+                scheduling=message.scheduling,
+                will_continue=message.will_continue,
+            )
+            return [(wire.ToolResponse(function_responses=[response]), True)]
+        call = session.take_orphan(message.call_id) if not message.will_continue else None
+        if call is None:
+            return []
+        folded = folded_result(call.name, message.output, message.error)
+        history.add(call.turn_id, [folded], turns=turns.history_turns, where=History.IN_TURN)
+        content = wire.ClientContent(turns=[folded], turn_complete=True)
+        out: list[tuple[wire.ClientMessage, bool]] = [(content, False)]
+        if self.link.rules.nudges:
+            out.append((wire.RealtimeInput(text=" "), False))
+        return out
 
 
 # --- how a connection ended --------------------------------------------------------------
@@ -698,6 +926,10 @@ def _closed(exc: TransportClosed) -> Ended:
         if "api key" in reason.lower() or "credential" in reason.lower():
             return _fatal(CredentialsRefused(f"the key was refused{said}"), exc)
         return _fatal(InvalidRequest(f"invalid argument or context too large (1007){said}"), exc)
+    if code == 1008 and "token" in reason.lower():
+        return _fatal(
+            CredentialsRefused(f"the ephemeral token was refused: mint a new one{said}"), exc
+        )
     if code == 1008:
         return _fatal(
             ModelNotSupported(
@@ -736,44 +968,20 @@ def _fatal(error: LinkError, cause: BaseException) -> Ended:
     return Ended(Outcome.FATAL, str(error), error=error)
 
 
-def _to_wire(message: m.InternalMessage, session: LiveSession) -> wire.ClientMessage | None:
-    """The wire message for an outgoing internal one; None when it must not be sent."""
+def _media_or_signal(message: m.InternalMessage) -> wire.ClientMessage | None:
+    """The one wire message of audio, video, activity signals and instructions; None for
+    any other message."""
     if isinstance(message, m.AudioChunk):
         return wire.RealtimeInput(audio=wire.Blob(mime_type=INPUT_MIME, data=message.data))
     if isinstance(message, m.VideoFrame):
         return wire.RealtimeInput(video=wire.Blob(mime_type=message.mime_type, data=message.data))
-    if isinstance(message, m.TextInput):
-        if message.realtime:
-            return wire.RealtimeInput(text=message.text)
-        turn = wire.Content(role="user", parts=[wire.Part(text=message.text)])
-        return wire.ClientContent(turns=[turn], turn_complete=True)
     if isinstance(message, m.ActivityStarted):
         return wire.RealtimeInput(activity_start=wire.ActivityStart())
     if isinstance(message, m.ActivityEnded):
         return wire.RealtimeInput(activity_end=wire.ActivityEnd())
     if isinstance(message, m.AudioStreamEnded):
         return wire.RealtimeInput(audio_stream_end=True)
-    if isinstance(message, m.ToolResult):
-        if not session.is_pending(message.call_id):
-            return None  # cancelled by the server, or already answered
-        body = {"error": message.error} if message.error is not None else {"output": message.output}
-        response = wire.FunctionResponse(
-            id=message.call_id,
-            name=message.name,
-            response=body,
-            scheduling=message.scheduling,
-            will_continue=message.will_continue,
-        )
-        return wire.ToolResponse(function_responses=[response])
-    if isinstance(message, m.ResponseRequested):
-        contents = [
-            wire.Content(
-                role="user" if t.role == "user" else "model", parts=[wire.Part(text=t.text)]
-            )
-            for t in message.turns
-        ]
-        return wire.ClientContent(turns=contents or None, turn_complete=message.respond)
     if isinstance(message, m.InstructionsUpdated):
         instruction = wire.Content(role="user", parts=[wire.Part(text=message.instructions)])
         return wire.ContextUpdate(system_instruction=instruction)
-    return None  # not for the server
+    return None

@@ -34,6 +34,11 @@ EVENT_QUEUE_BYTES = 4 << 20  # payload bytes (audio and text) of the queued even
 RESPONSE_STREAMS_BYTES = 60 * OUTPUT_BYTES_PER_SECOND  # a minute of audio; text: characters
 RESPONSE_STREAMS_ITEMS = 4096
 
+# Bytes of client frames the link keeps after writing them, until the server says it
+# consumed them (transparent resumption: Vertex); a resumed session gets them again. Past
+# it the oldest are forgotten (reported as Dropped if the connection is lost).
+UNCONSUMED_BYTES = 2 << 20
+
 # --- transcripts ------------------------------------------------------------------------
 
 # Characters of transcript (or text reply) kept per side of a turn; the rest is dropped.
@@ -106,4 +111,5 @@ __all__ = [
     "TOOL_THREADS",
     "TRANSCRIPT_CHARS",
     "TRANSCRIPT_TURNS",
+    "UNCONSUMED_BYTES",
 ]

@@ -53,6 +53,7 @@ from actors.tools import ToolSet
 from actors.transcriber import Transcripts, transcriber
 from actors.transport import NativeTransport, Transport
 from protocol import wire
+from protocol.client_rules import ClientRules
 from runtime import messages as m
 from runtime.supervisor import ChildSpec, Restart, Supervisor
 from runtime.wiring import Wiring
@@ -77,12 +78,20 @@ class Pipeline:
     tool_threads: int = limits.TOOL_THREADS
     transcripts: Transcripts = field(default_factory=Transcripts)
     wiring: Wiring[m.InternalMessage] = field(default_factory=Wiring)
+    rules: ClientRules | None = None  # how to speak to the model (None: from its name)
+    initial_history: list[wire.Content] = field(default_factory=list)  # given first
+    resume_handle: str | None = None  # a stored session to resume
 
     def __post_init__(self) -> None:
         for name in CHANNELS:
             self.wiring.add(name)
         # What outlives an actor's restarts: plain data, given back to each incarnation.
-        self._link_state = LinkState()
+        self._link_state = LinkState(rules=self.rules)
+        if self.initial_history:
+            self._link_state.history.add(0, list(self.initial_history), turns=1)
+        if self.resume_handle is not None:
+            self._link_state.session.resumption_handle = self.resume_handle
+            self._link_state.session.resumable = True
         self._executor_state = ExecutorState()
         self._metrics = Metrics()
         # The session's tool threads: shared by the executor's incarnations, since a

@@ -15,8 +15,14 @@ trio's always does, once the actors have stopped).
 
 Options follow the seed (LiveKit's Google realtime plugin) and add today's: language,
 activity detection, context-window compression, proactivity, affective dialog, thinking,
-media resolution, and ``endpoint`` for the emulator or a gateway. Validation is the
-seed's: without Vertex a key is required; with Vertex a project and a location.
+media resolution, transcription details, ephemeral tokens, and ``endpoint`` for the
+emulator or a gateway. Validation is the seed's: without Vertex a key is required; with
+Vertex a project and a location; and what the model's family refuses
+(``protocol.client_rules``) is a ``ModelRuleError`` (a ``ValueError``) before connecting.
+
+The default model is ``gemini-3.8-live`` on both APIs: the current stable Live model
+(September 2026), Pipecat 1.14's default on both, listed by LiveKit 1.8.9 for both (whose
+default is still 2.5); 2.5 native audio stays one ``model=`` away.
 """
 
 from __future__ import annotations
@@ -40,16 +46,42 @@ from actors.events import ResponseContent
 from actors.gemini_link import LinkOptions
 from actors.pipeline import Pipeline
 from actors.playout import NullSink, PlayoutOptions, Sink
-from actors.tools import Tool, ToolSet
+from actors.resumption import HandleStore
+from actors.tools import BuiltinTool, Tool, ToolSet
 from actors.transport import NativeTransport, Transport
 from protocol import wire
+from protocol.client_rules import ClientRules, ThinkingLevel
+from protocol.models import ModelFamily
 from runtime import messages as m
 from runtime.audio import INPUT_RATE
 from runtime.errors import leaves, unwrap
 from runtime.wiring import messages
 
-DEFAULT_MODEL = "gemini-2.5-flash-native-audio-preview-12-2025"
-DEFAULT_VERTEX_MODEL = "gemini-live-2.5-flash-native-audio"
+DEFAULT_MODEL = "gemini-3.8-live"
+DEFAULT_VERTEX_MODEL = "gemini-3.8-live"
+
+
+@dataclass(frozen=True)
+class TranscriptionOptions:
+    """What a transcription should give besides the text (google-genai 3.6.1's
+    ``AudioTranscriptionConfig``): language hints (BCP-47; none: detected), words the
+    model may not know, word timestamps, speaker labels, and VERBATIM or SMART (which
+    drops disfluencies and applies self-corrections)."""
+
+    language_codes: Sequence[str] = ()
+    custom_vocabulary: Sequence[str] = ()
+    word_timestamps: bool = False
+    diarization: bool = False
+    mode: wire.TranscriptionMode | None = None
+
+    def wire(self) -> wire.AudioTranscriptionConfig:
+        return wire.AudioTranscriptionConfig(
+            language_codes=list(self.language_codes) or None,
+            custom_vocabulary=list(self.custom_vocabulary) or None,
+            word_timestamp=self.word_timestamps or None,
+            diarization=self.diarization or None,
+            mode=self.mode,
+        )
 
 
 @dataclass(frozen=True)
@@ -75,11 +107,11 @@ class RealtimeModel:
         instructions: str | None = None,
         model: str | None = None,
         api_key: str | None = None,
-        api_version: str = "v1beta",
+        api_version: str | None = None,
         voice: str = "Puck",
         modalities: Sequence[Literal["AUDIO", "TEXT"]] = ("AUDIO",),
-        enable_user_audio_transcription: bool = True,
-        enable_agent_audio_transcription: bool = True,
+        enable_user_audio_transcription: bool | TranscriptionOptions = True,
+        enable_agent_audio_transcription: bool | TranscriptionOptions = True,
         vertexai: bool = False,
         project: str | None = None,
         location: str | None = None,
@@ -107,23 +139,46 @@ class RealtimeModel:
         transport: Transport | None = None,
         link_options: LinkOptions | None = None,
         playout_options: PlayoutOptions | None = None,
+        thinking_level: ThinkingLevel | None = None,
+        proactive_video: bool | None = None,
+        explicit_vad_signal: bool | None = None,
+        transparent_resumption: bool | None = None,
+        ephemeral_token: str | None = None,
+        token_in_query: bool = False,
+        family: str | ModelFamily | None = None,
         tool_threads: int = limits.TOOL_THREADS,
     ) -> None:
         """Raises ``ValueError`` like the seed: no key without Vertex (or an ``endpoint``),
         or Vertex without a project and a location; and for a key with control characters
         (``InvalidApiKey``) or an endpoint that is not a ws:// or wss:// URL
-        (``InvalidEndpoint``), both also ``GeminiLiveError``s.
+        (``InvalidEndpoint``), both also ``GeminiLiveError``s. Raises ``ModelRuleError``
+        (a ``ValueError``) for options the model refuses.
 
         The key comes from ``api_key``, else ``GOOGLE_API_KEY`` / ``GEMINI_API_KEY``; a
         custom ``endpoint`` gets only a key passed as ``api_key``, never the environment's.
+        An ephemeral token (``ephemeral_token``, or an ``api_key`` starting with
+        ``auth_tokens/``) connects to the constrained method, as google-genai does.
+        ``family`` overrides the model family guessed for a name the rules do not know.
         ``tool_threads`` bounds the threads sync tools run in (their own limiter: a tool
         that never returns cannot starve the sink's or the token refresh's threads).
         ``link_options.connect_timeout`` bounds entering a session (default 30 s).
         """
         # Long only by its signature (the seed's options, one a line); the work is below.
-        self._endpoint = _endpoint(
-            endpoint, model, api_key, api_version, vertexai, project, location
-        )
+        if ephemeral_token is not None:
+            self._endpoint = ep.ephemeral(
+                ephemeral_token,
+                model or DEFAULT_MODEL,
+                api_version=api_version or ep.TOKEN_API_VERSION,
+                base_url=endpoint,
+                in_query=token_in_query,
+            )
+        else:
+            self._endpoint = _endpoint(
+                endpoint, model, api_key, api_version, vertexai, project, location
+            )
+        self.rules = ClientRules.for_model(self._endpoint.model, self._endpoint.wire_api, family)
+        if transparent_resumption is None:
+            transparent_resumption = self._endpoint.wire_api == "vertex"
         self.instructions = instructions
         self._transport = transport or NativeTransport()
         self._link_options = link_options or LinkOptions()
@@ -143,8 +198,9 @@ class RealtimeModel:
                 media_resolution=media_resolution,
                 voice=voice,
                 language=language,
-                thinking_budget=thinking_budget,
-                include_thoughts=include_thoughts,
+                thinking=self.rules.thinking_config(
+                    level=thinking_level, budget=thinking_budget, include_thoughts=include_thoughts
+                ),
                 affective_dialog=affective_dialog,
             ),
             system_instruction=_text(instructions),
@@ -161,29 +217,47 @@ class RealtimeModel:
             input_audio_transcription=_transcription(enable_user_audio_transcription),
             output_audio_transcription=_transcription(enable_agent_audio_transcription),
             context_window_compression=_compression(context_window_compression),
-            proactivity=wire.ProactivityConfig(proactive_audio=proactive_audio)
-            if proactive_audio is not None
+            proactivity=wire.ProactivityConfig(
+                proactive_audio=proactive_audio, proactive_video=proactive_video
+            )
+            if proactive_audio is not None or proactive_video is not None
+            else None,
+            explicit_vad_signal=explicit_vad_signal,
+            session_resumption=wire.SessionResumptionConfig(transparent=True)
+            if transparent_resumption
             else None,
         )
+        if transparent_resumption and self._endpoint.api == "gemini":
+            raise ValueError(
+                "transparent resumption is supported on Vertex AI only (google-genai "
+                "refuses it on the Gemini API)"
+            )
+        self.rules.check_setup(self._setup)
         self.manual_activity = not automatic_activity_detection
         self.capabilities = Capabilities(supports_truncate=True, input_audio_sample_rate=INPUT_RATE)
 
     def __repr__(self) -> str:
         return f"RealtimeModel(endpoint={self._endpoint!r})"
 
-    def setup(self, tools: ToolSet) -> wire.Setup:
-        """The setup message a session sends (with the session's tools declared)."""
-        return wire.Setup(**{**_fields(self._setup), "tools": tools.declarations() or None})
+    def setup(self, tools: ToolSet, base: wire.Setup | None = None) -> wire.Setup:
+        """The setup message a session sends (with the session's tools declared as the
+        model takes them); ``base``: the setup to start from (default: the model's).
+        Raises ``ModelRuleError`` for a tool the model refuses."""
+        declared = tools.resolved(self.rules).declarations(self.rules) or None
+        setup = wire.Setup(**{**_fields(base or self._setup), "tools": declared})
+        self.rules.check_setup(setup)
+        return setup
 
     @asynccontextmanager
     async def session(
         self,
         *,
         chat_ctx: Iterable[m.ChatTurn] = (),
-        tools: Iterable[Tool] = (),
+        tools: Iterable[Tool | BuiltinTool] = (),
         source: Source | None = None,
         video: Source | None = None,
         sink: Sink | None = None,
+        resume: str | HandleStore | None = None,
     ) -> AsyncIterator[RealtimeSession]:
         """Run a session's actors for as long as the block runs.
 
@@ -200,8 +274,16 @@ class RealtimeModel:
         closes it after the actors have stopped (a restarted playout gets it back intact).
         Without a ``sink`` the reply's audio is played into a ``NullSink`` (paced, kept
         nowhere): take it from each reply's ``audio_stream``, or pass ``WavSink``,
-        ``SpeakerSink`` or your own."""
-        toolset = ToolSet(tools)
+        ``SpeakerSink`` or your own. ``chat_ctx`` is the conversation's initial history,
+        given before anything else (as initial history where the model has it).
+        ``resume``: a handle, or a ``HandleStore`` to load one from (and to save each new
+        one to), to go on with a session of an earlier process; a handle the server no
+        longer knows starts a new session."""
+        toolset = ToolSet(tools).resolved(self.rules)
+        store = resume if resume is not None and not isinstance(resume, str) else None
+        handle = resume if isinstance(resume, str) else None
+        if store is not None:
+            handle = await trio.to_thread.run_sync(store.load)
         pipeline = Pipeline(
             endpoint=self._endpoint,
             setup=self.setup(toolset),
@@ -212,17 +294,17 @@ class RealtimeModel:
             transport=self._transport,
             link_options=self._link_options,
             playout_options=self._playout_options,
+            rules=self.rules,
+            initial_history=[_chat_content(turn) for turn in chat_ctx],
+            resume_handle=handle,
             tool_threads=self._tool_threads,
         )
-        live = RealtimeSession(self, pipeline, EventQueue())
+        live = RealtimeSession(self, pipeline, EventQueue(), store=store)
         body_error: BaseException | None = None
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(live._track)
                 await nursery.start(live._run)
-                context = tuple(chat_ctx)
-                if context:
-                    live.set_chat_ctx(context)
                 try:
                     yield live
                 except BaseException as exc:
@@ -243,6 +325,8 @@ class RealtimeSession:
         model: RealtimeModel,
         pipeline: Pipeline,
         events: EventQueue,
+        *,
+        store: HandleStore | None = None,
     ) -> None:
         self._model = model
         self._pipeline = pipeline
@@ -253,11 +337,16 @@ class RealtimeSession:
         self._outgoing = pipeline.send()
         self._raw = pipeline.wiring.sender("raw")
         self._playout = pipeline.wiring.sender("playout")
+        self._reports = pipeline.wiring.sender("reports")
         self._playouts: dict[int, trio.Event] = {}  # turns whose playout has not finished
         self._played = trio.Event()
         self._played.set()
         self._current_turn: int | None = None
         self._ended = False
+        self._setup = pipeline.setup  # the setup in force (update_tools, update_options)
+        self._store = store
+        self.resumption_handle: str | None = pipeline.resume_handle
+        """The latest handle that resumes this session (also in another process)."""
 
     @property
     def playout_complete(self) -> trio.Event:
@@ -278,7 +367,7 @@ class RealtimeSession:
     def _leave(self) -> None:
         """Close the session's own input endpoints and stop the pipeline (in order)."""
         self._ended = True
-        for channel in (self._outgoing, self._raw, self._playout):
+        for channel in (self._outgoing, self._raw, self._playout, self._reports):
             channel.close()
         self._pipeline.stop()
 
@@ -346,12 +435,94 @@ class RealtimeSession:
         self._send(self._outgoing, encoder.encode(raw))
 
     def send_text(self, text: str) -> None:
-        """A typed user turn."""
-        self._send(self._outgoing, m.TextInput(text=text))
+        """A typed user turn: realtime text on 3.x models, a user turn on 2.5."""
+        self._request(m.TextInput(text=text))
 
     def create_response(self) -> None:
         """Ask the model to reply now (to what it has heard and been given)."""
-        self._send(self._outgoing, m.ResponseRequested())
+        self._request(m.ResponseRequested())
+
+    def generate_reply(self, instructions: str | None = None) -> None:
+        """Ask the model to reply now, following ``instructions`` for this reply only
+        (sent as a user turn holding them, as realtime text on 3.x models; never reported
+        as the user's transcript)."""
+        self._request(m.ResponseRequested(instructions=instructions))
+
+    def _request(self, message: m.TextInput | m.ResponseRequested) -> None:
+        self._send(self._outgoing, message)
+        self._send(self._reports, message)  # a copy for the metrics (time to first content)
+
+    def update_tools(self, tools: Iterable[Tool | BuiltinTool]) -> None:
+        """Give the model these tools instead. Raises ``ModelRuleError`` (nothing changes)
+        for a tool the model refuses. Calls of the new functions run at once; the model
+        learns of them at the next turn boundary, on a new connection resuming the
+        session with its handle (Live has no other way that every model takes)."""
+        toolset = ToolSet(tools).resolved(self._model.rules)
+        setup = self._model.setup(toolset, base=self._setup)
+        self._pipeline.tools.replace(toolset.all())
+        self._change_setup(setup, "tools updated")
+
+    def update_options(
+        self,
+        *,
+        voice: str | None = None,
+        language: str | None = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        top_k: float | None = None,
+        max_output_tokens: int | None = None,
+        thinking_level: ThinkingLevel | None = None,
+        thinking_budget: int | None = None,
+        include_thoughts: bool | None = None,
+        media_resolution: wire.MediaResolution | None = None,
+    ) -> None:
+        """Change generation options for the rest of the session (None keeps one). Raises
+        ``ModelRuleError`` (nothing changes) for what the model refuses. Applied as
+        ``update_tools`` is: at the next turn boundary, resuming on a new connection."""
+        rules = self._model.rules
+        generation = self._setup.generation_config or wire.GenerationConfig()
+        changes: dict[str, Any] = {
+            "temperature": temperature,
+            "top_p": top_p,
+            "top_k": top_k,
+            "max_output_tokens": max_output_tokens,
+            "media_resolution": media_resolution,
+        }
+        if (
+            thinking_level is not None
+            or thinking_budget is not None
+            or include_thoughts is not None
+        ):
+            changes["thinking_config"] = rules.thinking_config(
+                level=thinking_level, budget=thinking_budget, include_thoughts=include_thoughts
+            )
+        if voice is not None or language is not None:
+            speech = generation.speech_config or wire.SpeechConfig()
+            changes["speech_config"] = wire.SpeechConfig(
+                voice_config=_voice(voice) if voice is not None else speech.voice_config,
+                language_code=language if language is not None else speech.language_code,
+            )
+        updated = {k: v for k, v in changes.items() if v is not None}
+        if not updated:
+            return
+        setup = wire.Setup(
+            **{
+                **_fields(self._setup),
+                "generation_config": wire.GenerationConfig(**{**_fields(generation), **updated}),
+            }
+        )
+        rules.check_setup(setup)
+        self._change_setup(setup, "options updated")
+
+    def _change_setup(self, setup: wire.Setup, reason: str) -> None:
+        self._setup = setup
+        self._send(self._outgoing, m.SetupChanged(setup=setup, reason=reason))
+
+    def clear_audio(self) -> None:
+        """Forget the user's audio not yet sent to the server: the encoder's partial
+        chunk, and what the link holds while reconnecting or for replay (reported as
+        ``Dropped``). Audio already sent cannot be taken back."""
+        self._send(self._raw, m.AudioCleared(timestamp=trio.current_time()))
 
     def commit_audio_buffer(self) -> None:
         """Manual activity detection: the user's turn is over (``activityEnd``)."""
@@ -411,6 +582,8 @@ class RealtimeSession:
         try:
             async with pipeline_events:
                 async for message in messages(pipeline_events):
+                    if isinstance(message, m.ResumptionUpdated):
+                        await self._keep_handle(message)
                     for event in self._on_event(message, replies, budget):
                         self._events.put(event)
                     discarded = budget.discarded.due(trio.current_time())
@@ -421,6 +594,14 @@ class RealtimeSession:
                 reply.close()
             self._events.close()
             self._playouts_done(math.inf)
+
+    async def _keep_handle(self, update: m.ResumptionUpdated) -> None:
+        """Note the latest resumable handle, and save it to the store (in a thread)."""
+        if not update.resumable or not update.handle or update.handle == self.resumption_handle:
+            return
+        self.resumption_handle = update.handle
+        if self._store is not None:
+            await trio.to_thread.run_sync(self._store.save, update.handle)
 
     def _on_event(
         self, message: m.InternalMessage, replies: dict[int, ReplyStreams], budget: StreamBudget
@@ -490,7 +671,7 @@ def _endpoint(
     url: str | None,
     model: str | None,
     api_key: str | None,
-    api_version: str,
+    api_version: str | None,
     vertexai: bool,
     project: str | None,
     location: str | None,
@@ -525,18 +706,10 @@ def _generation_config(
     media_resolution: wire.MediaResolution | None,
     voice: str,
     language: str | None,
-    thinking_budget: int | None,
-    include_thoughts: bool | None,
+    thinking: wire.ThinkingConfig | None,
     affective_dialog: bool | None,
 ) -> wire.GenerationConfig:
-    thinking = (
-        wire.ThinkingConfig(thinking_budget=thinking_budget, include_thoughts=include_thoughts)
-        if thinking_budget is not None or include_thoughts is not None
-        else None
-    )
-    voice_config = wire.VoiceConfig(
-        prebuilt_voice_config=wire.PrebuiltVoiceConfig(voice_name=voice)
-    )
+    voice_config = _voice(voice)
     return wire.GenerationConfig(
         response_modalities=list(modalities),
         candidate_count=candidate_count,
@@ -557,8 +730,19 @@ def _text(instructions: str | None) -> wire.Content | None:
     return wire.Content(role="user", parts=[wire.Part(text=instructions)]) if instructions else None
 
 
-def _transcription(enabled: bool) -> wire.AudioTranscriptionConfig | None:
+def _voice(name: str) -> wire.VoiceConfig:
+    return wire.VoiceConfig(prebuilt_voice_config=wire.PrebuiltVoiceConfig(voice_name=name))
+
+
+def _transcription(enabled: bool | TranscriptionOptions) -> wire.AudioTranscriptionConfig | None:
+    if isinstance(enabled, TranscriptionOptions):
+        return enabled.wire()
     return wire.AudioTranscriptionConfig() if enabled else None
+
+
+def _chat_content(turn: m.ChatTurn) -> wire.Content:
+    role = "user" if turn.role == "user" else "model"
+    return wire.Content(role=role, parts=[wire.Part(text=turn.text)])
 
 
 def _compression(trigger_tokens: int | None) -> wire.ContextWindowCompression | None:

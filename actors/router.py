@@ -10,7 +10,8 @@ event stream, through the transcriber):
     model audio, turn ends        -> playout
     tool results                  -> outgoing (the link: the model needs the answer)
     end of speech, first audio
-    played, token usage           -> metrics
+    played, token usage, turns,
+    copies of typed requests      -> metrics (the copies: there only)
     everything                    -> observed
 
 ``destinations`` is the table; the actor only applies it, in order (calls before playout
@@ -34,16 +35,22 @@ _OBSERVED: tuple[Route, ...] = ("observed",)
 _ROUTES: dict[type[m.InternalMessage], tuple[Route, ...]] = {
     m.ToolCallRequested: ("calls", "observed"),
     m.ToolCallsCancelled: ("calls", "observed"),
-    m.TurnInterrupted: ("calls", "playout", "observed"),
+    m.TurnInterrupted: ("calls", "playout", "metrics", "observed"),
     m.ModelAudio: ("playout", "observed"),
-    m.GenerationCompleted: ("playout", "observed"),
-    m.TurnCompleted: ("playout", "observed"),
+    m.TurnStarted: ("metrics", "observed"),
+    m.GenerationCompleted: ("playout", "metrics", "observed"),
+    m.TurnCompleted: ("playout", "metrics", "observed"),
     m.ToolResult: ("outgoing", "observed"),
     m.ActivityEnded: ("metrics", "observed"),
     m.AudioStreamEnded: ("metrics", "observed"),
+    m.VoiceActivityDetected: ("metrics", "observed"),
     m.SpeechEnded: ("metrics", "observed"),
     m.PlayoutProgress: ("metrics", "observed"),
     m.UsageReported: ("metrics", "observed"),
+    # Copies of the application's requests (the originals go to the link): the metrics'
+    # time to first content starts from them.
+    m.TextInput: ("metrics",),
+    m.ResponseRequested: ("metrics",),
 }
 
 

@@ -116,7 +116,7 @@ class Redactor:
         pieces: set[str] = set()
         for value in values:
             parts = [p for p in _REPR_BREAKS.split(value) if p]
-            if len(parts) > 1 and parts[0].lower() in ("bearer", "basic"):
+            if len(parts) > 1 and parts[0].lower() in ("bearer", "basic", "token"):
                 parts = parts[1:]  # an Authorization scheme is no secret
             pieces.update(p for p in parts if len(p) >= _MIN_SECRET_PIECE)
         return cls(tuple(sorted(pieces, key=len, reverse=True)))

@@ -9,6 +9,12 @@ offending value when one is known, and the message always names it.
 from __future__ import annotations
 
 
+class GeminiLiveError(Exception):
+    """The root of the library's typed errors: catch it to handle every one of them.
+    (Defined here, in the lowest layer, so the protocol's own typed errors can be one;
+    ``runtime.errors`` and ``actors`` re-export it.)"""
+
+
 class ProtocolError(Exception):
     """Base of every error raised by :mod:`protocol`."""
 

@@ -64,11 +64,39 @@ class TurnCompleted(Message, frozen=True, tag="turn.complete"):
     waiting_for_input: bool = False  # the model expects the user to go on
 
 
+class Word(msgspec.Struct, frozen=True, kw_only=True):
+    """One transcribed word with its place in the audio (seconds from the start of the
+    connection's audio stream), when the setup asked for word timestamps."""
+
+    word: str
+    start: float | None = None
+    end: float | None = None
+
+
 class TranscriptFragment(Message, frozen=True, tag="transcript.fragment"):
+    """A piece of a transcript, with what the transcription said about it (language,
+    speaker with diarization, words and offsets with word timestamps; seconds)."""
+
     role: Role
     turn_id: int
     text: str
     finished: bool = False
+    language_code: str | None = None
+    speaker_label: str | None = None  # "spk_1", "spk_2" with diarization
+    words: tuple[Word, ...] = ()
+    start_offset: float | None = None
+    end_offset: float | None = None
+
+
+class InterimInputTranscript(Message, frozen=True, tag="transcript.user_interim"):
+    """``interimInputTranscription``: a low-latency, revisable view of what the user is
+    saying, updated while they speak; the ``TranscriptFragment``s that follow are final."""
+
+    turn_id: int
+    text: str
+    finished: bool = False
+    language_code: str | None = None
+    speaker_label: str | None = None
 
 
 class VoiceActivityDetected(Message, frozen=True, tag="voice_activity"):
@@ -153,6 +181,25 @@ class ModelCodeResult(Message, frozen=True, tag="model.code_result"):
     code_id: str | None = None
 
 
+class ServerToolCalled(Message, frozen=True, tag="model.tool_call"):
+    """``Part.toolCall``: the server ran one of its built-in tools (search, URL context,
+    maps...) for the turn; nothing for the client to answer."""
+
+    turn_id: int
+    tool_id: str | None
+    tool_type: str | None  # GOOGLE_SEARCH_WEB, URL_CONTEXT, ...
+    args: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class ServerToolReturned(Message, frozen=True, tag="model.tool_response"):
+    """``Part.toolResponse``: what a built-in tool the server ran returned."""
+
+    turn_id: int
+    tool_id: str | None
+    tool_type: str | None
+    response: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
 SessionEvent = (
     SessionReady
     | TurnStarted
@@ -162,6 +209,7 @@ SessionEvent = (
     | TurnInterrupted
     | TurnCompleted
     | TranscriptFragment
+    | InterimInputTranscript
     | VoiceActivityDetected
     | ToolCallRequested
     | ToolCallsCancelled
@@ -172,4 +220,6 @@ SessionEvent = (
     | GroundingReported
     | ModelCode
     | ModelCodeResult
+    | ServerToolCalled
+    | ServerToolReturned
 )

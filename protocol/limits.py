@@ -24,6 +24,15 @@ MAX_DURATION_SECONDS = 315_576_000_000  # a protobuf Duration ("9.5s"): 10,000 y
 MIN_AUDIO_RATE = 8_000  # Hz in an audio/pcm mimeType: lower would make a resampler to
 MAX_AUDIO_RATE = 192_000  # 24 kHz triple each chunk; higher is no audio rate in use
 
+# --- the client's session state (protocol.session.LiveSession) ---------------------------
+# Function calls whose arguments stream in pieces (Vertex: functionCall.partialArgs with
+# willContinue): what they may hold until their last piece. Past any: RemoteProtocolError.
+
+MAX_STREAMING_CALLS: Final = 64  # calls with arguments still streaming at once
+MAX_STREAMED_ARGS_CHARS: Final = 1 << 20  # characters of string values in one call's pieces
+MAX_JSON_PATH_SEGMENTS: Final = 32  # keys and indexes in one partialArgs jsonPath
+MAX_JSON_PATH_INDEX: Final = 1024  # an array index in a jsonPath ("$.items[1024]")
+
 # --- WebSocket frames and messages (protocol.websocket, both ends) ----------------------
 # Memory follows the bytes received, never a length the peer declares: a header announcing
 # 2^62 bytes allocates nothing. A connection holds at most one message being assembled,

@@ -24,12 +24,17 @@ connection is lost belong to the next connection: call ``connection_lost()`` fir
 
 from __future__ import annotations
 
+import collections
 import enum
+import itertools
+import re
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
+
+import msgspec
 
 from protocol import events as m
-from protocol import wire
+from protocol import limits, wire
 from protocol.errors import LocalProtocolError, RemoteProtocolError
 
 
@@ -60,6 +65,7 @@ class Event(enum.Enum):
 
 
 S, E = State, Event
+SYNTHETIC_CALL_PREFIX: Final = "no-id-"  # the ids given to calls Vertex sent without one
 _ACTIVE: Final = (S.READY, S.MODEL_TURN, S.GENERATION_DONE, S.INTERRUPTED)
 
 TRANSITIONS: Final[dict[tuple[State, Event], State]] = {
@@ -97,6 +103,27 @@ class PendingCall:
     call_id: str
     name: str
     turn_id: int
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _StreamingCall:
+    """A function call whose arguments are still arriving (``willContinue``)."""
+
+    name: str
+    args: dict[str, Any] = field(default_factory=dict)
+    chars: int = 0  # of string values so far
+    continuing: set[tuple[str | int, ...]] = field(default_factory=set)  # strings not done
+
+
+@dataclass
+class _Sent:
+    """A client message written on this connection, kept until the server says it was
+    consumed (transparent resumption)."""
+
+    index: int
+    frame: bytes
+    audio: bool
 
 
 @dataclass
@@ -132,6 +159,20 @@ class LiveSession:
     anomalies: int = 0
     stale_messages_dropped: int = 0
     messages_sent: int = 0
+    # Transparent resumption: client messages not yet consumed, replayed after a resume.
+    transparent: bool = False  # the setup asked for lastConsumedClientMessageIndex
+    max_unconsumed_bytes: int = 2 << 20  # frames kept for replay; past it the oldest go
+    unconsumed_forgotten: int = 0  # frames past that bound: lost if the connection drops
+    _connection_index: int = 0  # client messages on this connection; the setup is 0
+    _sent_log: collections.deque[_Sent] = field(default_factory=collections.deque)
+    _sent_log_bytes: int = 0
+    _replay: list[_Sent] = field(default_factory=list)
+    _orphaned: dict[str, PendingCall] = field(default_factory=dict)
+    _streaming: dict[str, _StreamingCall] = field(default_factory=dict)
+    # Vertex may send calls without ids: each gets one of ours, which never goes back on
+    # the wire (its response goes by name; Vertex answers the oldest call of that name).
+    _synthetic: set[str] = field(default_factory=set)
+    _synthetic_issued: int = 0
     _turn: _Turn | None = None
     _last_turn_id: int = 0
     _awaiting_reply: bool = False  # a user turn was sent, and nothing of its reply came yet
@@ -152,16 +193,39 @@ class LiveSession:
         """The turn the user's speech belongs to: the open one, else the next one."""
         return self._turn.turn_id if self._turn is not None else self._last_turn_id + 1
 
+    @property
+    def last_turn_id(self) -> int:
+        """The latest turn opened (0 before any)."""
+        return self._last_turn_id
+
+    @property
+    def awaiting_reply(self) -> bool:
+        """A typed turn or reply request went out and nothing of its reply came yet."""
+        return self._awaiting_reply
+
     def is_pending(self, call_id: str) -> bool:
         return call_id in self.pending_calls
 
+    def is_orphaned(self, call_id: str) -> bool:
+        """Whether ``call_id`` was orphaned (``orphan_pending_calls``) and not yet taken."""
+        return call_id in self._orphaned
+
+    @property
+    def orphaned_calls(self) -> tuple[str, ...]:
+        return tuple(self._orphaned)
+
     # --- outgoing -------------------------------------------------------------------
 
-    def send(self, message: wire.ClientMessage) -> bytes:
+    def send(
+        self, message: wire.ClientMessage, *, typed: bool = True, history: bool = False
+    ) -> bytes:
         """Check ``message`` against the state, record it, and return the frame to write.
 
-        Raises ``LocalProtocolError`` for a second setup, input before ``setupComplete``,
-        or a tool response for a call that is unknown, cancelled or already answered.
+        ``typed=False``: text in it is not what the user typed (instructions, a folded
+        tool result), so it is not reported as the user's transcript. ``history=True``:
+        it is initial history (``historyConfig``), which asks for no reply. Raises
+        ``LocalProtocolError`` for a second setup, input before ``setupComplete``, or a
+        tool response for a call that is unknown, cancelled or already answered.
         """
         event = E.SEND_SETUP if isinstance(message, wire.Setup) else E.SEND_INPUT
         next_state = TRANSITIONS.get((self.state, event))
@@ -173,7 +237,9 @@ class LiveSession:
             )
         if isinstance(message, wire.ToolResponse):
             self._check_tool_response(message)
-        frame = wire.encode(message)
+            frame = self._encode_tool_response(message)
+        else:
+            frame = wire.encode(message)
         if isinstance(message, wire.ToolResponse):
             for response in message.function_responses or ():
                 assert response.id is not None
@@ -184,12 +250,86 @@ class LiveSession:
         self.messages_sent += 1
         if isinstance(message, wire.Setup):
             self._transcribe_typed = message.input_audio_transcription is not None
-        if _asks_for_reply(message):
+            resumption = message.session_resumption
+            self.transparent = bool(resumption is not None and resumption.transparent)
+            self._connection_index = 0
+        else:
+            audio = isinstance(message, wire.RealtimeInput) and message.audio is not None
+            self._log_sent(frame, audio)
+        if _asks_for_reply(message) and not history:
             self._awaiting_reply = True
-            typed = _typed_text(message) if self._transcribe_typed else ""
-            if typed:
-                self._typed = f"{self._typed} {typed}" if self._typed else typed
+            text = _typed_text(message) if self._transcribe_typed and typed else ""
+            if text:
+                self._typed = f"{self._typed} {text}" if self._typed else text
         return frame
+
+    # --- transparent resumption: replaying what the server did not consume -----------
+
+    def _log_sent(self, frame: bytes, audio: bool) -> None:
+        self._connection_index += 1
+        if not self.transparent:
+            return
+        self._sent_log.append(_Sent(self._connection_index, frame, audio))
+        self._sent_log_bytes += len(frame)
+        while self._sent_log_bytes > self.max_unconsumed_bytes and self._sent_log:
+            self._sent_log_bytes -= len(self._sent_log.popleft().frame)
+            self.unconsumed_forgotten += 1
+
+    def _consumed(self, index: int) -> None:
+        while self._sent_log and self._sent_log[0].index <= index:
+            self._sent_log_bytes -= len(self._sent_log.popleft().frame)
+
+    @property
+    def replay_pending(self) -> int:
+        """Messages of a lost connection the server had not consumed, to replay."""
+        return len(self._replay)
+
+    def replay_frames(self) -> list[bytes]:
+        """The frames to write first on a resumed connection, in order: the messages the
+        lost connection's server had not consumed (``lastConsumedClientMessageIndex``).
+        Each is recorded as sent on this connection, so a replay cut short is replayed
+        again after the next resume."""
+        replay, self._replay = self._replay, []
+        for sent in replay:
+            self._log_sent(sent.frame, sent.audio)
+        return [sent.frame for sent in replay]
+
+    def discard_replay(self) -> int:
+        """Forget what was to be replayed (the session was not resumed); how many."""
+        count, self._replay = len(self._replay), []
+        return count
+
+    def discard_unsent_audio(self) -> int:
+        """Forget the audio waiting to be replayed (the user's audio was cleared)."""
+        kept = [sent for sent in self._replay if not sent.audio]
+        count, self._replay = len(self._replay) - len(kept), kept
+        return count
+
+    # --- calls a new session never issued ---------------------------------------------
+
+    def orphan_pending_calls(self) -> list[PendingCall]:
+        """The session was not resumed: its pending calls cannot be answered with a
+        toolResponse any more (the new session never issued them). They are taken out of
+        ``pending_calls`` and returned, in order; ``take_orphan`` finds one by id."""
+        orphans = list(self.pending_calls.values())
+        self._orphaned.update(self.pending_calls)
+        self.pending_calls.clear()
+        self._streaming.clear()
+        return orphans
+
+    def take_orphan(self, call_id: str) -> PendingCall | None:
+        """The orphaned call ``call_id`` (once: it is forgotten), or None."""
+        return self._orphaned.pop(call_id, None)
+
+    def _encode_tool_response(self, message: wire.ToolResponse) -> bytes:
+        """The frame, with the ids we made up for id-less calls left out."""
+        responses = message.function_responses or []
+        if not any(r.id in self._synthetic for r in responses):
+            return wire.encode(message)
+        bare = [
+            msgspec.structs.replace(r, id=None) if r.id in self._synthetic else r for r in responses
+        ]
+        return wire.encode(wire.ToolResponse(function_responses=bare), ids_required=False)
 
     def _check_tool_response(self, message: wire.ToolResponse) -> None:
         seen: set[str] = set()
@@ -237,6 +377,10 @@ class LiveSession:
             )
         self._awaiting_reply = False
         self._typed = ""
+        self._replay.extend(self._sent_log)
+        self._sent_log.clear()
+        self._sent_log_bytes = 0
+        self._streaming.clear()  # arguments cut short: the call is reissued or cancelled
         self.state = State.IDLE
         self.go_away_time_left = None
         self.resumable = self.resumable and self.resumption_handle is not None
@@ -330,20 +474,24 @@ class LiveSession:
         return self._turn.turn_id
 
     def _on_server_content(self, content: wire.ServerContent, out: list[m.SessionEvent]) -> None:
-        # interimInputTranscription is taken (the table's INFO) and not reported: an early,
-        # revisable view of the inputTranscription that follows.
-        if content.interim_input_transcription is not None:
+        interim = content.interim_input_transcription
+        if interim is not None:
             self._step(E.INFO, "interimInputTranscription")
-        if content.input_transcription is not None:
-            self._step(E.INFO, "inputTranscription")
-            text = content.input_transcription.text or ""
-            finished = bool(content.input_transcription.finished)
-            if text or finished:
+            if interim.text:
                 out.append(
-                    m.TranscriptFragment(
-                        role="user", turn_id=self.user_turn_id, text=text, finished=finished
+                    m.InterimInputTranscript(
+                        turn_id=self.user_turn_id,
+                        text=interim.text,
+                        finished=bool(interim.finished),
+                        language_code=interim.language_code,
+                        speaker_label=interim.speaker_label,
                     )
                 )
+        if content.input_transcription is not None:
+            self._step(E.INFO, "inputTranscription")
+            heard = content.input_transcription
+            if heard.text or heard.finished:
+                out.append(_fragment("user", self.user_turn_id, heard))
         parts = content.model_turn.parts if content.model_turn is not None else None
         if parts:
             turn_id = self._open_turn_for_content("serverContent.modelTurn", out)
@@ -354,14 +502,7 @@ class LiveSession:
             if transcript.text or transcript.finished:
                 turn_id = self._open_turn_for_content("serverContent.outputTranscription", out)
                 if turn_id is not None:
-                    out.append(
-                        m.TranscriptFragment(
-                            role="agent",
-                            turn_id=turn_id,
-                            text=transcript.text or "",
-                            finished=bool(transcript.finished),
-                        )
-                    )
+                    out.append(_fragment("agent", turn_id, transcript))
         if content.grounding_metadata is not None or content.url_context_metadata is not None:
             out.append(
                 m.GroundingReported(
@@ -430,6 +571,26 @@ class LiveSession:
                         code_id=result.id,
                     )
                 )
+            if part.tool_call is not None:
+                call = part.tool_call
+                out.append(
+                    m.ServerToolCalled(
+                        turn_id=turn_id,
+                        tool_id=call.id,
+                        tool_type=call.tool_type,
+                        args=call.args or {},
+                    )
+                )
+            if part.tool_response is not None:
+                answer = part.tool_response
+                out.append(
+                    m.ServerToolReturned(
+                        turn_id=turn_id,
+                        tool_id=answer.id,
+                        tool_type=answer.tool_type,
+                        response=answer.response or {},
+                    )
+                )
 
     def _on_interrupted(self, out: list[m.SessionEvent]) -> None:
         was = self.state
@@ -449,16 +610,55 @@ class LiveSession:
             turn_id = self._last_turn_id  # a call after barge-in still needs its answer
         for index, call in enumerate(calls):
             where = f"toolCall.functionCalls[{index}]"
-            if not call.id or not call.name:
-                raise RemoteProtocolError("a function call needs an id and a name", field=where)
+            if not call.id and call.name:
+                call = msgspec.structs.replace(call, id=self._id_for(call.name))
+            streaming = self._streaming.get(call.id or "")
+            if not call.id or not (call.name or streaming):
+                raise RemoteProtocolError("a function call needs a name", field=where)
             if call.id in self.pending_calls or call.id in self._answered:
                 raise RemoteProtocolError(f"tool call id {call.id!r} reused", field=f"{where}.id")
-            self.pending_calls[call.id] = PendingCall(call.id, call.name, turn_id)
-            out.append(
-                m.ToolCallRequested(
-                    call_id=call.id, name=call.name, args=call.args or {}, turn_id=turn_id
+            args = self._streamed_args(call, streaming, where)
+            if args is None:
+                continue  # more of its arguments follow
+            name = call.name or (streaming.name if streaming is not None else "")
+            self.pending_calls[call.id] = PendingCall(call.id, name, turn_id, args)
+            out.append(m.ToolCallRequested(call_id=call.id, name=name, args=args, turn_id=turn_id))
+
+    def _id_for(self, name: str) -> str:
+        """An id for a call the server sent without one: the one of a call of that name
+        whose arguments are still streaming, or a new one."""
+        for call_id, streaming in self._streaming.items():
+            if call_id in self._synthetic and streaming.name == name:
+                return call_id
+        self._synthetic_issued += 1
+        call_id = f"{SYNTHETIC_CALL_PREFIX}{self._synthetic_issued}"
+        self._synthetic.add(call_id)
+        return call_id
+
+    def _streamed_args(
+        self, call: wire.FunctionCall, streaming: _StreamingCall | None, where: str
+    ) -> dict[str, Any] | None:
+        """A call's arguments once complete; None while pieces are still to come (Vertex
+        streams them as ``partialArgs`` with ``willContinue``). Raises
+        ``RemoteProtocolError`` past the limits on streamed calls (``protocol.limits``)."""
+        if streaming is None and not call.will_continue and not call.partial_args:
+            return call.args or {}
+        assert call.id is not None
+        if streaming is None:
+            if len(self._streaming) >= limits.MAX_STREAMING_CALLS:
+                raise RemoteProtocolError(
+                    f"more than {limits.MAX_STREAMING_CALLS} calls with streaming arguments",
+                    field=where,
                 )
-            )
+            streaming = self._streaming[call.id] = _StreamingCall(call.name or "")
+        for p, piece in enumerate(call.partial_args or ()):
+            _apply_partial_arg(streaming, piece, f"{where}.partialArgs[{p}]")
+        if call.args:
+            streaming.args.update(call.args)
+        if call.will_continue:
+            return None
+        del self._streaming[call.id]
+        return streaming.args
 
     def _on_cancellation(
         self, cancellation: wire.ToolCallCancellation, out: list[m.SessionEvent]
@@ -474,6 +674,8 @@ class LiveSession:
         self.resumable = bool(update.resumable)
         if update.resumable and update.new_handle:
             self.resumption_handle = update.new_handle
+        if update.last_consumed_client_message_index is not None:
+            self._consumed(update.last_consumed_client_message_index)
         out.append(m.ResumptionUpdated(handle=self.resumption_handle, resumable=self.resumable))
 
     def _on_usage(self, usage: wire.UsageMetadata, out: list[m.SessionEvent]) -> None:
@@ -527,3 +729,113 @@ def _by_modality(details: list[wire.ModalityTokenCount] | None) -> dict[str, int
         if detail.modality:
             counts[detail.modality] = counts.get(detail.modality, 0) + (detail.token_count or 0)
     return counts
+
+
+def _fragment(role: m.Role, turn_id: int, said: wire.Transcription) -> m.TranscriptFragment:
+    return m.TranscriptFragment(
+        role=role,
+        turn_id=turn_id,
+        text=said.text or "",
+        finished=bool(said.finished),
+        language_code=said.language_code,
+        speaker_label=said.speaker_label,
+        words=tuple(
+            m.Word(word=w.word or "", start=_seconds(w.start_offset), end=_seconds(w.end_offset))
+            for w in said.words or ()
+        ),
+        start_offset=_seconds(said.start_offset),
+        end_offset=_seconds(said.end_offset),
+    )
+
+
+def _seconds(duration: str | None) -> float | None:
+    return wire.parse_duration(duration) if duration is not None else None
+
+
+# One step of an RFC 9535 path as Vertex writes partialArgs: .name, ['name'] or [index].
+_PATH_STEP: Final = re.compile(r"\.([A-Za-z_][\w-]*)|\['((?:[^'\\]|\\.)*)'\]|\[(\d{1,9})\]")
+
+
+def _json_path(path: str, where: str) -> tuple[str | int, ...]:
+    """The keys and indexes of a jsonPath such as ``$.items[0].name``."""
+    if not path.startswith("$"):
+        raise RemoteProtocolError(f"jsonPath {path[:60]!r} does not start with $", field=where)
+    steps: list[str | int] = []
+    position = 1
+    while position < len(path):
+        match = _PATH_STEP.match(path, position)
+        if match is None or len(steps) >= limits.MAX_JSON_PATH_SEGMENTS:
+            raise RemoteProtocolError(
+                f"unsupported or too long jsonPath {path[:60]!r}", field=f"{where}.jsonPath"
+            )
+        key, quoted, index = match.groups()
+        if index is not None:
+            if int(index) > limits.MAX_JSON_PATH_INDEX:
+                raise RemoteProtocolError(
+                    f"jsonPath index over {limits.MAX_JSON_PATH_INDEX}", field=f"{where}.jsonPath"
+                )
+            steps.append(int(index))
+        else:
+            steps.append(key if key is not None else re.sub(r"\\(.)", r"\1", quoted))
+        position = match.end()
+    if not steps:
+        raise RemoteProtocolError("a jsonPath naming no argument", field=f"{where}.jsonPath")
+    return tuple(steps)
+
+
+def _apply_partial_arg(call: _StreamingCall, piece: wire.PartialArg, where: str) -> None:
+    """Put one streamed piece of a call's arguments in place: a string whose previous
+    piece said ``willContinue`` is continued; any other value replaces what was there."""
+    path = _json_path(piece.json_path or "", where)
+    value: Any
+    if piece.string_value is not None:
+        value = piece.string_value
+        call.chars += len(value)
+        if call.chars > limits.MAX_STREAMED_ARGS_CHARS:
+            raise RemoteProtocolError(
+                f"streamed arguments over {limits.MAX_STREAMED_ARGS_CHARS} characters", field=where
+            )
+    elif piece.number_value is not None:
+        value = piece.number_value
+    elif piece.bool_value is not None:
+        value = piece.bool_value
+    else:
+        value = None
+    container: Any = call.args
+    for step, following in itertools.pairwise(path):
+        container = _child(container, step, [] if isinstance(following, int) else {}, where)
+    last = path[-1]
+    if isinstance(value, str) and path in call.continuing:
+        previous = _get(container, last)
+        value = (previous if isinstance(previous, str) else "") + value
+    _set(container, last, value, where)
+    if piece.will_continue and isinstance(value, str):
+        call.continuing.add(path)
+    else:
+        call.continuing.discard(path)
+
+
+def _child(container: Any, step: str | int, empty: Any, where: str) -> Any:
+    current = _get(container, step)
+    if isinstance(current, dict | list):
+        return current
+    _set(container, step, empty, where)
+    return empty
+
+
+def _get(container: Any, step: str | int) -> Any:
+    if isinstance(container, dict) and isinstance(step, str):
+        return container.get(step)
+    if isinstance(container, list) and isinstance(step, int) and step < len(container):
+        return container[step]
+    return None
+
+
+def _set(container: Any, step: str | int, value: Any, where: str) -> None:
+    if isinstance(container, dict) and isinstance(step, str):
+        container[step] = value
+    elif isinstance(container, list) and isinstance(step, int):
+        container.extend([None] * (step + 1 - len(container)))
+        container[step] = value
+    else:
+        raise RemoteProtocolError("a jsonPath that mixes keys and indexes", field=where)

@@ -597,13 +597,14 @@ _server_decoder = msgspec.json.Decoder(ServerMessage, strict=False)  # int64 may
 _DECODE_ERRORS: Final = (msgspec.DecodeError, UnicodeError)
 
 
-def encode(message: ClientMessage | ServerMessage) -> bytes:
+def encode(message: ClientMessage | ServerMessage, *, ids_required: bool = True) -> bytes:
     """Serialise a message to its canonical JSON frame (camelCase, standard base64).
 
     A client message is wrapped under its top-level key (``{"realtimeInput": {...}}``); a
     ``ServerMessage`` is written as it is. Raises ``LocalProtocolError`` for a message that
     must not be sent: a ``realtimeInput`` with zero or several fields, a ``toolResponse``
-    without ids, or a ``ServerMessage`` with no top-level key.
+    without ids (unless ``ids_required=False``: Vertex answers id-less calls by name), or
+    a ``ServerMessage`` with no top-level key.
     """
     if isinstance(message, RealtimeInput):
         set_fields = [f for f in _REALTIME_INPUT_FIELDS if getattr(message, f) is not None]
@@ -617,7 +618,7 @@ def encode(message: ClientMessage | ServerMessage) -> bytes:
         if message.is_empty():
             raise LocalProtocolError("a server message needs at least one top-level key")
         return _encoder.encode(message)
-    if isinstance(message, ToolResponse):
+    if isinstance(message, ToolResponse) and ids_required:
         for index, response in enumerate(message.function_responses or ()):
             if not response.id:
                 raise LocalProtocolError(

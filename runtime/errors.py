@@ -17,9 +17,9 @@ from contextlib import contextmanager
 
 import trio
 
+from protocol.errors import GeminiLiveError
 
-class GeminiLiveError(Exception):
-    """The root of the library's typed errors: catch it to handle every one of them."""
+__all__ = ["GeminiLiveError", "describe", "leaves", "unwrap", "unwrapping"]
 
 
 def leaves(error: BaseException) -> list[BaseException]:

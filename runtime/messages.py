@@ -21,6 +21,7 @@ from protocol.events import (
     GoAwayReceived,
     GroundingReported,
     InteractionStatusChanged,
+    InterimInputTranscript,
     Message,
     ModelAudio,
     ModelCode,
@@ -28,6 +29,8 @@ from protocol.events import (
     ModelText,
     ResumptionUpdated,
     Role,
+    ServerToolCalled,
+    ServerToolReturned,
     SessionEvent,
     SessionReady,
     ToolCallRequested,
@@ -38,8 +41,9 @@ from protocol.events import (
     TurnStarted,
     UsageReported,
     VoiceActivityDetected,
+    Word,
 )
-from protocol.wire import Scheduling
+from protocol.wire import Scheduling, Setup
 
 __all__ = [
     "ActivityEnded",
@@ -49,6 +53,7 @@ __all__ = [
     "ActorRestarting",
     "ActorStarted",
     "AudioChunk",
+    "AudioCleared",
     "AudioStreamEnded",
     "ChatTurn",
     "Connected",
@@ -59,12 +64,14 @@ __all__ = [
     "GroundingReported",
     "InstructionsUpdated",
     "InteractionStatusChanged",
+    "InterimInputTranscript",
     "InternalMessage",
     "Message",
     "MetricRecorded",
     "ModelAudio",
     "ModelCode",
     "ModelCodeResult",
+    "ModelMetrics",
     "ModelText",
     "PixelFormat",
     "PlayoutFinished",
@@ -80,8 +87,11 @@ __all__ = [
     "SampleFormat",
     "Scheduling",
     "ServerFault",
+    "ServerToolCalled",
+    "ServerToolReturned",
     "SessionEvent",
     "SessionReady",
+    "SetupChanged",
     "SpeechEnded",
     "TextInput",
     "ToolCallRequested",
@@ -96,6 +106,7 @@ __all__ = [
     "UsageReported",
     "VideoFrame",
     "VoiceActivityDetected",
+    "Word",
     "decode_message",
     "encode_message",
 ]
@@ -199,14 +210,31 @@ class ChatTurn(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ResponseRequested(Message, frozen=True, tag="input.create_response"):
-    """Append ``turns`` to the history and, if ``respond``, ask the model to reply now."""
+    """Append ``turns`` to the history and, if ``respond``, ask the model to reply now,
+    following ``instructions`` if given (for this reply only)."""
 
     turns: tuple[ChatTurn, ...] = ()
     respond: bool = True
+    instructions: str | None = None
 
 
 class InstructionsUpdated(Message, frozen=True, tag="input.instructions"):
     instructions: str
+
+
+class SetupChanged(Message, frozen=True, tag="input.setup"):
+    """The session goes on with this setup (new tools, voice, options): the link moves to
+    a new connection at the next turn boundary, resuming the session with its handle."""
+
+    setup: Setup
+    reason: str
+
+
+class AudioCleared(Message, frozen=True, tag="input.clear_audio"):
+    """Forget the user's audio not yet sent (buffered in the encoder, or by the link
+    while disconnected or for replay)."""
+
+    timestamp: float
 
 
 # --- model output: gemini-link -> playout, transcriber, application ----------------------
@@ -343,6 +371,33 @@ class MetricRecorded(Message, frozen=True, tag="metrics"):
     turn_id: int | None = None
 
 
+class ModelMetrics(Message, frozen=True, tag="metrics.model"):
+    """One reply's model metrics, as LiveKit's ``RealtimeModelMetrics`` has them, sent with
+    each usage report of the turn. Times are seconds on trio's clock. ``ttft``: from the
+    request (the end of the user's speech, typed text, a reply request) to the reply's
+    first content; None when no request was seen (the model spoke on its own).
+    ``duration``: from that first content to generationComplete (or turnComplete; so far,
+    if neither came yet). Token counts by modality hold only what the server reported."""
+
+    turn_id: int | None
+    timestamp: float  # when the reply's first content came
+    ttft: float | None
+    duration: float
+    cancelled: bool  # the reply was interrupted
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+    tokens_per_second: float  # output tokens over duration
+    input_by_modality: dict[str, int] = msgspec.field(default_factory=dict)
+    output_by_modality: dict[str, int] = msgspec.field(default_factory=dict)
+    cached_tokens: int = 0
+    cached_by_modality: dict[str, int] = msgspec.field(default_factory=dict)
+    thoughts_tokens: int = 0
+    tool_use_prompt_tokens: int = 0
+    service_tier: str | None = None
+    traffic_type: str | None = None
+
+
 InternalMessage = (
     RawAudio
     | AudioChunk
@@ -356,6 +411,8 @@ InternalMessage = (
     | SpeechEnded
     | ResponseRequested
     | InstructionsUpdated
+    | SetupChanged
+    | AudioCleared
     | SessionReady
     | TurnStarted
     | ModelAudio
@@ -364,6 +421,7 @@ InternalMessage = (
     | TurnInterrupted
     | TurnCompleted
     | TranscriptFragment
+    | InterimInputTranscript
     | TranscriptUpdated
     | TranscriptCompleted
     | VoiceActivityDetected
@@ -377,6 +435,8 @@ InternalMessage = (
     | GroundingReported
     | ModelCode
     | ModelCodeResult
+    | ServerToolCalled
+    | ServerToolReturned
     | Connected
     | Reconnecting
     | Reconnected
@@ -390,6 +450,7 @@ InternalMessage = (
     | ActorRestarting
     | ActorGaveUp
     | MetricRecorded
+    | ModelMetrics
 )
 
 _message_encoder = msgspec.msgpack.Encoder()

@@ -6,6 +6,7 @@ import pytest
 
 from actors import limits
 from actors.gemini_link import Ended, History, LinkOptions, Outbox, Outcome, Reconnects
+from protocol import wire
 from runtime import messages as m
 from runtime.supervisor import no_jitter
 
@@ -130,3 +131,35 @@ def test_the_link_reseeds_at_most_its_latest_turns(turns: int) -> None:
     assert len(contents) == 2 * limits.RESEED_TURNS
     assert contents[0].parts is not None
     assert contents[0].parts[0].text == f"user {turns - limits.RESEED_TURNS + 1}"
+
+
+def test_what_the_link_gave_the_model_is_kept_in_its_turn_within_its_bound() -> None:
+    from protocol.client_rules import folded_call, folded_result
+
+    history = History()
+    initial = [wire.Content(role="user", parts=[wire.Part(text="Before")])]
+    history.add(0, initial, turns=1)
+    history.admit(1, "user", "Weather?", budget=100, turns=1)
+    history.admit(1, "agent", "Sunny.", budget=100, turns=1)
+    history.add(1, [folded_call("w", {})], turns=1, where=History.IN_TURN)
+    history.add(1, [folded_result("w", 1)], turns=1, where=History.IN_TURN)
+    history.add(1, [wire.Content(role="user", parts=[wire.Part(text="After")])], turns=1)
+    texts = [(c.parts or [wire.Part()])[0].text for c in history.contents(turns=1)]
+    assert texts == [
+        "Before",
+        "Weather?",
+        "[Called function w with args {}]",
+        "[Function w returned 1]",
+        "Sunny.",
+        "After",
+    ]
+    # Besides the initial ones, 4 entries per turn of the bound: at it all are kept, one
+    # past it the oldest goes.
+    history.add(1, [wire.Content(role="user", parts=[wire.Part(text="Fourth")])], turns=1)
+    texts = [(c.parts or [wire.Part()])[0].text for c in history.contents(turns=1)]
+    assert "[Called function w with args {}]" in texts
+    history.add(1, [wire.Content(role="user", parts=[wire.Part(text="Fifth")])], turns=1)
+    texts = [(c.parts or [wire.Part()])[0].text for c in history.contents(turns=1)]
+    assert texts[:2] == ["Before", "Weather?"]
+    assert "[Called function w with args {}]" not in texts
+    assert texts[-1] == "Fifth"

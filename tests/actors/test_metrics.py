@@ -65,6 +65,29 @@ async def test_time_to_first_audio_is_measured_to_the_first_frame_played(
     assert ttfa[0].value == pytest.approx(0.52)
 
 
+def test_model_metrics_keep_the_timing_of_their_latest_replies() -> None:
+    from actors.metrics import TURNS_TIMED
+
+    tracker = Metrics()
+    tracker.model(m.TextInput(text="hi"), 1.0)
+    for turn in range(1, TURNS_TIMED + 2):
+        tracker.model(m.TurnStarted(turn_id=turn), 2.0 + turn)
+        tracker.model(m.GenerationCompleted(turn_id=turn), 4.0 + turn)
+    first = tracker.model(m.UsageReported(turn_id=1, response_tokens=10), 100.0)
+    second = tracker.model(m.UsageReported(turn_id=2, response_tokens=10), 100.0)
+    latest = tracker.model(m.UsageReported(turn_id=TURNS_TIMED + 1, response_tokens=10), 100.0)
+    assert first is not None and first.ttft is None  # noqa: PT018  # forgotten: one past
+    assert first.duration == 0.0
+    assert second is not None
+    assert second.duration == 2.0  # kept: at the bound
+    assert latest is not None
+    assert (latest.duration, latest.tokens_per_second) == (2.0, 5.0)
+    assert tracker.model(m.UsageReported(turn_id=1), 0.0) is not None
+    ttft = tracker.model(m.UsageReported(turn_id=2), 0.0)
+    assert ttft is not None
+    assert ttft.ttft is None  # only the first reply after a request has one
+
+
 def test_time_to_first_audio_counts_from_the_end_of_speech_not_of_the_stream() -> None:
     # Issue 14: with trailing silence (or a microphone, which never ends) the stream ends
     # after the reply started, and no time to first audio was reported at all.

@@ -62,7 +62,7 @@ def test_validation_like_the_seed(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "secret" not in repr(model)
     assert model.capabilities.input_audio_sample_rate == 16000
     setup = model.setup(__import__("actors.tools", fromlist=["ToolSet"]).ToolSet([get_weather]))
-    assert setup.model == "models/gemini-2.5-flash-native-audio-preview-12-2025"
+    assert setup.model == "models/gemini-3.8-live"  # the current default
     assert setup.generation_config is not None
     assert setup.generation_config.temperature == 0.3
     assert setup.generation_config.speech_config == w.SpeechConfig(

@@ -15,12 +15,22 @@ from runtime.supervisor import ActorContext
 def test_the_routing_table() -> None:
     call = m.ToolCallRequested(call_id="c", name="f", args={}, turn_id=1)
     assert destinations(call) == ("calls", "observed")
-    assert destinations(m.TurnInterrupted(turn_id=1)) == ("calls", "playout", "observed")
+    assert destinations(m.TurnInterrupted(turn_id=1)) == (
+        "calls",
+        "playout",
+        "metrics",
+        "observed",
+    )
     assert destinations(m.ModelAudio(turn_id=1, data=b"", offset=0)) == ("playout", "observed")
     assert destinations(m.ToolResult(call_id="c", name="f")) == ("outgoing", "observed")
     assert destinations(m.PlayoutProgress(turn_id=1, samples_played=1)) == ("metrics", "observed")
     assert destinations(m.AudioStreamEnded(timestamp=0.0)) == ("metrics", "observed")
     assert destinations(m.Connected(resumed=False)) == ("observed",)
+    # Reply timing for the model metrics; the application's requests: to metrics only.
+    assert destinations(m.TurnStarted(turn_id=1)) == ("metrics", "observed")
+    assert destinations(m.VoiceActivityDetected(kind="end")) == ("metrics", "observed")
+    assert destinations(m.TextInput(text="hi")) == ("metrics",)
+    assert destinations(m.ResponseRequested()) == ("metrics",)
 
 
 async def test_the_actor_with_fake_peers(autojump_clock: MockClock) -> None:
@@ -49,4 +59,4 @@ async def test_the_actor_with_fake_peers(autojump_clock: MockClock) -> None:
     assert got["calls"] == sent[:1]
     assert got["playout"] == [sent[1], sent[3]]
     assert got["outgoing"] == [sent[2]]
-    assert got["metrics"] == []
+    assert got["metrics"] == [sent[3]]

@@ -77,3 +77,14 @@ def sdk_parse_server(frame: str | bytes) -> types.LiveServerMessage:
     response = json.loads(frame)
     response_dict = _live_converters._LiveServerMessage_from_mldev(response)
     return types.LiveServerMessage._from_response(response=response_dict, kwargs={})
+
+
+def sdk_parse_client(frame: str | bytes) -> types.LiveClientMessage:
+    """Parse a client frame with the SDK's own types, which forbid unknown fields (a
+    misspelt key fails). The SDK's ``LiveClientSetup`` lacks ``realtimeInputConfig`` (its
+    converter writes it in): that part is checked as a ``RealtimeInputConfig``."""
+    message = json.loads(frame)
+    setup = message.get("setup")
+    if isinstance(setup, dict) and "realtimeInputConfig" in setup:
+        types.RealtimeInputConfig.model_validate(setup.pop("realtimeInputConfig"))
+    return types.LiveClientMessage.model_validate(message)

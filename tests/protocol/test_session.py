@@ -317,10 +317,26 @@ def test_a_reused_call_id_is_remote_misbehaviour() -> None:
         session.receive_frame(tool_call("a"))
 
 
-def test_a_call_without_id_is_remote_misbehaviour() -> None:
-    with pytest.raises(RemoteProtocolError, match="needs an id") as info:
-        ready().receive_frame(frame(toolCall={"functionCalls": [{"name": "f"}]}))
+def test_a_call_without_a_name_is_remote_misbehaviour() -> None:
+    with pytest.raises(RemoteProtocolError, match="needs a name") as info:
+        ready().receive_frame(frame(toolCall={"functionCalls": [{"id": "c1"}]}))
     assert info.value.field == "toolCall.functionCalls[0]"
+
+
+def test_a_call_without_an_id_gets_ours_and_is_answered_by_name() -> None:
+    """Vertex may leave ids out (google-genai then answers by name, as Vertex takes it)."""
+    session = ready()
+    out = session.receive_frame(frame(toolCall={"functionCalls": [{"name": "f"}]}))
+    assert out[-1] == m.ToolCallRequested(call_id="no-id-1", name="f", args={}, turn_id=1)
+    sent = session.send(
+        w.ToolResponse(
+            function_responses=[w.FunctionResponse(id="no-id-1", name="f", response={"a": 1})]
+        )
+    )
+    assert json.loads(sent) == {
+        "toolResponse": {"functionResponses": [{"name": "f", "response": {"a": 1}}]}
+    }
+    assert not session.is_pending("no-id-1")
 
 
 def test_a_tool_call_after_barge_in_is_still_tracked() -> None:
@@ -585,9 +601,12 @@ def test_voice_activity_offsets_and_the_allowlisted_vad_signal() -> None:
     )
 
 
-def test_interim_input_transcription_is_taken_and_not_reported() -> None:
+def test_interim_input_transcription_is_reported_as_such() -> None:
     session = in_turn()
-    assert session.receive_frame(content(interimInputTranscription={"text": "wha"})) == []
+    assert session.receive_frame(
+        content(interimInputTranscription={"text": "wha", "languageCode": "en-US"})
+    ) == [m.InterimInputTranscript(turn_id=1, text="wha", language_code="en-US")]
+    assert session.receive_frame(content(interimInputTranscription={"text": ""})) == []
     assert state(session) is State.MODEL_TURN
 
 

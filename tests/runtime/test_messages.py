@@ -56,6 +56,12 @@ STABLE_TAGS = {
     "ActorRestarting": "actor.restarting",
     "ActorGaveUp": "actor.gave_up",
     "MetricRecorded": "metrics",
+    "SetupChanged": "input.setup",
+    "AudioCleared": "input.clear_audio",
+    "InterimInputTranscript": "transcript.user_interim",
+    "ServerToolCalled": "model.tool_call",
+    "ServerToolReturned": "model.tool_response",
+    "ModelMetrics": "metrics.model",
 }
 
 
