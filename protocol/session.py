@@ -366,9 +366,11 @@ class LiveSession:
                 out.append(m.TurnInterrupted(turn_id=turn_id, connection_lost=True))
             out.append(m.TurnCompleted(turn_id=turn_id, interrupted=True, reason="CONNECTION_LOST"))
             self._turn = None
-        elif self._awaiting_reply and not self.pending_calls:
+        elif self._awaiting_reply:
             # A question went out and nothing of its reply came back: it is lost with the
-            # connection as surely as a reply cut short, and the application must know.
+            # connection as surely as a reply cut short, and the application must know,
+            # whether or not an older tool call is still pending (its result goes out on
+            # the next connection, but the question's reply is not owed there).
             self._last_turn_id += 1
             out.append(
                 m.TurnCompleted(

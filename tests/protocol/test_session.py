@@ -476,6 +476,20 @@ def test_a_question_lost_before_any_reply_is_reported_lost(question: w.ClientMes
     )
 
 
+def test_a_question_lost_while_an_older_tool_call_is_pending_is_reported_lost() -> None:
+    # The soak's rare hang: the question went out while a call from an earlier turn
+    # waited for its result; the lost connection took the question, and nothing said so.
+    session = ready()
+    session.receive_frame(tool_call("a"))
+    session.receive_frame(content(turnComplete=True))
+    session.send(w.RealtimeInput(text="and the weather?"))
+    assert session.connection_lost() == [
+        m.TurnCompleted(turn_id=2, interrupted=True, reason="CONNECTION_LOST")
+    ]
+    assert session.is_pending("a")  # the call outlives the connection: answered on the next
+    assert session.connection_lost() == []  # reported once
+
+
 def test_a_question_already_answered_or_context_without_a_turn_is_not_reported() -> None:
     session = ready()
     session.send(w.ClientContent(turns=[w.Content(role="user", parts=[w.Part(text="x")])]))
