@@ -5,15 +5,23 @@ All PCM here is mono little-endian int16.
 
 from __future__ import annotations
 
-import wave
 import zlib
 from pathlib import Path
 
 import numpy as np
-import soxr
 
-OUTPUT_RATE = 24000
-INPUT_RATE = 16000
+from runtime import audio
+from runtime.audio import INPUT_RATE, OUTPUT_RATE
+
+__all__ = [
+    "INPUT_RATE",
+    "OUTPUT_RATE",
+    "AudioFileError",
+    "level_dbfs",
+    "read_wav",
+    "synthesize_speech",
+    "to_pcm16",
+]
 
 
 class AudioFileError(ValueError):
@@ -52,28 +60,16 @@ def to_pcm16(signal: np.ndarray) -> bytes:
 
 
 def read_wav(path: Path, *, rate: int = OUTPUT_RATE) -> bytes:
-    """Mono PCM16 at ``rate`` from a 16-bit PCM WAV file of any rate and channel count.
+    """Mono PCM16 at ``rate`` from a WAV file of any rate and channel count, in the
+    formats the client reads (``runtime.audio.read_wav``: 16/24/32-bit PCM, 32-bit float).
 
-    Raises ``AudioFileError`` naming the file when it is missing, not a WAV file or not
-    16-bit PCM.
+    Raises ``AudioFileError`` naming the file when it is missing, not a WAV file or in
+    another encoding.
     """
     try:
-        with wave.open(str(path), "rb") as wav:
-            channels, width, source_rate = (
-                wav.getnchannels(),
-                wav.getsampwidth(),
-                wav.getframerate(),
-            )
-            frames = wav.readframes(wav.getnframes())
-    except (OSError, EOFError, wave.Error) as exc:
+        return audio.read_wav(path).mono_pcm16(rate)
+    except audio.WavError as exc:
         raise AudioFileError(f"cannot read WAV file {path}: {exc}") from exc
-    if width != 2:
-        raise AudioFileError(f"WAV file {path} must be 16-bit PCM, not {8 * width}-bit")
-    samples = np.frombuffer(frames, dtype="<i2").reshape(-1, channels).astype(np.float32) / 32768.0
-    mono = samples.mean(axis=1)
-    if source_rate != rate:
-        mono = soxr.resample(mono, source_rate, rate)
-    return to_pcm16(mono)
 
 
 def level_dbfs(pcm: bytes) -> float:

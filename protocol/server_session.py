@@ -37,7 +37,7 @@ from protocol.models import INVALID_ARGUMENT, ModelFamily
 from protocol.session import TOLERATED, TRANSITIONS, Event, State
 
 S, E = State, Event
-INPUT_RATE: Final = 16000  # the rate audio is taken to have when its mimeType names none
+INPUT_RATE: Final = wire.INPUT_RATE  # the rate audio is taken to have when its mimeType names none
 
 
 class ClientRejected(RemoteProtocolError):

@@ -775,6 +775,10 @@ def parse_duration(value: str) -> float:
     return seconds
 
 
+INPUT_RATE: Final = 16000  # the rate realtimeInput audio has when its mimeType names none
+OUTPUT_RATE: Final = 24000  # the rate the model speaks at (serverContent inlineData)
+
+
 def pcm_rate(mime_type: str, *, default: int) -> int:
     """The sample rate of an ``audio/pcm;rate=N`` mimeType, ``default`` when it names none.
 

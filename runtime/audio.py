@@ -15,10 +15,10 @@ from typing import BinaryIO
 import numpy as np
 import soxr
 
+from protocol.wire import INPUT_RATE as INPUT_RATE  # the rates, re-exported for the actors
+from protocol.wire import OUTPUT_RATE as OUTPUT_RATE
 from runtime.messages import SampleFormat
 
-INPUT_RATE = 16000  # what realtimeInput.audio carries
-OUTPUT_RATE = 24000  # what the model speaks
 INPUT_BYTES_PER_SECOND = 2 * INPUT_RATE  # mono PCM16
 OUTPUT_BYTES_PER_SECOND = 2 * OUTPUT_RATE
 INPUT_MIME = f"audio/pcm;rate={INPUT_RATE}"
