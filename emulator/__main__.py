@@ -1,7 +1,9 @@
 """``python -m emulator``: serve the Gemini Live emulator until SIGINT or SIGTERM.
 
 Prints exactly one line on stdout once connections are accepted: ``ready <url>`` (with
---tls: ``ready <url> ca=<CA certificate path>``). Logs go to stderr.
+--tls: ``ready <url> ca=<CA certificate path>``). Logs go to stderr, and so does, unless
+``--quiet``, how to point a client at it: ``client_hint``'s copy-paste snippet for
+gemini-live-trio and google-genai (the base URL, the API version and the CA).
 """
 
 from __future__ import annotations
@@ -54,6 +56,9 @@ def _parser() -> argparse.ArgumentParser:
         help=f"connections served at once; more get HTTP 503 (default {MAX_CONNECTIONS})",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log every connection event")
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="no client snippet on stderr (logs still go)"
+    )
     return parser
 
 
@@ -74,11 +79,41 @@ async def _serve(args: argparse.Namespace, scenario: Scenario) -> dict[str, Any]
         ) as emu:
             line = f"ready {emu.url}" + (f" ca={emu.ca_path}" if emu.ca_path else "")
             print(line, flush=True)
+            if not args.quiet:
+                print(client_hint(emu.url, emu.ca_path), file=sys.stderr, flush=True)
             async for signum in signals:
                 logging.getLogger("emulator").info("stopping on %s", signal.Signals(signum).name)
                 break
             summary = emu.stats.summary()
     return summary
+
+
+def client_hint(url: str, ca_path: Path | None) -> str:
+    """How to point gemini-live-trio and google-genai at the emulator at ``url``: Python
+    a user can paste (the tests run it), with the CA when the emulator serves wss://."""
+    if ca_path is None:
+        return f"""\
+# gemini-live-trio, against this emulator:
+from actors import RealtimeModel
+model = RealtimeModel(endpoint="{url}")
+# google-genai (and LiveKit's and Pipecat's clients on it) dial wss:// only:
+# start the emulator with --tls to use them.
+"""
+    base_url = url.replace("wss://", "https://")
+    return f"""\
+# gemini-live-trio, against this emulator:
+import ssl
+from actors import NativeTransport, RealtimeModel
+trust = ssl.create_default_context(cafile="{ca_path}")
+model = RealtimeModel(endpoint="{url}", transport=NativeTransport(ssl_context=trust))
+# google-genai (LiveKit's and Pipecat's clients take the same http_options):
+from google import genai
+from google.genai import types
+client = genai.Client(api_key="any", http_options=types.HttpOptions(
+    base_url="{base_url}", api_version="v1beta",
+    async_client_args={{"ssl": trust}}))
+# then: async with client.aio.live.connect(model="gemini-3.8-live", config=...) as session:
+"""
 
 
 def main(argv: list[str] | None = None) -> int:
