@@ -137,6 +137,8 @@ class Pipeline:
 
     def children(self, events: trio.MemorySendChannel[m.InternalMessage]) -> list[ChildSpec]:
         """Every actor, in start-up order; ``events`` gets what the application sees."""
+        # Long because it is the list itself: one ChildSpec per actor, in order, so the
+        # whole wiring reads on one screen (the picture in the module docstring).
         w = self.wiring
         return [
             ChildSpec(

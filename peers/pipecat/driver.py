@@ -98,6 +98,9 @@ class Reply:
 
 
 async def conversation(spec: RunSpec, log: EventLog, speed: float) -> str | None:
+    # Long because Pipecat is driven by subclassing inside the run: the service and the two
+    # frame processors below close over this conversation's queues and log, and the steps
+    # that follow read in the order a user would take them.
     replies: list[Reply] = []
     reply_started: asyncio.Queue[Reply] = asyncio.Queue()
     fatal: asyncio.Future[str] = asyncio.get_running_loop().create_future()
