@@ -30,6 +30,7 @@ const stats = (window.stats = {
   transcripts: [],
   toolCalls: [],
   toolResults: [],
+  playouts: [],
   videoFrames: 0,
   level: 0,
   closeCode: null,
@@ -207,6 +208,9 @@ const handlers = {
     stats.interruptions += 1;
     $("interruptions").textContent = String(stats.interruptions);
     player.port.postMessage({ type: "flush" });
+  },
+  playout_finished(message) {
+    stats.playouts.push(message);
   },
   metric(message) {
     if (message.name === "time_to_first_audio") {
