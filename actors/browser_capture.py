@@ -17,7 +17,7 @@ waits, are dropped and counted (``dropped``).
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 import numpy as np
 import trio
@@ -53,8 +53,8 @@ class BrowserAudioSource:
         now = trio.current_time()
         if self._first is None:
             self._first = now
-        self.seconds_received += len(audio.pcm) / 2 / audio.sample_rate
-        ahead = self.seconds_received - (now - self._first)
+        seconds = len(audio.pcm) / 2 / audio.sample_rate
+        ahead = round(self.seconds_received + seconds - (now - self._first), 6)
         if ahead > limits.MAX_AUDIO_AHEAD_SECONDS:
             raise BrowserProtocolError(
                 f"audio {ahead:.1f} s ahead of real time "
@@ -70,12 +70,13 @@ class BrowserAudioSource:
             source=self.name,
         )
         await self._send.send(frame)
+        self.seconds_received += seconds
 
     def end(self) -> None:
         """No more audio: ``frames()`` ends once what is queued has been read."""
         self._send.close()
 
-    async def frames(self) -> AsyncIterator[m.RawAudio]:
+    async def frames(self) -> AsyncGenerator[m.RawAudio, None]:
         """Each message's audio as it comes; ends after ``end()``."""
         async for frame in self._receive:
             yield frame
@@ -112,7 +113,7 @@ class BrowserVideoSource:
     def end(self) -> None:
         self._send.close()
 
-    async def frames(self) -> AsyncIterator[m.RawVideo]:
+    async def frames(self) -> AsyncGenerator[m.RawVideo, None]:
         async for frame in self._receive:
             yield frame
 

@@ -179,7 +179,7 @@ def event_message(event: m.InternalMessage | ResponseContent) -> dict[str, Any] 
     # One branch per event kind, in the order a turn produces them.
     if isinstance(event, m.VoiceActivityDetected):
         return {"type": "speech", "state": event.kind}
-    if isinstance(event, m.TurnStarted):
+    if isinstance(event, ResponseContent | m.TurnStarted):  # the facade's name for a start
         return {"type": "turn_started", "turn_id": event.turn_id}
     if isinstance(event, m.TranscriptUpdated):
         return {
