@@ -10,6 +10,7 @@ Where Chromium cannot start, the tests are skipped saying why (.ci/run installs 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Callable, Iterator
@@ -21,12 +22,14 @@ import pytest
 import trio
 
 from actors.browser_wire import AUDIO, HEADER
+from emulator import Scenario
 from tests.web.harness import LONG_REPLY, Served, closed_after, served, voice_wav
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "web.png"
+LAST = Scenario().default_reply.say  # the emulator's answer past the script's end
 WAIT_MS = 20_000  # generous: CI runs this on two busy cores
 
 
@@ -97,9 +100,10 @@ async def test_a_spoken_conversation_with_a_tool_call_and_a_barge_in(tmp_path: P
 
         def drive() -> dict[str, Any]:
             with browser(wav) as chromium:
-                page = chromium.new_page(viewport={"width": 1100, "height": 640})
+                page = chromium.new_page(viewport={"width": 1100, "height": 660})
                 start(page, web.url)
                 sessions(1)
+                page.click("#camera")  # Chromium's fake camera, a frame a second
                 # The question is heard, the tool called and answered, the reply plays...
                 wait(page, "s.toolResults.length === 1 && s.playedSamples > 0")
                 # ...until the second utterance barges in: the page flushes its buffer.
@@ -107,9 +111,12 @@ async def test_a_spoken_conversation_with_a_tool_call_and_a_barge_in(tmp_path: P
                 wait(
                     page, "s.transcripts.some(t => t.role === 'agent' && t.final && t.turn_id > 1)"
                 )
-                wait(page, "s.ttfa !== null")
+                wait(page, "s.ttfa !== null && s.videoFrames >= 2")
+                page.fill("#text", "And in London?")  # a typed turn
+                page.press("#text", "Enter")
+                wait(page, f"s.transcripts.some(t => t.final && t.text === {json.dumps(LAST)})")
                 shot = SCREENSHOT if os.environ.get("UPDATE_SCREENSHOT") else tmp_path / "web.png"
-                page.screenshot(path=str(shot))
+                page.screenshot(path=str(shot), full_page=True)
                 seen = stats(page)
                 seen["text"] = page.inner_text("#transcript")
                 seen["tools"] = page.inner_text("#tools")
@@ -134,6 +141,9 @@ async def test_a_spoken_conversation_with_a_tool_call_and_a_barge_in(tmp_path: P
     assert 0 < len(agent[0]["text"]) < len(LONG_REPLY)
     assert "[interrupted]" in seen["text"]
     assert "Sure, I will stop there." in seen["text"]  # the turn after the barge-in
+    assert "you (typed)And in London?" in seen["text"]
+    assert seen["videoFrames"] >= 2
+    assert seen["closeCode"] is None  # the camera's frames were all taken
     assert seen["bufferedSamples"] < 24000  # nothing of the cut reply left queued
 
 

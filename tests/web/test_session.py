@@ -25,6 +25,7 @@ from actors import browser_wire as wire
 from actors.browser_capture import BrowserAudioSource, BrowserVideoSource
 from actors.browser_session import BrowserClosed, serve_browser
 from emulator import open_emulator
+from protocol import wire as w
 from tests.fakes import MemoryTransport
 from tests.web.harness import SCENARIO, voiced
 from web.demo import get_weather
@@ -89,15 +90,15 @@ class MemorySocket:
 
 
 @asynccontextmanager
-async def session(socket: MemorySocket, **link: Any) -> AsyncIterator[dict[str, BrowserClosed]]:
-    """``serve_browser`` on ``socket``; the dict gets ``closed`` once it has returned."""
+async def session(
+    socket: MemorySocket, sent: list[w.ClientMessage] | None = None
+) -> AsyncIterator[dict[str, BrowserClosed]]:
+    """``serve_browser`` on ``socket``; the dict gets ``closed`` once it has returned;
+    ``sent`` what the session sent the model."""
     result: dict[str, BrowserClosed] = {}
     async with open_emulator(scenario=SCENARIO) as emu, trio.open_nursery() as nursery:
-        model = RealtimeModel(
-            endpoint=emu.url,
-            transport=MemoryTransport(emu, nursery),
-            link_options=LinkOptions(**link),
-        )
+        transport = MemoryTransport(emu, nursery, sent=[] if sent is None else sent)
+        model = RealtimeModel(endpoint=emu.url, transport=transport)
 
         async def run() -> None:
             result["closed"] = await serve_browser(
@@ -289,3 +290,17 @@ async def test_the_microphone_source_waits_when_its_inbox_is_full(
         assert (first.sample_rate, first.channels, first.sample_format) == (16000, 1, "s16")
         microphone.end()
         assert len([frame async for frame in frames]) == 1  # the second; then the end
+
+
+async def test_a_camera_frame_reaches_the_model_as_video() -> None:
+    # On the real clock: the autojump clock would run the session's timers far ahead
+    # while the frame is decoded in a thread.
+    socket = MemorySocket()
+    sent: list[w.ClientMessage] = []
+    async with session(socket, sent):
+        await socket.inbox.send(wire.encode_video(jpeg(640, 480), 0))
+        await trio.sleep(1.5)
+        assert socket.closed is None
+    videos = [m.video for m in sent if isinstance(m, w.RealtimeInput) and m.video is not None]
+    assert len(videos) == 1
+    assert videos[0].mime_type == "image/jpeg"

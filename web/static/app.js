@@ -223,7 +223,13 @@ const handlers = {
   },
 };
 
+let typedPending = null; // a typed turn the server may echo as the user's transcript
+
 function line(role, turnId, text, final, interrupted) {
+  if (role === "user" && typedPending !== null && text === typedPending) {
+    if (final) typedPending = null;
+    return; // already shown as typed
+  }
   const key = `${role}-${turnId}`;
   let element = document.querySelector(`[data-key="${key}"]`);
   if (!element) {
@@ -293,6 +299,7 @@ function sendText(event) {
   const text = $("text").value.trim();
   if (!text || !socket || socket.readyState !== WebSocket.OPEN) return;
   socket.send(JSON.stringify({ type: "text", text }));
+  typedPending = text;
   typedLine(text);
   $("text").value = "";
 }
