@@ -36,6 +36,7 @@ from actors.errors import GeminiLiveError
 from actors.realtime import RealtimeModel, RealtimeSession
 from actors.tools import Tool
 from runtime.audio import OUTPUT_RATE
+from runtime.errors import unwrapping
 
 
 class BrowserSocket(Protocol):
@@ -128,10 +129,11 @@ class _Connection:
                         **self.hello,
                     }
                 )
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._forward, live)
-                    await self._read(live)
-                    nursery.cancel_scope.cancel()
+                with unwrapping():  # the browser's fault is raised as itself
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(self._forward, live)
+                        await self._read(live)
+                        nursery.cancel_scope.cancel()
         except wire.BrowserProtocolError as exc:
             self.end(exc.code, str(exc))
         except GeminiLiveError as exc:

@@ -56,7 +56,12 @@ async def run(args: argparse.Namespace) -> None:
 async def _model(args: argparse.Namespace, stack: AsyncExitStack) -> tuple[RealtimeModel, str]:
     """The model every tab talks to, starting the emulator when there is no key."""
     if args.endpoint:
-        model = RealtimeModel(endpoint=args.endpoint, api_key=args.api_key, model=MODEL)
+        model = RealtimeModel(
+            endpoint=args.endpoint,
+            api_key=args.api_key,
+            model=MODEL,
+            instructions=args.instructions,
+        )
         return model, "endpoint"
     try:
         return RealtimeModel(api_key=args.api_key, instructions=args.instructions), "gemini"

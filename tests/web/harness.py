@@ -42,7 +42,7 @@ RATE = 48000
 # Where the voice starts and stops in the WAV (seconds): a question, then, while the
 # agent's long reply plays, a second utterance that barges in.
 QUESTION = (0.3, 1.1)
-BARGE_IN = (4.3, 5.1)
+BARGE_IN = (5.5, 6.3)
 WAV_SECONDS = 9.0
 
 

@@ -33,29 +33,39 @@ LAST = Scenario().default_reply.say  # the emulator's answer past the script's e
 WAIT_MS = 20_000  # generous: CI runs this on two busy cores
 
 
-def chromium_flags(wav: Path) -> list[str]:
-    return [
-        "--use-fake-ui-for-media-stream",  # grant the microphone and camera
-        "--use-fake-device-for-media-stream",
-        f"--use-file-for-fake-audio-capture={wav}%noloop",
-        "--autoplay-policy=no-user-gesture-required",
-        "--no-sandbox",  # root in a container has no user namespaces for the sandbox
-    ]
+FLAGS = [
+    "--use-fake-ui-for-media-stream",  # grant the microphone and camera
+    "--use-fake-device-for-media-stream",
+    "--autoplay-policy=no-user-gesture-required",
+    "--no-sandbox",  # root in a container has no user namespaces for the sandbox
+    "--disable-dev-shm-usage",  # containers' /dev/shm is often too small
+]
 
 
-@contextmanager
-def browser(wav: Path) -> Iterator[Any]:
-    """Chromium with the WAV as its microphone; ``pytest.skip`` saying why when it cannot
-    start. Call from the browser thread."""
+def fake_microphone(wav: Path) -> list[str]:
+    return [f"--use-file-for-fake-audio-capture={wav}%noloop"]  # played once, not looped
+
+
+@pytest.fixture(scope="module")
+def chromium_starts() -> None:
+    """Skip, saying why, where Chromium is missing or cannot start (checked once, here,
+    outside trio: a skip raised inside the tests' nurseries would lose its reason)."""
     if shutil.which(CHROMIUM) is None:
         pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
     with playwright_sync.sync_playwright() as playwright:
         try:
-            chromium = playwright.chromium.launch(
-                executable_path=CHROMIUM, args=chromium_flags(wav), timeout=30_000
-            )
+            playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS, timeout=30_000).close()
         except playwright_sync.Error as exc:
             pytest.skip(f"Chromium cannot start: {str(exc).splitlines()[0]}")
+
+
+@contextmanager
+def browser(wav: Path) -> Iterator[Any]:
+    """Chromium with the WAV as its microphone. Call from the browser thread."""
+    with playwright_sync.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=[*FLAGS, *fake_microphone(wav)], timeout=30_000
+        )
         try:
             yield chromium
         finally:
@@ -93,6 +103,7 @@ def on_trio(served: Served) -> Callable[[int], None]:
     return sessions
 
 
+@pytest.mark.usefixtures("chromium_starts")
 async def test_a_spoken_conversation_with_a_tool_call_and_a_barge_in(tmp_path: Path) -> None:
     wav = voice_wav(tmp_path / "voice.wav")
     async with served() as web:
@@ -147,6 +158,7 @@ async def test_a_spoken_conversation_with_a_tool_call_and_a_barge_in(tmp_path: P
     assert seen["bufferedSamples"] < 24000  # nothing of the cut reply left queued
 
 
+@pytest.mark.usefixtures("chromium_starts")
 async def test_two_tabs_talk_at_once_while_hostile_clients_are_turned_away(tmp_path: Path) -> None:
     wav = voice_wav(tmp_path / "voice.wav")
     async with served() as web:

@@ -121,8 +121,8 @@ function release() {
   if (cameraTimer) clearInterval(cameraTimer);
   for (const stream of [microphone, camera]) if (stream) stream.getTracks().forEach((t) => t.stop());
   microphone = camera = cameraTimer = null;
-  if (captureContext) captureContext.close();
-  captureContext = null;
+  for (const context of [captureContext, playContext]) if (context) context.close();
+  captureContext = playContext = player = null;
   for (const id of ["stop", "camera", "interrupt", "text", "send"]) $(id).disabled = true;
   $("start").disabled = false;
   $("preview").style.display = "none";
@@ -173,7 +173,7 @@ function receive(data) {
     const samples = new Float32Array(pcm.length);
     for (let i = 0; i < pcm.length; i++) samples[i] = pcm[i] / 32768;
     stats.receivedSamples += samples.length;
-    player.port.postMessage({ type: "audio", samples }, [samples.buffer]);
+    if (player) player.port.postMessage({ type: "audio", samples }, [samples.buffer]);
     return;
   }
   const message = JSON.parse(data);
@@ -207,7 +207,7 @@ const handlers = {
   interrupted() {
     stats.interruptions += 1;
     $("interruptions").textContent = String(stats.interruptions);
-    player.port.postMessage({ type: "flush" });
+    if (player) player.port.postMessage({ type: "flush" });
   },
   playout_finished(message) {
     stats.playouts.push(message);
@@ -310,6 +310,6 @@ $("camera").onclick = () => toggleCamera().catch((error) => setStatus(`no camera
 $("interrupt").onclick = () => {
   if (!socket || socket.readyState !== WebSocket.OPEN) return;
   socket.send(JSON.stringify({ type: "interrupt" }));
-  player.port.postMessage({ type: "flush" }); // the server stops its playout; this, ours
+  if (player) player.port.postMessage({ type: "flush" }); // the server stops its playout; this, ours
 };
 $("typed").onsubmit = sendText;
