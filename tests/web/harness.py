@@ -77,6 +77,7 @@ class Served:
     app: WebApp
     url: str  # http://127.0.0.1:PORT/
     emulator: Emulator
+    nursery: trio.Nursery  # runs the server, until the block ends
 
     @property
     def ws_url(self) -> str:
@@ -90,7 +91,7 @@ async def served(scenario: Scenario = SCENARIO, **options: object) -> AsyncItera
         model = RealtimeModel(endpoint=emu.url, model=MODEL)
         app = WebApp(model=model, tools=[get_weather], hello={"backend": "emulator"}, **options)  # type: ignore[arg-type]
         url = await nursery.start(serve, app, "127.0.0.1", 0)
-        yield Served(app, url, emu)
+        yield Served(app, url, emu, nursery)
         nursery.cancel_scope.cancel()
 
 

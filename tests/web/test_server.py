@@ -122,3 +122,13 @@ async def test_a_websocket_on_another_path_is_refused() -> None:
         status, _, _ = await get(web.url, "/other", *upgrade)
         assert status == 403
         assert web.app.served == 0
+
+
+async def test_a_client_that_vanishes_without_a_close_frame_ends_its_session() -> None:
+    async with served() as web:
+        ws = await trio_websocket.connect_websocket_url(web.nursery, web.ws_url)
+        assert json.loads(await ws.get_message())["type"] == "ready"
+        assert web.app.sessions == 1
+        await trio.aclose_forcefully(ws._stream)  # the TCP connection drops, no close frame
+        with trio.fail_after(10):
+            await web.app.wait_sessions(0)
