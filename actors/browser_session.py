@@ -122,11 +122,11 @@ class _Connection:
             async with session as live:
                 await self.send_json(
                     {
+                        **self.hello,
                         "type": "ready",
                         "protocol": wire.VERSION,
                         "output_rate": OUTPUT_RATE,
                         "input_rates": list(limits.INPUT_RATES),
-                        **self.hello,
                     }
                 )
                 with unwrapping():  # the browser's fault is raised as itself
@@ -212,7 +212,8 @@ async def serve_browser(
     1009 and a reason naming the limit), stops taking messages for ``SEND_TIMEOUT``
     (1008), the session fails (an ``error`` message, then 1011 with the error), or
     ``MAX_SESSION_SECONDS`` pass (1000). The session's actors have stopped when it
-    returns how the socket was closed. ``hello`` is added to the ``ready`` message.
+    returns how the socket was closed. ``hello``'s fields are added to the ``ready``
+    message (``web`` says which backend the session talks to).
     Cancelled, it stops the session and closes the socket (1000) before the
     cancellation goes on."""
     connection = _Connection(socket, model, tuple(tools), dict(hello or {}))
