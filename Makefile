@@ -16,7 +16,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 PEERS := livekit pipecat
 PEER_STAMPS := $(foreach peer,$(PEERS),peers/$(peer)/.venv/.installed-stamp)
 
-.PHONY: run console test lint lint-newest bench soak format lock lock-upgrade lock-check lock-tools clean peers
+.PHONY: run console web test lint lint-newest bench soak format lock lock-upgrade lock-check lock-tools clean peers
 
 $(UV): tools/uv-requirements.txt
 	test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
@@ -44,6 +44,10 @@ run: $(STAMP)
 # and the system's PortAudio: apt-get install libportaudio2).
 console: $(STAMP)
 	@$(BIN)/python examples/supervisor.py --console $(ARGS)
+
+# The voice page (python -m web): open the URL it prints; the emulator without a key.
+web: $(STAMP)
+	@$(BIN)/python -m web $(ARGS)
 
 test: $(STAMP) $(PEER_STAMPS)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

@@ -21,6 +21,7 @@ ALLOWED: dict[str, set[str]] = {
     "runtime": {"protocol"},
     "actors": {"protocol", "runtime"},
     "emulator": {"protocol", "runtime"},
+    "web": {"protocol", "runtime", "actors", "emulator"},
 }
 # Third-party packages that must not appear in a layer (protocol is sans-IO).
 FORBIDDEN_THIRD_PARTY: dict[str, set[str]] = {
