@@ -14,6 +14,8 @@ its own, the same scenario for all:
 - ``pipecat``: Pipecat's Gemini Live service in a pipeline, in its own locked venv:
   ``peers/pipecat/driver.py --load``.
 - ``ours-tws``: ours on trio-websocket instead of our WebSocket client (not by default).
+- ``ours-gc``: ours with ``actors.tune_gc()`` called once its sessions have started (not
+  by default): ``--variants ours,ours-gc,sdk`` measures what the collector costs the tail.
 
 Every session streams 16 kHz audio in real time, 20 ms per frame (the client's own
 chunking on the wire), a 4 s cycle of 1 s of speech and 3 s of silence, and gets a spoken
@@ -113,6 +115,12 @@ VARIANTS: dict[str, Variant] = {
         "a 20 ms InputAudioRawFrame queued into the pipeline per frame, one message each; "
         "reply audio as TTSAudioRawFrames through the pipeline's queues to its end",
     ),
+    "ours-gc": Variant(
+        "ours-gc",
+        "ours/gc",
+        (sys.executable, "-m", "benchmarks.session_ours", "--tune-gc"),
+        "as ours, with actors.tune_gc() called once every session has started",
+    ),
     "ours-tws": Variant(
         "ours-tws",
         "ours/trio-websocket",
@@ -136,6 +144,7 @@ QUICK_QUIET_WAIT_SECONDS = 3.0
 PRIOR_US = {
     "ours": 26700.0,
     "ours-tws": 26700.0,
+    "ours-gc": 26700.0,
     "sdk": 26000.0,
     "livekit": 24000.0,
     "pipecat": 56000.0,

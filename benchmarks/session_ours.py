@@ -25,6 +25,7 @@ from typing import cast
 
 import trio
 
+import actors
 from actors import endpoint as ep
 from actors.pipeline import Pipeline
 from actors.playout import NullSink
@@ -43,9 +44,15 @@ MODEL = "models/" + loadlib.MODEL
 VARIANTS = {"native": "ours", "trio-websocket": "ours/trio-websocket"}
 
 
-def measure_ours(url: str, sessions: int, transport: str = "native") -> None:
+def variant_name(transport: str, tune_gc: bool) -> str:
+    return VARIANTS[transport] + ("/gc" if tune_gc else "")
+
+
+def measure_ours(url: str, sessions: int, transport: str = "native", tune_gc: bool = False) -> None:
     """Start ``sessions`` sessions, announce them, measure the window the parent gives,
-    print the report and exit (the sessions are not closed: teardown is not measured)."""
+    print the report and exit (the sessions are not closed: teardown is not measured).
+    ``tune_gc``: call ``actors.tune_gc()`` once every session has started, as an
+    application holding many sessions would."""
     recorder = Recorder()
     transport_type = NativeTransport if transport == "native" else WebSocketTransport
     setup = RealtimeModel(endpoint=url, silence_duration_ms=loadlib.SILENCE_DURATION_MS).setup(
@@ -61,6 +68,8 @@ def measure_ours(url: str, sessions: int, transport: str = "native") -> None:
                         nursery.start, one_session, url, setup, transport_type, recorder, index
                     )
             failed = recorder.sessions_failed
+            if tune_gc:
+                actors.tune_gc()
             loadlib.announce_connected(sessions - failed, failed)
             start, end = await trio.to_thread.run_sync(loadlib.read_window)
             await trio.sleep(max(0.0, start - time.time()))
@@ -70,7 +79,8 @@ def measure_ours(url: str, sessions: int, transport: str = "native") -> None:
             window.close()
             recorder.measuring = recorder.sending = False
             packages = ("gemini-live-trio", "trio", "trio-websocket", "msgspec")
-            result = loadlib.report(VARIANTS[transport], sessions, recorder, window, packages)
+            name = variant_name(transport, tune_gc)
+            result = loadlib.report(name, sessions, recorder, window, packages)
             loadlib.print_report(result)
             os._exit(0)
 
@@ -233,9 +243,10 @@ def main() -> None:
     parser.add_argument("--load", type=int, required=True, metavar="N", help="sessions")
     parser.add_argument("--url", required=True, help="the emulator's ws:// URL")
     parser.add_argument("--transport", choices=sorted(VARIANTS), default="native")
+    parser.add_argument("--tune-gc", action="store_true", help="actors.tune_gc() once started")
     args = parser.parse_args()
     try:
-        measure_ours(args.url, args.load, args.transport)
+        measure_ours(args.url, args.load, args.transport, args.tune_gc)
     except BaseException as exc:
         print(f"load worker failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
     os._exit(1)  # measure_ours exits 0 itself once its report is out

@@ -111,3 +111,22 @@ def test_measured_costs_replace_the_priors_for_planning() -> None:
     assert costs.predict("pipecat", 10) == pytest.approx(0.1)  # the lowest level above
     plan = plan_level(["pipecat"], 100, costs)
     assert plan.skipped == {}
+
+
+def test_the_gc_variant_is_ours_with_the_collector_tuned() -> None:
+    result = session_load.run(
+        variants=["ours-gc"],
+        levels=[2],
+        reps=1,
+        window=2.0,
+        warmup=1.0,
+        mode="together",
+        quiet_wait=0.0,
+        echo=False,
+    )
+    (row,) = result["runs"]
+    assert row["variant"] == "ours/gc"
+    assert row["errors"] == []
+    assert row["sessions_failed"] == 0
+    assert row["audio_messages_sent"] > 0
+    assert row["audio_messages_delivered"] > 0
