@@ -48,12 +48,38 @@ def variant_name(transport: str, tune_gc: bool) -> str:
     return VARIANTS[transport] + ("/gc" if tune_gc else "")
 
 
-def measure_ours(url: str, sessions: int, transport: str = "native", tune_gc: bool = False) -> None:
+class StepCounter(trio.abc.Instrument):
+    """Counts task steps and run-loop rounds while ``counting`` (the design's cost unit:
+    each task step costs a scheduler round trip; independent of how busy the machine is
+    as long as the sessions keep up)."""
+
+    def __init__(self) -> None:
+        self.counting = False
+        self.steps = self.rounds = 0
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        if self.counting:
+            self.steps += 1
+
+    def after_io_wait(self, timeout: float) -> None:
+        if self.counting:
+            self.rounds += 1
+
+
+def measure_ours(
+    url: str,
+    sessions: int,
+    transport: str = "native",
+    tune_gc: bool = False,
+    count_steps: bool = False,
+) -> None:
     """Start ``sessions`` sessions, announce them, measure the window the parent gives,
     print the report and exit (the sessions are not closed: teardown is not measured).
     ``tune_gc``: call ``actors.tune_gc()`` once every session has started, as an
-    application holding many sessions would."""
+    application holding many sessions would. ``count_steps``: also report trio task steps
+    and run-loop rounds per session-second (an instrument: it costs a little CPU)."""
     recorder = Recorder()
+    counter = StepCounter()
     transport_type = NativeTransport if transport == "native" else WebSocketTransport
     setup = RealtimeModel(endpoint=url, silence_duration_ms=loadlib.SILENCE_DURATION_MS).setup(
         ToolSet()
@@ -73,18 +99,24 @@ def measure_ours(url: str, sessions: int, transport: str = "native", tune_gc: bo
             loadlib.announce_connected(sessions - failed, failed)
             start, end = await trio.to_thread.run_sync(loadlib.read_window)
             await trio.sleep(max(0.0, start - time.time()))
-            recorder.measuring = True
+            recorder.measuring = counter.counting = True
             window.open()
             await trio.sleep(max(0.0, end - time.time()))
             window.close()
-            recorder.measuring = recorder.sending = False
+            recorder.measuring = recorder.sending = counter.counting = False
             packages = ("gemini-live-trio", "trio", "trio-websocket", "msgspec")
             name = variant_name(transport, tune_gc)
             result = loadlib.report(name, sessions, recorder, window, packages)
+            if count_steps:
+                session_seconds = sessions * (window.t1 - window.t0)
+                result["task_steps_per_session_second"] = round(counter.steps / session_seconds, 1)
+                result["loop_rounds_per_second"] = round(
+                    counter.rounds / (window.t1 - window.t0), 1
+                )
             loadlib.print_report(result)
             os._exit(0)
 
-    trio.run(main)
+    trio.run(main, instruments=[counter] if count_steps else [])
 
 
 async def one_session(
@@ -244,9 +276,12 @@ def main() -> None:
     parser.add_argument("--url", required=True, help="the emulator's ws:// URL")
     parser.add_argument("--transport", choices=sorted(VARIANTS), default="native")
     parser.add_argument("--tune-gc", action="store_true", help="actors.tune_gc() once started")
+    parser.add_argument(
+        "--count-steps", action="store_true", help="report task steps per session-second"
+    )
     args = parser.parse_args()
     try:
-        measure_ours(args.url, args.load, args.transport, args.tune_gc)
+        measure_ours(args.url, args.load, args.transport, args.tune_gc, args.count_steps)
     except BaseException as exc:
         print(f"load worker failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
     os._exit(1)  # measure_ours exits 0 itself once its report is out
