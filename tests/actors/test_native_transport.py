@@ -7,6 +7,7 @@ handshakes, protocol violations, handshake failures and timeouts.
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
 
@@ -372,8 +373,33 @@ async def test_partial_direct_writes_and_a_full_buffer_send_every_byte_in_order(
             await conn.send(message)
     assert received == sent
     assert any(0 < written < asked for written, asked in writes), "some writes were partial"
-    assert any(written == 0 for written, _ in writes), "some found the buffer full"
     assert any(written == asked for written, asked in writes), "some went at once"
+
+
+async def test_a_write_that_finds_the_buffer_full_waits_for_room_then_goes_whole() -> None:
+    client, server = await tcp_pair(sndbuf=4096)
+    conn = NativeConnection(client)
+    writes = record_direct_writes(conn)
+    filler = 0
+    while True:  # fill the socket's buffers (the server reads nothing yet)
+        try:
+            filler += os.write(client.socket.fileno(), b"\xff" * 4096)
+        except BlockingIOError:
+            break
+    async with client, server, trio.open_nursery() as nursery:
+        received: list[bytes] = []
+
+        async def reader() -> None:
+            await trio.testing.wait_all_tasks_blocked()  # the send waits for room
+            junk = 0
+            while junk < filler:
+                junk += len(await server.receive_some(filler - junk))
+            received.extend(await read_messages(server, 1))
+
+        nursery.start_soon(reader)
+        await conn.send(b"whole")
+    assert writes == [(0, len(rfc6455.WebSocket(rfc6455.Role.CLIENT).send_message(b"whole")))]
+    assert received == [b"whole"]
 
 
 async def test_a_cancelled_send_writes_nothing_and_the_next_one_goes_whole() -> None:
