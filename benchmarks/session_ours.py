@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import gc
 import math
 import os
 import sys
@@ -66,6 +67,34 @@ class StepCounter(trio.abc.Instrument):
             self.rounds += 1
 
 
+class GcPauses:
+    """The collector's pauses while ``counting``: how many per generation, the longest and
+    the total (``gc.callbacks``)."""
+
+    def __init__(self) -> None:
+        self.counting = False
+        self.counts = [0, 0, 0]
+        self.longest = self.total = 0.0
+        self._started = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        elif self.counting:
+            pause = time.perf_counter() - self._started
+            self.counts[info["generation"]] += 1
+            self.longest = max(self.longest, pause)
+            self.total += pause
+
+    def report(self, seconds: float) -> dict[str, object]:
+        return {
+            "collections_per_second": [round(c / seconds, 2) for c in self.counts],
+            "longest_ms": round(self.longest * 1000, 2),
+            "ms_per_second": round(self.total * 1000 / seconds, 2),
+        }
+
+
 def measure_ours(
     url: str,
     sessions: int,
@@ -77,9 +106,11 @@ def measure_ours(
     print the report and exit (the sessions are not closed: teardown is not measured).
     ``tune_gc``: call ``actors.tune_gc()`` once every session has started, as an
     application holding many sessions would. ``count_steps``: also report trio task steps
-    and run-loop rounds per session-second (an instrument: it costs a little CPU)."""
+    and run-loop rounds per session-second (an instrument: it costs a little CPU), and the
+    garbage collector's pauses."""
     recorder = Recorder()
     counter = StepCounter()
+    pauses = GcPauses() if count_steps else None
     transport_type = NativeTransport if transport == "native" else WebSocketTransport
     setup = RealtimeModel(endpoint=url, silence_duration_ms=loadlib.SILENCE_DURATION_MS).setup(
         ToolSet()
@@ -100,6 +131,8 @@ def measure_ours(
             start, end = await trio.to_thread.run_sync(loadlib.read_window)
             await trio.sleep(max(0.0, start - time.time()))
             recorder.measuring = counter.counting = True
+            if pauses is not None:
+                pauses.counting = True
             window.open()
             await trio.sleep(max(0.0, end - time.time()))
             window.close()
@@ -113,6 +146,8 @@ def measure_ours(
                 result["loop_rounds_per_second"] = round(
                     counter.rounds / (window.t1 - window.t0), 1
                 )
+                assert pauses is not None
+                result["gc"] = pauses.report(window.t1 - window.t0)
             loadlib.print_report(result)
             os._exit(0)
 
@@ -277,7 +312,9 @@ def main() -> None:
     parser.add_argument("--transport", choices=sorted(VARIANTS), default="native")
     parser.add_argument("--tune-gc", action="store_true", help="actors.tune_gc() once started")
     parser.add_argument(
-        "--count-steps", action="store_true", help="report task steps per session-second"
+        "--count-steps",
+        action="store_true",
+        help="report task steps per session-second and the collector's pauses",
     )
     args = parser.parse_args()
     try:
