@@ -93,9 +93,9 @@ OP_CLOSE: Final = 0x8
 OP_PING: Final = 0x9
 OP_PONG: Final = 0xA
 _MAX_REASON_BYTES: Final = limits.MAX_CONTROL_PAYLOAD - 2  # a close payload starts with its code
-# A client's masks come from one os.urandom call per this many bytes (1024 frames), not one
-# per frame: the system call cost more than the masking itself at 50 frames a second.
-MASK_POOL_BYTES: Final = 4096
+# A client's masks come from one os.urandom call per this many bytes (64 frames), not one
+# system call per frame; small, as every connection holds one pool.
+MASK_POOL_BYTES: Final = 256
 
 
 # --- errors ------------------------------------------------------------------------------
