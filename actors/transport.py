@@ -10,7 +10,9 @@ close code, 1006 when it dropped without one).
 - ``NativeTransport`` (the default): RFC 6455 spoken directly over the trio stream with
   the sans-IO codec in protocol/websocket.py. No reader task: ``receive`` reads the socket
   in the caller's task, so a server message costs one task wakeup instead of two, and no
-  wsproto. Measured in ``make bench`` (session load), it is the cheaper client.
+  wsproto; over plain TCP, ``send`` writes straight to the socket when it has room (no
+  scheduler round trip; ``send_all`` for the rest). Measured in ``make bench`` (session
+  load), it is the cheaper client.
 - ``WebSocketTransport``: trio-websocket (wsproto), with its limits set explicitly.
 
 Tests plug either client in over an in-memory stream (tests/fakes.py), so the link is
