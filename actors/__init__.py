@@ -80,6 +80,7 @@ from actors.transport import (
     WebSocketTransport,
 )
 from protocol.client_rules import ModelRuleError
+from runtime.gc_tuning import GcTuning, tune_gc
 
 __all__ = [
     "ArraySource",
@@ -101,6 +102,7 @@ __all__ = [
     "FileHandleStore",
     "FileSearch",
     "FrameSource",
+    "GcTuning",
     "GeminiLiveError",
     "GoogleMaps",
     "GoogleSearch",
@@ -151,4 +153,5 @@ __all__ = [
     "event_record",
     "mint_token",
     "tool",
+    "tune_gc",
 ]

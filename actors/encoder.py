@@ -271,7 +271,9 @@ async def encoder(
     encoding = _Encoding(out, reports, AudioEncoder(chunk_ms), video or VideoEncoder())
     async with raw, out, reports:
         ctx.ready()
-        async for message in messages(raw):
+        # Audio is encoded in capture's task while this loop waits (one task step less per
+        # frame); everything else, and audio while messages are queued, comes through here.
+        async for message in messages(raw, inline=encoding.audio_now):
             try:
                 if isinstance(message, m.RawAudio):
                     await encoding.audio(message)
@@ -305,6 +307,34 @@ class _Encoding:
     async def audio(self, message: m.RawAudio) -> None:
         for chunk in self.sound.feed(message):
             await self._send_chunk(chunk)
+
+    def audio_now(self, message: m.InternalMessage) -> bool:
+        """The actor's loop body for a ``RawAudio`` (encode, send the chunks, report a bad
+        frame), synchronously, for ``messages(..., inline=...)``: run by the sender while
+        the actor waits. Declines (False, nothing done) anything else, and everything once
+        video was seen (encoding a picture is not work for capture's task) or when a
+        channel it writes to is bounded (it could not wait for room there)."""
+        if type(message) is not m.RawAudio or self.seen_video or not self._unbounded():
+            return False
+        try:
+            chunks = self.sound.feed(message)
+        except EncoderError as exc:
+            report = self._count_drop(f"input: {exc}")
+            if report is not None:
+                self.reports.send_nowait(report)
+            return True
+        for chunk in chunks:
+            ended = self.speech.update(chunk)
+            self.out.send_nowait(chunk)
+            if ended is not None:
+                self.reports.send_nowait(ended)
+        return True
+
+    def _unbounded(self) -> bool:
+        return (
+            self.out.statistics().max_buffer_size == math.inf
+            and self.reports.statistics().max_buffer_size == math.inf
+        )
 
     async def _send_chunk(self, chunk: m.AudioChunk) -> None:
         ended = self.speech.update(chunk)
@@ -340,6 +370,12 @@ class _Encoding:
                 await deliver(self.out, frame)
 
     async def dropped(self, what: str) -> None:
+        report = self._count_drop(what)
+        if report is not None:
+            await deliver(self.reports, report)
+
+    def _count_drop(self, what: str) -> m.Dropped | None:
+        """Count one drop of ``what``; the report due now, if any."""
         counter = self.drops.get(what)
         if counter is None:
             if len(self.drops) >= _DROP_KINDS:  # errors name their input: keep the kinds few
@@ -348,9 +384,7 @@ class _Encoding:
             if counter is None:
                 counter = self.drops[what] = DropCounter(what, DROP_REPORT_INTERVAL)
         counter.add()
-        report = counter.due(trio.current_time())
-        if report is not None:
-            await deliver(self.reports, report)
+        return counter.due(trio.current_time())
 
     async def flush_drops(self) -> None:
         for counter in self.drops.values():

@@ -14,6 +14,8 @@ its own, the same scenario for all:
 - ``pipecat``: Pipecat's Gemini Live service in a pipeline, in its own locked venv:
   ``peers/pipecat/driver.py --load``.
 - ``ours-tws``: ours on trio-websocket instead of our WebSocket client (not by default).
+- ``ours-gc``: ours with ``actors.tune_gc()`` called once its sessions have started (not
+  by default): ``--variants ours,ours-gc,sdk`` measures what the collector costs the tail.
 
 Every session streams 16 kHz audio in real time, 20 ms per frame (the client's own
 chunking on the wire), a 4 s cycle of 1 s of speech and 3 s of silence, and gets a spoken
@@ -37,7 +39,9 @@ session is the core divided by N and its latency is the backlog. Each run first 
 the groups rotated.
 
 ``python -m benchmarks.session_load --variants ours,sdk --levels 100 --reps 3`` runs one
-comparison quickly (prints only; ``make bench`` records results.json).
+comparison quickly (prints only; ``make bench`` records results.json). ``--baseline DIR``
+adds ours as another checkout has it (``git archive main | tar -x -C DIR``), measured in
+the same run: a change against what it changed.
 """
 
 from __future__ import annotations
@@ -80,6 +84,22 @@ class Variant:
     name: str  # as reported
     command: tuple[str, ...]
     pattern: str  # what the client does per frame and per reply, from its source
+    environment: tuple[tuple[str, str], ...] = ()  # set for its worker only
+
+
+def baseline_variant(tree: Path) -> Variant:
+    """``ours`` as another checkout of this repository has it (``--baseline DIR``, e.g.
+    ``git archive COMMIT | tar -x -C DIR``): its own ``benchmarks/session_ours.py`` on its
+    own code, so a change is measured against what it changed, in the same run."""
+    tree = tree.resolve()
+    script = tree / "benchmarks" / "session_ours.py"
+    return Variant(
+        "baseline",
+        f"ours@{tree.name}",
+        (sys.executable, str(script)),
+        f"ours as {tree} has it",
+        (("PYTHONPATH", str(tree)),),
+    )
 
 
 def _peer(key: str, pattern: str) -> Variant:
@@ -113,6 +133,12 @@ VARIANTS: dict[str, Variant] = {
         "a 20 ms InputAudioRawFrame queued into the pipeline per frame, one message each; "
         "reply audio as TTSAudioRawFrames through the pipeline's queues to its end",
     ),
+    "ours-gc": Variant(
+        "ours-gc",
+        "ours/gc",
+        (sys.executable, "-m", "benchmarks.session_ours", "--tune-gc"),
+        "as ours, with actors.tune_gc() called once every session has started",
+    ),
     "ours-tws": Variant(
         "ours-tws",
         "ours/trio-websocket",
@@ -136,6 +162,8 @@ QUICK_QUIET_WAIT_SECONDS = 3.0
 PRIOR_US = {
     "ours": 26700.0,
     "ours-tws": 26700.0,
+    "ours-gc": 26700.0,
+    "baseline": 26700.0,
     "sdk": 26000.0,
     "livekit": 24000.0,
     "pipecat": 56000.0,
@@ -307,7 +335,7 @@ class Worker:
             stderr=self.stderr,
             text=True,
             cwd=ROOT,
-            env=child_environment(),
+            env=child_environment() | dict(variant.environment),
         )
         self.lines: queue.Queue[dict[str, Any] | None] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
@@ -453,6 +481,7 @@ def run_group(
         lag = stats["pacing_lag_ms"]
         row = dict(reports[name])
         row.update(
+            variant=VARIANTS[name].name,  # as the parent names it (a baseline's own says "ours")
             variant_key=name,
             mode="together" if len(names) > 1 else "alone",
             group=[VARIANTS[n].name for n in names],
@@ -659,8 +688,19 @@ def main() -> int:
     )
     parser.add_argument("--quick", action="store_true", help="levels 10,50 once, 4 s windows")
     parser.add_argument("--json", type=Path, help="also write everything measured here")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="DIR",
+        help="also run ours as the checkout in DIR has it (e.g. git archive main | tar -x -C DIR)",
+    )
     add_arguments(parser)
     args = parser.parse_args()
+    if args.baseline is not None:
+        if not (args.baseline / "benchmarks" / "session_ours.py").is_file():
+            parser.error(f"--baseline {args.baseline}: no benchmarks/session_ours.py there")
+        VARIANTS["baseline"] = baseline_variant(args.baseline)
+        args.variants = ["baseline", *[v for v in args.variants if v != "baseline"]]
     result = run(**options(args, quick=args.quick))
     session_report.print_summary(result)
     if args.json is not None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import gc
 import math
 import os
 import sys
@@ -25,6 +26,7 @@ from typing import cast
 
 import trio
 
+import actors
 from actors import endpoint as ep
 from actors.pipeline import Pipeline
 from actors.playout import NullSink
@@ -43,10 +45,72 @@ MODEL = "models/" + loadlib.MODEL
 VARIANTS = {"native": "ours", "trio-websocket": "ours/trio-websocket"}
 
 
-def measure_ours(url: str, sessions: int, transport: str = "native") -> None:
+def variant_name(transport: str, tune_gc: bool) -> str:
+    return VARIANTS[transport] + ("/gc" if tune_gc else "")
+
+
+class StepCounter(trio.abc.Instrument):
+    """Counts task steps and run-loop rounds while ``counting`` (the design's cost unit:
+    each task step costs a scheduler round trip; independent of how busy the machine is
+    as long as the sessions keep up)."""
+
+    def __init__(self) -> None:
+        self.counting = False
+        self.steps = self.rounds = 0
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        if self.counting:
+            self.steps += 1
+
+    def after_io_wait(self, timeout: float) -> None:
+        if self.counting:
+            self.rounds += 1
+
+
+class GcPauses:
+    """The collector's pauses while ``counting``: how many per generation, the longest and
+    the total (``gc.callbacks``)."""
+
+    def __init__(self) -> None:
+        self.counting = False
+        self.counts = [0, 0, 0]
+        self.longest = self.total = 0.0
+        self._started = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        elif self.counting:
+            pause = time.perf_counter() - self._started
+            self.counts[info["generation"]] += 1
+            self.longest = max(self.longest, pause)
+            self.total += pause
+
+    def report(self, seconds: float) -> dict[str, object]:
+        return {
+            "collections_per_second": [round(c / seconds, 2) for c in self.counts],
+            "longest_ms": round(self.longest * 1000, 2),
+            "ms_per_second": round(self.total * 1000 / seconds, 2),
+        }
+
+
+def measure_ours(
+    url: str,
+    sessions: int,
+    transport: str = "native",
+    tune_gc: bool = False,
+    count_steps: bool = False,
+) -> None:
     """Start ``sessions`` sessions, announce them, measure the window the parent gives,
-    print the report and exit (the sessions are not closed: teardown is not measured)."""
+    print the report and exit (the sessions are not closed: teardown is not measured).
+    ``tune_gc``: call ``actors.tune_gc()`` once every session has started, as an
+    application holding many sessions would. ``count_steps``: also report trio task steps
+    and run-loop rounds per session-second (an instrument: it costs a little CPU), and the
+    garbage collector's pauses."""
     recorder = Recorder()
+    counter = StepCounter()
+    pauses = GcPauses() if count_steps else None
     transport_type = NativeTransport if transport == "native" else WebSocketTransport
     setup = RealtimeModel(endpoint=url, silence_duration_ms=loadlib.SILENCE_DURATION_MS).setup(
         ToolSet()
@@ -61,20 +125,33 @@ def measure_ours(url: str, sessions: int, transport: str = "native") -> None:
                         nursery.start, one_session, url, setup, transport_type, recorder, index
                     )
             failed = recorder.sessions_failed
+            if tune_gc:
+                actors.tune_gc()
             loadlib.announce_connected(sessions - failed, failed)
             start, end = await trio.to_thread.run_sync(loadlib.read_window)
             await trio.sleep(max(0.0, start - time.time()))
-            recorder.measuring = True
+            recorder.measuring = counter.counting = True
+            if pauses is not None:
+                pauses.counting = True
             window.open()
             await trio.sleep(max(0.0, end - time.time()))
             window.close()
-            recorder.measuring = recorder.sending = False
+            recorder.measuring = recorder.sending = counter.counting = False
             packages = ("gemini-live-trio", "trio", "trio-websocket", "msgspec")
-            result = loadlib.report(VARIANTS[transport], sessions, recorder, window, packages)
+            name = variant_name(transport, tune_gc)
+            result = loadlib.report(name, sessions, recorder, window, packages)
+            if count_steps:
+                session_seconds = sessions * (window.t1 - window.t0)
+                result["task_steps_per_session_second"] = round(counter.steps / session_seconds, 1)
+                result["loop_rounds_per_second"] = round(
+                    counter.rounds / (window.t1 - window.t0), 1
+                )
+                assert pauses is not None
+                result["gc"] = pauses.report(window.t1 - window.t0)
             loadlib.print_report(result)
             os._exit(0)
 
-    trio.run(main)
+    trio.run(main, instruments=[counter] if count_steps else [])
 
 
 async def one_session(
@@ -233,9 +310,15 @@ def main() -> None:
     parser.add_argument("--load", type=int, required=True, metavar="N", help="sessions")
     parser.add_argument("--url", required=True, help="the emulator's ws:// URL")
     parser.add_argument("--transport", choices=sorted(VARIANTS), default="native")
+    parser.add_argument("--tune-gc", action="store_true", help="actors.tune_gc() once started")
+    parser.add_argument(
+        "--count-steps",
+        action="store_true",
+        help="report task steps per session-second and the collector's pauses",
+    )
     args = parser.parse_args()
     try:
-        measure_ours(args.url, args.load, args.transport)
+        measure_ours(args.url, args.load, args.transport, args.tune_gc, args.count_steps)
     except BaseException as exc:
         print(f"load worker failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
     os._exit(1)  # measure_ours exits 0 itself once its report is out

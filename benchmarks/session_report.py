@@ -18,7 +18,7 @@ from typing import Any
 
 BASELINE = "google-genai"
 SUBJECT = "ours"
-ORDER = ("ours", "ours/trio-websocket", "google-genai", "livekit", "pipecat")
+ORDER = ("ours", "ours/gc", "ours/trio-websocket", "google-genai", "livekit", "pipecat")
 
 Row = dict[str, Any]
 METRICS: dict[str, Callable[[Row], float]] = {

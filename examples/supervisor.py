@@ -52,6 +52,7 @@ try:  # Ctrl+C while the imports run is an exit, not a traceback
         WavSource,
         event_record,
         tool,
+        tune_gc,
     )
     from emulator import (
         Behaviour,
@@ -137,6 +138,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--connect-timeout", type=float, default=30.0, metavar="SECONDS")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log (-vv: more)")
+    parser.add_argument(
+        "--tune-gc",
+        action="store_true",
+        help="tune the garbage collector once the session is up (actors.tune_gc: freeze "
+        "what lives, rarer collections), as a process holding many sessions would",
+    )
     pacing = parser.add_mutually_exclusive_group()
     pacing.add_argument("--realtime", dest="realtime", action="store_true", default=True)
     pacing.add_argument(
@@ -283,6 +290,8 @@ async def converse(args: argparse.Namespace) -> Conversation:
         )
         started = time.monotonic()
         async with session as live, trio.open_nursery() as nursery:
+            if args.tune_gc:  # after start-up: what the session holds is frozen
+                stack.callback(tune_gc().undo)
             if args.text:
                 nursery.start_soon(_text_turns, live, args.text, conversation)
             if args.console:

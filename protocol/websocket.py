@@ -93,6 +93,9 @@ OP_CLOSE: Final = 0x8
 OP_PING: Final = 0x9
 OP_PONG: Final = 0xA
 _MAX_REASON_BYTES: Final = limits.MAX_CONTROL_PAYLOAD - 2  # a close payload starts with its code
+# A client's masks come from one os.urandom call per this many bytes (64 frames), not one
+# system call per frame; small, as every connection holds one pool.
+MASK_POOL_BYTES: Final = 256
 
 
 # --- errors ------------------------------------------------------------------------------
@@ -163,7 +166,7 @@ Event = Message | Ping | Close | ProtocolViolation
 
 def encode_frame(opcode: int, payload: bytes, mask: bytes | None = None) -> bytes:
     """One final frame: unmasked as a server writes it, or masked with the 4-byte ``mask``
-    as a client must (a fresh random one per frame: ``os.urandom(4)``)."""
+    as a client must (a fresh random one per frame, from a strong source: ``os.urandom``)."""
     length = len(payload)
     bit = 0x80 if mask is not None else 0
     if length < 126:
@@ -471,6 +474,8 @@ class WebSocket:
         self._pong: bytes | None = None
         self._owed_close = b""
         self._stream_ended = False
+        self._masks = b""  # unused random bytes, 4 per frame (a client's)
+        self._mask_at = 0
 
     @property
     def buffered_bytes(self) -> int:
@@ -568,7 +573,16 @@ class WebSocket:
             self.close_code, self.close_reason = code, reason
 
     def _frame(self, opcode: int, payload: bytes) -> bytes:
-        return encode_frame(opcode, payload, os.urandom(4) if self._masked else None)
+        return encode_frame(opcode, payload, self._next_mask() if self._masked else None)
+
+    def _next_mask(self) -> bytes:
+        """A fresh random mask (RFC 6455 5.3: unpredictable, from a strong source): the next
+        4 bytes of a pool of ``os.urandom`` bytes, never reused."""
+        at = self._mask_at
+        if at + 4 > len(self._masks):
+            self._masks, at = os.urandom(MASK_POOL_BYTES), 0
+        self._mask_at = at + 4
+        return self._masks[at : at + 4]
 
 
 def _close_payload(code: int, reason: str) -> bytes:

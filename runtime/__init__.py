@@ -4,12 +4,14 @@ that paces real-time work, and the messages actors exchange. Imports ``protocol`
 ``actors`` or ``emulator``.
 
 The channel helpers (``deliver``, ``messages``, ``take``) are in ``runtime.wiring``; the
-message types in ``runtime.messages``.
+message types in ``runtime.messages``; ``tune_gc`` (``runtime.gc_tuning``) is the
+opt-in collector setting for processes holding many sessions.
 """
 
 import logging
 
 from runtime.clock import Pacer, paced_sleep_until, shared_pacer
+from runtime.gc_tuning import GcTuning, tune_gc
 from runtime.supervisor import (
     ActorContext,
     Backoff,
@@ -30,6 +32,7 @@ __all__ = [
     "ActorContext",
     "Backoff",
     "ChildSpec",
+    "GcTuning",
     "Intensity",
     "Pacer",
     "Restart",
@@ -39,4 +42,5 @@ __all__ = [
     "Wiring",
     "paced_sleep_until",
     "shared_pacer",
+    "tune_gc",
 ]

@@ -10,11 +10,71 @@ session; receivers then see ``trio.EndOfChannel`` once the queue is drained.
 from __future__ import annotations
 
 import math
-from typing import Generic, TypeVar
+import weakref
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
 
 import trio
 
 T = TypeVar("T")
+
+
+class _Handoff(Generic[T]):
+    """One wiring channel's inline hand-off: the synchronous handler its receiver offers
+    while it waits with nothing queued (``messages(channel, inline=...)``), which a sender
+    runs in its own task (``deliver``) instead of queuing the message and waking the
+    receiver: one task step less per message. At most one receiver offers one at a time."""
+
+    __slots__ = ("error", "handler", "scope")
+
+    def __init__(self) -> None:
+        self.handler: Callable[[T], bool] | None = None  # set only while its receiver waits
+        self.scope: trio.CancelScope | None = None  # around that wait
+        self.error: Exception | None = None  # the handler failed: its receiver raises it
+
+    async def receive(
+        self, channel: trio.MemoryReceiveChannel[T], handler: Callable[[T], bool]
+    ) -> T:
+        """``channel.receive()``, offering ``handler`` while it waits. Raises what the
+        handler raised when a sender ran it (the receiver fails as if it had run it)."""
+        if self.handler is not None:
+            raise RuntimeError("another receiver already offers an inline handler here")
+        with trio.CancelScope() as scope:
+            self.handler, self.scope = handler, scope
+            try:
+                return await channel.receive()
+            finally:
+                self.handler = self.scope = None
+        error, self.error = self.error, None
+        assert error is not None  # only a failed handler cancels this scope
+        raise error
+
+    def run(self, channel: trio.MemorySendChannel[T], message: T) -> bool:
+        """Run the waiting receiver's handler on ``message`` in this (the sender's) task,
+        if it waits with nothing queued; whether the message was handled. A handler
+        that fails is the receiver's failure: it is woken with the error, and the
+        message counts as taken (as by an actor that crashed handling it)."""
+        handler = self.handler
+        if handler is None or channel._closed:  # a closed sender raises, as send does
+            return False
+        statistics = channel.statistics()
+        if statistics.current_buffer_used or not statistics.tasks_waiting_receive:
+            return False  # queued messages go first; a receiver already woken takes it
+        self.handler = None  # a message the handler sends to this channel is queued
+        try:
+            handled = handler(message)
+        except Exception as exc:
+            self.error = exc
+            assert self.scope is not None
+            self.scope.cancel()
+            return True
+        self.handler = handler
+        return handled
+
+
+# The hand-off of each channel the wiring made, by each endpoint clone it handed out.
+_BY_SENDER: weakref.WeakKeyDictionary[Any, _Handoff[Any]] = weakref.WeakKeyDictionary()
+_BY_RECEIVER: weakref.WeakKeyDictionary[Any, _Handoff[Any]] = weakref.WeakKeyDictionary()
 
 
 class Wiring(Generic[T]):
@@ -22,6 +82,7 @@ class Wiring(Generic[T]):
         self._channels: dict[
             str, tuple[trio.MemorySendChannel[T], trio.MemoryReceiveChannel[T]]
         ] = {}
+        self._handoffs: dict[str, _Handoff[T]] = {}
         self._closed = False
         self._senders_closed = False
 
@@ -30,17 +91,23 @@ class Wiring(Generic[T]):
         if name in self._channels:
             raise ValueError(f"channel {name!r} exists already")
         self._channels[name] = trio.open_memory_channel[T](buffer)
+        self._handoffs[name] = _Handoff()
 
     def sender(self, name: str) -> trio.MemorySendChannel[T]:
         """A new send endpoint of ``name``, for one actor incarnation to own and close.
         Raises ``trio.ClosedResourceError`` after ``close_senders()``."""
         if self._senders_closed:
             raise trio.ClosedResourceError(f"channel {name!r} takes no new senders: it is ending")
-        return self._endpoints(name)[0].clone()
+        clone = self._endpoints(name)[0].clone()
+        _BY_SENDER[clone] = self._handoffs[name]
+        return clone
 
     def receiver(self, name: str) -> trio.MemoryReceiveChannel[T]:
-        """A new receive endpoint of ``name``, for one actor incarnation to own and close."""
-        return self._endpoints(name)[1].clone()
+        """A new receive endpoint of ``name``, for one actor incarnation to own and close
+        (``messages(..., inline=...)`` on it may offer an inline handler to senders)."""
+        clone = self._endpoints(name)[1].clone()
+        _BY_RECEIVER[clone] = self._handoffs[name]
+        return clone
 
     def queued(self, name: str) -> int:
         """How many messages wait in ``name``."""
@@ -82,7 +149,15 @@ async def deliver(channel: trio.MemorySendChannel[T], message: T) -> None:
     """Send ``message``; when the channel has room (every wiring channel is unbounded),
     without the scheduler round trip ``send`` always makes. When it is full, waits like
     ``send``. Unlike ``send`` it is not a checkpoint when there is room: actors' loops
-    checkpoint where they receive. Raises what ``send`` raises on closed channels."""
+    checkpoint where they receive. Raises what ``send`` raises on closed channels.
+
+    On a wiring channel whose receiver waits, with nothing queued, offering an inline
+    handler (``messages(..., inline=...)``), runs that handler here instead, in the
+    sender's task: the message is handled exactly when the receiver would have taken it
+    next, without waking it (if the handler declines it, it is queued as usual)."""
+    handoff = _BY_SENDER.get(channel)
+    if handoff is not None and handoff.handler is not None and handoff.run(channel, message):
+        return
     try:
         channel.send_nowait(message)
     except trio.WouldBlock:
@@ -93,17 +168,35 @@ class messages(Generic[T]):  # used like a function: ``async for x in messages(c
     """Iterate a receive channel, taking already-queued messages without the scheduler
     round trip ``receive`` always makes (under load, an actor then handles its whole
     backlog in one step). Waits like ``receive`` when nothing is queued, ends with the
-    channel; does not close it."""
+    channel; does not close it.
 
-    def __init__(self, channel: trio.MemoryReceiveChannel[T]) -> None:
+    ``inline``: a synchronous handler that senders may run in their own task while this
+    loop waits with nothing queued (on a channel from a ``Wiring``; see ``deliver``). It
+    returns whether it handled the message (False: nothing done, the message is queued
+    for this loop). It must do exactly what the loop's body does for that message,
+    without waiting (no checkpoint, nothing that blocks). Whatever it raises is raised
+    here, by the loop, as if the body had raised it."""
+
+    def __init__(
+        self, channel: trio.MemoryReceiveChannel[T], inline: Callable[[T], bool] | None = None
+    ) -> None:
         self._channel = channel
+        self._inline = inline
+        self._handoff: _Handoff[T] | None = None
+        if inline is not None:
+            self._handoff = _BY_RECEIVER.get(channel)
 
     def __aiter__(self) -> messages[T]:
         return self
 
     async def __anext__(self) -> T:
         try:
-            return await take(self._channel)
+            if self._handoff is None or self._inline is None:
+                return await take(self._channel)
+            try:
+                return self._channel.receive_nowait()
+            except trio.WouldBlock:
+                return await self._handoff.receive(self._channel, self._inline)
         except trio.EndOfChannel:
             raise StopAsyncIteration from None
 

@@ -8,12 +8,14 @@ import math
 import numpy as np
 import pytest
 import trio
+import trio.testing
 from PIL import Image
 from trio.testing import MockClock
 
 from actors.encoder import AudioEncoder, EncoderError, VideoEncoder, encoder
 from runtime import messages as m
 from runtime.supervisor import ActorContext
+from runtime.wiring import Wiring, deliver
 
 
 def sine(rate: int, seconds: float, freq: float, amplitude: float, channels: int = 1) -> np.ndarray:
@@ -259,3 +261,69 @@ async def test_the_end_of_speech_is_reported_once_the_audio_went_quiet(
     assert [type(r) for r in reports] == [m.SpeechEnded]  # once
     assert isinstance(reports[0], m.SpeechEnded)
     assert reports[0].timestamp == pytest.approx(1.0, abs=0.021)  # where the tone stopped
+
+
+async def run_through_encoder(
+    inputs: list[m.InternalMessage], *, wired: bool
+) -> tuple[list[m.InternalMessage], list[m.InternalMessage], int]:
+    """Feed ``inputs`` to the encoder actor, each once it waits (as capture's paced frames
+    come), over a ``Wiring`` (``wired``: its audio is encoded inline, in this task) or over
+    plain channels; (out, reports, how many inputs were handled at once, without the
+    actor's loop running)."""
+    wiring: Wiring[m.InternalMessage] = Wiring()
+    for name in ("raw", "out", "reports"):
+        wiring.add(name)
+    if wired:
+        raw_send, raw_receive = wiring.sender("raw"), wiring.receiver("raw")
+    else:
+        raw_send, raw_receive = trio.open_memory_channel[m.InternalMessage](math.inf)
+    out_receive, reports_receive = wiring.receiver("out"), wiring.receiver("reports")
+    ctx = ActorContext("encoder", 1, trio.Event(), lambda: None)
+    at_once = 0
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(
+            lambda: encoder(
+                ctx, raw=raw_receive, out=wiring.sender("out"), reports=wiring.sender("reports")
+            )
+        )
+        for message in inputs:
+            await trio.testing.wait_all_tasks_blocked()
+            await deliver(raw_send, message)
+            at_once += raw_send.statistics().tasks_waiting_receive == 1  # the loop still waits
+        await raw_send.aclose()
+        wiring.close_senders()
+        got = [message async for message in out_receive]
+        reports = [message async for message in reports_receive]
+    return got, reports, at_once
+
+
+async def test_audio_encoded_inline_in_the_senders_task_is_what_the_actor_makes() -> None:
+    signal = sine(44100, 0.5, 500, 0.3, channels=2)
+    inputs: list[m.InternalMessage] = [
+        raw(signal[i : i + 441], 44100) for i in range(0, len(signal), 441)
+    ]
+    bad = m.RawAudio(data=b"\x00", sample_rate=16000, channels=1, sample_format="s16", timestamp=0)
+    inputs[10:10] = [bad]
+    inputs.append(m.EndOfStream(source="a", timestamp=0.5))
+    inline = await run_through_encoder(inputs, wired=True)
+    queued = await run_through_encoder(inputs, wired=False)
+    assert inline[:2] == queued[:2]  # the same chunks, reports and drops, in the same order
+    assert queued[2] == 0  # over plain channels, only the actor makes output
+    assert inline[2] == len(inputs) - 1  # over the wiring, all but the end, inline
+    assert [type(x) for x in inline[1]] == [
+        m.Dropped,
+        m.SpeechEnded,
+        m.AudioStreamEnded,
+        m.EndOfStream,
+    ]
+
+
+async def test_once_video_was_seen_audio_goes_through_the_actor_again() -> None:
+    signal = sine(16000, 0.2, 500, 0.3)
+    audio: list[m.InternalMessage] = [
+        raw(signal[i : i + 320], 16000) for i in range(0, len(signal), 320)
+    ]
+    inputs = [*audio[:3], frame(64, 64), *audio[3:]]
+    got, _, at_once = await run_through_encoder(inputs, wired=True)
+    assert at_once == 3  # the audio before the picture, inline; none after it
+    assert sum(isinstance(x, m.AudioChunk) for x in got) == len(audio)

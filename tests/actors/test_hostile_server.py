@@ -232,6 +232,7 @@ async def test_endless_continuation_frames_end_at_the_fragment_limit(payload: by
 async def test_a_ping_flood_is_answered_with_a_few_pongs() -> None:
     pings = 5000
     received: list[tuple[int, bytes]] = []
+    read = trio.Event()
 
     async def script(stream: trio.SocketStream) -> None:
         flood = b"".join(rfc6455.encode_frame(rfc6455.OP_PING, b"%d" % i) for i in range(pings))
@@ -239,12 +240,15 @@ async def test_a_ping_flood_is_answered_with_a_few_pongs() -> None:
         await trio.sleep(0.5)  # real time: let every pong the client sends arrive
         await stream.send_all(rfc6455.encode_close(1000))
         received.extend(await read_client_frames(stream, pings + 1))
+        read.set()
 
     async with hostile_server(script) as url:
         async with NativeTransport(connect_timeout=5).connect(url, []) as conn:
             with trio.fail_after(10):
                 assert await conn.receive() == b"after"
                 await receive_until_closed(conn)
+        with trio.fail_after(10):  # the server reads to the end of the stream, then stops
+            await read.wait()
     pongs = [payload for opcode, payload in received if opcode == rfc6455.OP_PONG]
     assert 1 <= len(pongs) <= pings * 6 // limits.READ_SIZE + 1  # one per read at most
     assert pongs[-1] == b"%d" % (pings - 1)  # the latest ping is always answered

@@ -7,6 +7,10 @@ handshakes, protocol violations, handshake failures and timeouts.
 
 from __future__ import annotations
 
+import os
+import socket
+import struct
+
 import pytest
 import trio
 import trio.testing
@@ -14,8 +18,10 @@ from trio.testing import MockClock
 
 from actors.transport import (
     CLOSE_TIMEOUT,
+    DIRECT_WRITES_PER_YIELD,
     MAX_MESSAGE_SIZE,
     ConnectFailed,
+    NativeConnection,
     PeerProtocolViolation,
     TransportClosed,
     native_over,
@@ -301,3 +307,165 @@ async def test_a_failed_send_ends_the_connection_for_a_receiver_already_reading(
             await server.send_all(rfc6455.encode_frame(rfc6455.OP_BINARY, b"late"))
             await trio.testing.wait_all_tasks_blocked()
             assert [e.code for e in errors] == [1006]
+
+
+# --- the direct write over a real TCP socket -----------------------------------------------
+
+
+async def tcp_pair(sndbuf: int | None = None) -> tuple[trio.SocketStream, trio.SocketStream]:
+    """A connected loopback TCP pair (client, server); ``sndbuf`` shrinks the client's
+    send buffer, so that big writes are partial once the reader lags."""
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    listener = listeners[0]
+    sock = trio.socket.socket()
+    if sndbuf is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
+    await sock.connect(listener.socket.getsockname())
+    server = await listener.accept()
+    await listener.aclose()
+    return trio.SocketStream(sock), server
+
+
+async def read_messages(stream: trio.abc.Stream, count: int) -> list[bytes]:
+    """``count`` client messages, decoded by the codec's server half."""
+    ws = rfc6455.WebSocket(rfc6455.Role.SERVER, max_message_size=1 << 24)
+    out: list[bytes] = []
+    while len(out) < count:
+        data = await stream.receive_some(65536)
+        assert data, "the client closed the stream"
+        for event in ws.receive_data(bytes(data)):
+            assert isinstance(event, rfc6455.Message)
+            assert isinstance(event.data, bytes)
+            out.append(event.data)
+    return out
+
+
+def record_direct_writes(conn: NativeConnection) -> list[tuple[int, int]]:
+    """(bytes written directly, bytes asked) for each direct write ``conn`` makes."""
+    writes: list[tuple[int, int]] = []
+    inner = conn._write_nowait
+    assert inner is not None, "a plain TCP stream is written directly"
+
+    def write(data: bytes | memoryview) -> int:
+        written = inner(data)
+        writes.append((written, len(data)))
+        return written
+
+    conn._write_nowait = write
+    return writes
+
+
+async def test_partial_direct_writes_and_a_full_buffer_send_every_byte_in_order() -> None:
+    client, server = await tcp_pair(sndbuf=4096)
+    conn = NativeConnection(client)
+    writes = record_direct_writes(conn)
+    sizes = [1, 125, 126, 70_000, 3, 200_000, 65_536, 17, 150_000, 5] * 2
+    sent = [bytes([i % 251]) * size for i, size in enumerate(sizes)]
+    async with client, server, trio.open_nursery() as nursery:
+        received: list[bytes] = []
+
+        async def reader() -> None:
+            await trio.sleep(0.2)  # a late reader: the buffers fill, writes come up short
+            received.extend(await read_messages(server, len(sent)))
+
+        nursery.start_soon(reader)
+        for message in sent:
+            await conn.send(message)
+    assert received == sent
+    assert any(0 < written < asked for written, asked in writes), "some writes were partial"
+    assert any(written == asked for written, asked in writes), "some went at once"
+
+
+async def test_a_write_that_finds_the_buffer_full_waits_for_room_then_goes_whole() -> None:
+    client, server = await tcp_pair(sndbuf=4096)
+    conn = NativeConnection(client)
+    writes = record_direct_writes(conn)
+    filler = 0
+    while True:  # fill the socket's buffers (the server reads nothing yet)
+        try:
+            filler += os.write(client.socket.fileno(), b"\xff" * 4096)
+        except BlockingIOError:
+            break
+    async with client, server, trio.open_nursery() as nursery:
+        received: list[bytes] = []
+
+        async def reader() -> None:
+            await trio.testing.wait_all_tasks_blocked()  # the send waits for room
+            junk = 0
+            while junk < filler:
+                junk += len(await server.receive_some(filler - junk))
+            received.extend(await read_messages(server, 1))
+
+        nursery.start_soon(reader)
+        await conn.send(b"whole")
+    assert writes == [(0, len(rfc6455.WebSocket(rfc6455.Role.CLIENT).send_message(b"whole")))]
+    assert received == [b"whole"]
+
+
+async def test_a_cancelled_send_writes_nothing_and_the_next_one_goes_whole() -> None:
+    client, server = await tcp_pair()
+    conn = NativeConnection(client)
+    async with client, server:
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await conn.send(b"never")
+        assert scope.cancelled_caught
+        await conn.send(b"after")
+        assert await read_messages(server, 1) == [b"after"]
+
+
+async def test_back_to_back_direct_writes_still_let_other_tasks_run() -> None:
+    client, server = await tcp_pair()
+    conn = NativeConnection(client)
+    turns = 0
+
+    async def other() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await trio.lowlevel.checkpoint()
+
+    async with client, server, trio.open_nursery() as nursery:
+        nursery.start_soon(other)
+        await trio.lowlevel.checkpoint()  # ``other`` has started
+        before = turns
+        for _ in range(10 * DIRECT_WRITES_PER_YIELD):
+            await conn.send(b"x" * 100)
+        assert turns - before >= 9  # one turn at least every DIRECT_WRITES_PER_YIELD sends
+        assert await read_messages(server, 10 * DIRECT_WRITES_PER_YIELD) == [b"x" * 100] * (
+            10 * DIRECT_WRITES_PER_YIELD
+        )
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_direct_write_to_a_reset_connection_ends_it_with_1006() -> None:
+    client, server = await tcp_pair()
+    conn = NativeConnection(client)
+    async with client:
+        server.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        await server.aclose()  # an RST: the next writes fail
+
+        async def send_until_it_fails() -> None:
+            for _ in range(100):
+                await conn.send(b"x")
+                await trio.sleep(0.01)
+
+        with pytest.raises(TransportClosed, match="sending failed") as info:
+            await send_until_it_fails()
+        assert info.value.code == 1006
+        with pytest.raises(TransportClosed):  # and stays ended
+            await conn.send(b"x")
+
+
+async def test_a_send_on_a_closed_socket_is_1006_and_writes_to_no_other_descriptor() -> None:
+    client, server = await tcp_pair()
+    conn = NativeConnection(client)
+    async with server:
+        await client.aclose()
+        other_client, other_server = await tcp_pair()  # may reuse the closed descriptor
+        async with other_client, other_server:
+            with pytest.raises(TransportClosed) as info:
+                await conn.send(b"stray")
+            assert info.value.code == 1006
+            with trio.move_on_after(0.05):
+                assert await other_server.receive_some(100) == b"", "nothing written there"

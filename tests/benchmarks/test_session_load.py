@@ -8,6 +8,8 @@ ways through each client. The peers' venvs come from `make peers` (`make test` b
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -111,3 +113,53 @@ def test_measured_costs_replace_the_priors_for_planning() -> None:
     assert costs.predict("pipecat", 10) == pytest.approx(0.1)  # the lowest level above
     plan = plan_level(["pipecat"], 100, costs)
     assert plan.skipped == {}
+
+
+def test_the_gc_variant_is_ours_with_the_collector_tuned() -> None:
+    result = session_load.run(
+        variants=["ours-gc"],
+        levels=[2],
+        reps=1,
+        window=2.0,
+        warmup=1.0,
+        mode="together",
+        quiet_wait=0.0,
+        echo=False,
+    )
+    (row,) = result["runs"]
+    assert row["variant"] == "ours/gc"
+    assert row["errors"] == []
+    assert row["sessions_failed"] == 0
+    assert row["audio_messages_sent"] > 0
+    assert row["audio_messages_delivered"] > 0
+
+
+def test_a_baseline_checkout_runs_as_a_variant_of_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tree = tmp_path / "baseline"  # a checkout of its own: the code, not the tests or peers
+    shutil.copytree(
+        session_load.ROOT,
+        tree,
+        ignore=shutil.ignore_patterns(".*", "peers", "docs", "tests", "__pycache__", "*.egg-info"),
+    )
+    (tree / "peers").mkdir()
+    shutil.copy(session_load.ROOT / "peers" / "loadlib.py", tree / "peers" / "loadlib.py")
+    variant = session_load.baseline_variant(tree)
+    monkeypatch.setitem(session_load.VARIANTS, "baseline", variant)
+    result = session_load.run(
+        variants=["baseline"],
+        levels=[2],
+        reps=1,
+        window=2.0,
+        warmup=1.0,
+        mode="together",
+        quiet_wait=0.0,
+        echo=False,
+    )
+    (row,) = result["runs"]
+    assert row["variant"] == "ours@baseline"  # named by the parent, not by its own script
+    assert row["errors"] == []
+    assert row["sessions_failed"] == 0
+    assert row["audio_messages_sent"] > 0
+    assert dict(variant.environment) == {"PYTHONPATH": str(tree.resolve())}

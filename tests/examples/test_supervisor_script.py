@@ -219,6 +219,31 @@ def test_text_turns_one_after_another(tmp_path: Path) -> None:
     assert "done: 2 turn(s), 1 tool call(s)" in result.stdout
 
 
+def test_tune_gc_tunes_once_the_session_is_up_and_undoes_it_at_the_end(tmp_path: Path) -> None:
+    preload = (
+        "import atexit, gc, actors\n"
+        "tune = actors.tune_gc\n"
+        "def noted(*args, **kwargs):\n"
+        "    tuning = tune(*args, **kwargs)\n"
+        "    print('tuned', gc.get_threshold(), tuning.frozen > 1000, flush=True)\n"
+        "    return tuning\n"
+        "actors.tune_gc = noted\n"
+        "atexit.register(lambda: print('at exit', gc.get_threshold(), gc.get_freeze_count()))\n"
+    )
+    result = run_example(
+        "supervisor",
+        tmp_path,
+        "--tune-gc",
+        *("--text", "What's the weather like in Paris today?"),
+        *("--quiet", "0.5", "--fast", "--scenario", str(fast_scenario(tmp_path))),
+        preload=preload,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "tuned (50000, 50, 100) True" in result.stdout
+    assert "done: 1 turn(s), 1 tool call(s)" in result.stdout
+    assert "at exit (700, 10, 10) 0" in result.stdout
+
+
 def test_events_are_written_line_by_line_as_they_happen(tmp_path: Path) -> None:
     # Issue 14: the events file was written at exit only: a killed run left it empty.
     events = tmp_path / "events.jsonl"

@@ -12,6 +12,7 @@ import pytest
 from protocol import limits
 from protocol.errors import LocalProtocolError, RemoteProtocolError
 from protocol.websocket import (
+    MASK_POOL_BYTES,
     OP_BINARY,
     OP_CLOSE,
     OP_CONTINUATION,
@@ -109,6 +110,35 @@ def test_only_a_client_masks() -> None:
     client, server = pair()
     assert client.send_message(b"hi")[1] & 0x80
     assert server.send_message(b"hi") == b"\x82\x02hi"
+
+
+def test_masks_are_fresh_per_frame_and_drawn_from_urandom_in_batches(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    draws: list[int] = []
+    real_urandom = os.urandom
+
+    def urandom(size: int) -> bytes:
+        draws.append(size)
+        return real_urandom(size)
+
+    monkeypatch.setattr(os, "urandom", urandom)
+    client, server = pair()
+    frames = MASK_POOL_BYTES // 4 + 1  # one past the first pool
+    sent = [client.send_message(b"%d" % i) for i in range(frames - 1)]
+    sent.append(client.close(1000))
+    masks = [frame[2:6] for frame in sent]
+    assert len(set(masks)) > frames * 0.99  # 32 random bits: a repeat is rare, never systematic
+    assert draws == [MASK_POOL_BYTES, MASK_POOL_BYTES]
+    received = deliver(b"".join(sent), server)
+    assert received[:-1] == [Message(b"%d" % i) for i in range(frames - 1)]
+    assert received[-1] == Close(1000, "")
+
+
+def test_two_connections_draw_masks_of_their_own() -> None:
+    one, two = pair()[0], pair()[0]
+    masks = {w.send_message(b"x")[2:6] for w in (one, two) for _ in range(100)}
+    assert len(masks) > 198  # not the same pool: a repeat of 32 random bits is rare
 
 
 @pytest.mark.parametrize("closer", ["client", "server"])
