@@ -14,6 +14,9 @@ are in ``actors.limits``; the runtime they run on (supervisor, wiring, clock, me
 is the ``runtime`` package.
 """
 
+from actors.browser_capture import BrowserAudioSource, BrowserVideoSource
+from actors.browser_playout import BrowserSink
+from actors.browser_session import BrowserSocket, serve_browser
 from actors.capture import (
     ArraySource,
     AudioDeviceUnavailable,
@@ -85,6 +88,10 @@ from runtime.gc_tuning import GcTuning, tune_gc
 __all__ = [
     "ArraySource",
     "AudioDeviceUnavailable",
+    "BrowserAudioSource",
+    "BrowserSink",
+    "BrowserSocket",
+    "BrowserVideoSource",
     "BuiltinTool",
     "CallableSource",
     "Capabilities",
@@ -152,6 +159,7 @@ __all__ = [
     "event_name",
     "event_record",
     "mint_token",
+    "serve_browser",
     "tool",
     "tune_gc",
 ]
