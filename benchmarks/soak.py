@@ -284,6 +284,21 @@ async def one_session(
             problems.append(f"audio: {len(wire.audio)} of {pushed} chunks written")
         history = live.chat_ctx_copy()
 
+    problems += session_problems(seen, wire, runs, completed, config.turns, pushed, history)
+    record(report, index, seen, wire, completed, hit, problems)
+
+
+def session_problems(
+    seen: list[m.InternalMessage | ResponseContent],
+    wire: Wire,
+    runs: int,
+    completed: int,
+    turns: int,
+    pushed: int,
+    history: Sequence[m.ChatTurn],
+) -> list[str]:
+    """The per-session invariants a finished session broke (none: an empty list)."""
+    problems: list[str] = []
     calls = [e.call_id for e in seen if isinstance(e, m.ToolCallRequested)]
     cancelled = {c for e in seen if isinstance(e, m.ToolCallsCancelled) for c in e.call_ids}
     wrong = {c: wire.answered[c] for c in calls if wire.answered[c] != (c not in cancelled)}
@@ -291,8 +306,8 @@ async def one_session(
         problems.append(f"tool answers not exactly once: {wrong}")
     if runs != len(calls):
         problems.append(f"{len(calls)} tool calls, {runs} runs")
-    if completed != config.turns:
-        problems.append(f"{completed} of {config.turns} turns completed")
+    if completed != turns:
+        problems.append(f"{completed} of {turns} turns completed")
     expected = [i % 100 for i in range(pushed)]
     if wire.audio != expected[: len(wire.audio)] or len(wire.audio) != pushed:
         gaps = sum(
@@ -306,6 +321,20 @@ async def one_session(
     if order != sorted(order) or len(order) != len(set(order)):
         problems.append(f"history out of order: {order}")
 
+    return problems
+
+
+def record(
+    report: SoakReport,
+    index: int,
+    seen: list[m.InternalMessage | ResponseContent],
+    wire: Wire,
+    completed: int,
+    hit: list[str],
+    problems: list[str],
+) -> None:
+    """Add one finished session (its faults, recoveries and violations) to ``report``."""
+    calls = [e.call_id for e in seen if isinstance(e, m.ToolCallRequested)]
     reconnects = sum(isinstance(e, m.Reconnected) for e in seen)
     restarts = sum(isinstance(e, m.ActorRestarting) for e in seen)
     report.sessions += 1
