@@ -524,6 +524,8 @@ def run(
 ) -> dict[str, Any]:
     """Every level ``reps`` times, interleaved (all levels, then all again); returns the
     runs, the plans and the summary (see ``benchmarks/session_report.py``)."""
+    # Long because the loop reads in the order the run happens (plan, wait for a quiet
+    # machine, each group, record), and the settings written to results.json are listed.
     from benchmarks import session_report
 
     costs = Costs()
