@@ -132,6 +132,10 @@ class SessionDriver:
         constraints = token.constraints if token is not None else None
         self.session = ServerSession(service_rules(handshake, services.scenario), constraints)
         self.interrupt = trio.Event()  # set on barge-in; a new one for every reply
+        # A reply to a user turn is counted in the stats once its turnComplete is written,
+        # not once its last step ran: a client may leave on turnComplete, before the
+        # resumption update that follows it can be sent.
+        self._turn_uncounted = False
         self._turn_ready = trio.Event()  # a user turn or a result reply waits
         self._calls_answered = trio.Event()  # also set on barge-in: wakes a tool wait
         self._notice_ready = trio.Event()  # voiceActivity to report (in TurnTaking)
@@ -340,9 +344,15 @@ class SessionDriver:
             return
         turn = self._player.next_turn()
         text = user_turn.text if user_turn.text and user_turn.text.strip() else turn.user
+        self._turn_uncounted = True
         await self._play(self._player.reply(turn, text, spoken=user_turn.spoken))
-        self.services.stats.turns += 1
+        self._count_turn()
         await self._apply_faults("turn-end")
+
+    def _count_turn(self) -> None:
+        if self._turn_uncounted:
+            self._turn_uncounted = False
+            self.services.stats.turns += 1
 
     async def _result_reply(self, result: ResultReply) -> None:
         assert self._player is not None
@@ -382,6 +392,9 @@ class SessionDriver:
     async def _perform_step(self, step: Step) -> None:
         if isinstance(step, Send):
             await self.send(step.message)
+            content = step.message.server_content
+            if content is not None and content.turn_complete:
+                self._count_turn()
         elif isinstance(step, Pause):
             await self._pause(step.seconds)
         elif isinstance(step, PaceUntil):
