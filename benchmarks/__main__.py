@@ -13,6 +13,7 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,24 @@ from benchmarks import barge_in, codec, emulator_load, plot, session_load, sessi
 
 RESULTS = Path(__file__).with_name("results.json")
 PARTS = ("codec", "barge_in", "emulator_load", "session_load")
+# The parts that run with --quick alone and print one table: heading, run, print.
+SIMPLE_PARTS: dict[str, tuple[str, Callable[..., Any], Callable[[Any], None]]] = {
+    "codec": (
+        "codec: ours vs google-genai, per message (median over rounds, p10-p90)",
+        codec.run,
+        codec.print_table,
+    ),
+    "barge_in": (
+        "barge-in: from `interrupted` arriving to the last audio handed to the sink",
+        barge_in.run,
+        barge_in.print_table,
+    ),
+    "emulator_load": (
+        "emulator load: N real-time audio sessions, emulator pinned to one core",
+        emulator_load.run,
+        emulator_load.print_table,
+    ),
+}
 
 
 def _commit() -> str:
@@ -53,24 +72,13 @@ def main() -> int:
     environment = _environment(args)  # before this run writes results.json and the plot
 
     results: dict[str, Any] = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    if "codec" in parts:
-        print("== codec: ours vs google-genai, per message (median over rounds, p10-p90) ==")
-        codec_results = codec.run(quick=args.quick)
-        codec.print_table(codec_results)
-        results["codec"] = codec_results
-        print()
-    if "barge_in" in parts:
-        print("== barge-in: from `interrupted` arriving to the last audio handed to the sink ==")
-        barge = barge_in.run(quick=args.quick)
-        barge_in.print_table(barge)
-        results["barge_in"] = barge
-        print()
-    if "emulator_load" in parts:
-        print("== emulator load: N real-time audio sessions, emulator pinned to one core ==")
-        load_results = emulator_load.run(quick=args.quick)
-        emulator_load.print_table(load_results)
-        results["emulator_load"] = load_results
-        print()
+    for part, (heading, run, print_table) in SIMPLE_PARTS.items():
+        if part in parts:
+            print(f"== {heading} ==")
+            measured = run(quick=args.quick)
+            print_table(measured)
+            results[part] = measured
+            print()
     if "session_load" in parts:
         print("== session load: N real-time sessions per client, every client measured alike ==")
         sessions = session_load.run(**session_load.options(args, quick=args.quick))
