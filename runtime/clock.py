@@ -6,24 +6,44 @@ work the sleep paces. The pacer keeps one heap of sleepers and one timer task th
 on a grid of ``quantum`` seconds, every sleeper that is due. A sleep may end up to one
 quantum late; the load benchmarks measure lateness against exact schedules, so that shows.
 
+The timer can also call a function at a deadline (``call_at``) instead of waking a task:
+paced work that cannot block (a frame from memory or a file handed on through inline
+hand-offs) then costs no task step at all, and every session due in the same quantum is
+served in one step of the timer task.
+
 The emulator runs its own ``Pacer``; capture and playout share one per ``trio.run``
 (``shared_pacer()``), whose timer is a system task started on first use.
 """
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
+from collections.abc import Callable
 
 import trio
 
 _SHARED: trio.lowlevel.RunVar[Pacer] = trio.lowlevel.RunVar("shared_pacer")
 
 
+class Timer:
+    """A call scheduled by ``Pacer.call_at``; ``cancel()`` it before it runs to drop it."""
+
+    __slots__ = ("callback", "cancelled", "failed")
+
+    def __init__(self, callback: Callable[[], None], failed: Callable[[Exception], None]) -> None:
+        self.callback, self.failed = callback, failed
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
 class Pacer:
     def __init__(self, quantum: float = 0.002) -> None:
         self.quantum = quantum
-        self._heap: list[tuple[float, int, trio.lowlevel.Task]] = []
+        self._heap: list[tuple[float, int, trio.lowlevel.Task | Timer]] = []
         self._cancelled: set[int] = set()
         self._order = itertools.count()
         self._timer_moved = trio.Event()
@@ -46,17 +66,39 @@ class Pacer:
 
         await trio.lowlevel.wait_task_rescheduled(abort)
 
+    def call_at(
+        self,
+        deadline: float,
+        callback: Callable[[], None],
+        failed: Callable[[Exception], None],
+    ) -> Timer:
+        """Call ``callback()`` in the timer task once ``deadline`` (trio's clock) has come,
+        at most one quantum late (at the next tick when it has come already). It must not
+        block or wait (it runs in no task of its own: it may use ``*_nowait`` calls and
+        ``trio.lowlevel.reschedule``); if it raises, ``failed(error)`` is called with the
+        error (the owner's to handle; the timer goes on). Calling order among calls due
+        in the same tick: by deadline, then by scheduling order."""
+        timer = Timer(callback, failed)
+        earliest = self._heap[0][0] if self._heap else None
+        heapq.heappush(self._heap, (deadline, next(self._order), timer))
+        if earliest is None or deadline < earliest:
+            self._timer_moved.set()
+        return timer
+
     async def run(self) -> None:
         """The timer task; run it for as long as sleepers may come."""
         while True:
             now = trio.current_time()
             heap = self._heap
             while heap and heap[0][0] <= now:
-                _, key, task = heapq.heappop(heap)
-                if key in self._cancelled:
+                _, key, due = heapq.heappop(heap)
+                if type(due) is Timer:
+                    if not due.cancelled:
+                        _call(due)
+                elif key in self._cancelled:
                     self._cancelled.discard(key)
                 else:
-                    trio.lowlevel.reschedule(task)
+                    trio.lowlevel.reschedule(due)
             self._timer_moved = trio.Event()
             if heap:
                 # At least one quantum apart, so one wakeup serves every sleeper due by then.
@@ -65,6 +107,14 @@ class Pacer:
                     await self._timer_moved.wait()
             else:
                 await self._timer_moved.wait()
+
+
+def _call(timer: Timer) -> None:
+    try:
+        timer.callback()
+    except Exception as exc:
+        with contextlib.suppress(Exception):  # the owner's handler failed: its task is gone
+            timer.failed(exc)
 
 
 def shared_pacer() -> Pacer:

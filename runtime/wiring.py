@@ -19,24 +19,40 @@ import trio
 T = TypeVar("T")
 
 
+class Wake:
+    """The type of ``WAKE``."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "WAKE"
+
+
+# An inline handler's third answer: handled, and wake the receiver with no message (it
+# left work for the receiver's own task: ``receive_or_wake`` returns None to it once).
+WAKE = Wake()
+
+
 class _Handoff(Generic[T]):
     """One wiring channel's inline hand-off: the synchronous handler its receiver offers
     while it waits with nothing queued (``messages(channel, inline=...)``), which a sender
     runs in its own task (``deliver``) instead of queuing the message and waking the
     receiver: one task step less per message. At most one receiver offers one at a time."""
 
-    __slots__ = ("error", "handler", "scope")
+    __slots__ = ("error", "handler", "scope", "woken")
 
     def __init__(self) -> None:
-        self.handler: Callable[[T], bool] | None = None  # set only while its receiver waits
+        self.handler: Callable[[T], bool | Wake] | None = None  # only while its receiver waits
         self.scope: trio.CancelScope | None = None  # around that wait
         self.error: Exception | None = None  # the handler failed: its receiver raises it
+        self.woken = False  # the handler answered WAKE: its receiver returns None
 
     async def receive(
-        self, channel: trio.MemoryReceiveChannel[T], handler: Callable[[T], bool]
-    ) -> T:
-        """``channel.receive()``, offering ``handler`` while it waits. Raises what the
-        handler raised when a sender ran it (the receiver fails as if it had run it)."""
+        self, channel: trio.MemoryReceiveChannel[T], handler: Callable[[T], bool | Wake]
+    ) -> T | None:
+        """``channel.receive()``, offering ``handler`` while it waits; None when the
+        handler answered ``WAKE``. Raises what the handler raised when a sender ran it
+        (the receiver fails as if it had run it)."""
         if self.handler is not None:
             raise RuntimeError("another receiver already offers an inline handler here")
         with trio.CancelScope() as scope:
@@ -45,8 +61,11 @@ class _Handoff(Generic[T]):
                 return await channel.receive()
             finally:
                 self.handler = self.scope = None
+        if self.woken:
+            self.woken = False
+            return None
         error, self.error = self.error, None
-        assert error is not None  # only a failed handler cancels this scope
+        assert error is not None  # only a failed or waking handler cancels this scope
         raise error
 
     def run(self, channel: trio.MemorySendChannel[T], message: T) -> bool:
@@ -68,8 +87,13 @@ class _Handoff(Generic[T]):
             assert self.scope is not None
             self.scope.cancel()
             return True
+        if handled is WAKE:  # nothing more inline until the receiver has run
+            self.woken = True
+            assert self.scope is not None
+            self.scope.cancel()
+            return True
         self.handler = handler
-        return handled
+        return handled is True
 
 
 # The hand-off of each channel the wiring made, by each endpoint clone it handed out.
@@ -155,13 +179,21 @@ async def deliver(channel: trio.MemorySendChannel[T], message: T) -> None:
     handler (``messages(..., inline=...)``), runs that handler here instead, in the
     sender's task: the message is handled exactly when the receiver would have taken it
     next, without waking it (if the handler declines it, it is queued as usual)."""
+    try:
+        deliver_nowait(channel, message)
+    except trio.WouldBlock:
+        await channel.send(message)
+
+
+def deliver_nowait(channel: trio.MemorySendChannel[T], message: T) -> None:
+    """``deliver`` without ever waiting, for synchronous code (inline handlers, clock
+    callbacks): runs the receiver's inline handler or queues ``message``. Raises
+    ``trio.WouldBlock`` when the channel is full (never on an unbounded one), and what
+    ``send_nowait`` raises on closed channels."""
     handoff = _BY_SENDER.get(channel)
     if handoff is not None and handoff.handler is not None and handoff.run(channel, message):
         return
-    try:
-        channel.send_nowait(message)
-    except trio.WouldBlock:
-        await channel.send(message)
+    channel.send_nowait(message)
 
 
 class messages(Generic[T]):  # used like a function: ``async for x in messages(c)``
@@ -173,12 +205,15 @@ class messages(Generic[T]):  # used like a function: ``async for x in messages(c
     ``inline``: a synchronous handler that senders may run in their own task while this
     loop waits with nothing queued (on a channel from a ``Wiring``; see ``deliver``). It
     returns whether it handled the message (False: nothing done, the message is queued
-    for this loop). It must do exactly what the loop's body does for that message,
+    for this loop; ``WAKE`` is for ``receive_or_wake`` only: here it counts as handled).
+    It must do exactly what the loop's body does for that message,
     without waiting (no checkpoint, nothing that blocks). Whatever it raises is raised
     here, by the loop, as if the body had raised it."""
 
     def __init__(
-        self, channel: trio.MemoryReceiveChannel[T], inline: Callable[[T], bool] | None = None
+        self,
+        channel: trio.MemoryReceiveChannel[T],
+        inline: Callable[[T], bool | Wake] | None = None,
     ) -> None:
         self._channel = channel
         self._inline = inline
@@ -193,12 +228,33 @@ class messages(Generic[T]):  # used like a function: ``async for x in messages(c
         try:
             if self._handoff is None or self._inline is None:
                 return await take(self._channel)
-            try:
-                return self._channel.receive_nowait()
-            except trio.WouldBlock:
-                return await self._handoff.receive(self._channel, self._inline)
+            while True:
+                try:
+                    return self._channel.receive_nowait()
+                except trio.WouldBlock:
+                    message = await self._handoff.receive(self._channel, self._inline)
+                if message is not None:
+                    return message
         except trio.EndOfChannel:
             raise StopAsyncIteration from None
+
+
+async def receive_or_wake(
+    channel: trio.MemoryReceiveChannel[T], inline: Callable[[T], bool | Wake]
+) -> T | None:
+    """The next message of ``channel`` (a ``Wiring`` channel), offering ``inline`` to
+    senders while it waits with nothing queued (as ``messages(..., inline=...)``); None
+    when a sender ran ``inline`` and it answered ``WAKE``: it handled the message but
+    left work for this task (e.g. the rest of a partial write). Raises
+    ``trio.EndOfChannel`` when the channel ends, and what ``inline`` raised in a sender."""
+    try:
+        return channel.receive_nowait()
+    except trio.WouldBlock:
+        pass
+    handoff = _BY_RECEIVER.get(channel)
+    if handoff is None:
+        return await channel.receive()
+    return await handoff.receive(channel, inline)
 
 
 async def take(channel: trio.MemoryReceiveChannel[T]) -> T:

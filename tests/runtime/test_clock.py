@@ -66,3 +66,43 @@ async def test_a_sleep_can_be_cancelled_and_past_deadlines_return_at_once(
         await pacer.sleep_until(trio.current_time() + 0.02)  # the cancelled one is skipped
         assert trio.current_time() == pytest.approx(before + 0.02, abs=0.0021)
         nursery.cancel_scope.cancel()
+
+
+async def test_calls_at_deadlines_run_in_order_never_early_and_failures_go_to_their_owner(
+    autojump_clock: MockClock,
+) -> None:
+    pacer = Pacer(quantum=0.002)
+    calls: list[tuple[str, float, float]] = []
+    failures: list[Exception] = []
+
+    def call(name: str, deadline: float) -> None:
+        calls.append((name, deadline, trio.current_time()))
+        if name == "fails":
+            raise ValueError("a failing callback")
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(pacer.run)
+        await trio.sleep(0.001)
+        start = trio.current_time()
+        for name, offset in [("c", 0.030), ("a", 0.010), ("fails", 0.015), ("b", 0.0101)]:
+            deadline = start + offset
+            pacer.call_at(deadline, lambda n=name, d=deadline: call(n, d), failures.append)
+        dropped = pacer.call_at(start + 0.02, lambda: call("dropped", 0.0), failures.append)
+        dropped.cancel()
+        chained: list[float] = []
+
+        def again() -> None:  # a paced source: each call schedules the next
+            chained.append(trio.current_time())
+            if len(chained) < 5:
+                pacer.call_at(start + 0.02 * len(chained), again, failures.append)
+
+        pacer.call_at(start, again, failures.append)
+        await trio.sleep(0.2)
+        nursery.cancel_scope.cancel()
+    assert [name for name, _, _ in calls] == ["a", "b", "fails", "c"]
+    for _, deadline, at in calls:
+        assert deadline <= at <= deadline + 0.002 + 1e-9
+    assert [str(f) for f in failures] == ["a failing callback"]
+    assert len(chained) == 5
+    for k, at in enumerate(chained):
+        assert start + 0.02 * k <= at <= start + 0.02 * k + 0.002 + 1e-9

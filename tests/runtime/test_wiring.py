@@ -10,7 +10,7 @@ import pytest
 import trio
 import trio.testing
 
-from runtime.wiring import Wiring, deliver, messages
+from runtime.wiring import WAKE, Wake, Wiring, deliver, deliver_nowait, messages, receive_or_wake
 
 
 def wired(buffer: float = math.inf) -> Wiring[int]:
@@ -201,3 +201,68 @@ async def test_channels_not_from_a_wiring_and_loops_without_a_handler_queue_as_e
         await deliver(send, 1)
         await send.aclose()
     assert seen == [1]
+
+
+async def test_deliver_nowait_runs_the_handler_or_queues_and_never_waits() -> None:
+    wiring = wired()
+    send, receive = wiring.sender("c"), wiring.receiver("c")
+    handled: list[int] = []
+
+    def inline(message: int) -> bool:
+        handled.append(message)
+        return True
+
+    deliver_nowait(send, 1)  # nobody waits: queued
+    async with trio.open_nursery() as nursery:
+
+        async def loop() -> None:
+            async for message in messages(receive, inline=inline):
+                handled.append(-message)
+
+        nursery.start_soon(loop)
+        await trio.testing.wait_all_tasks_blocked()
+        deliver_nowait(send, 2)  # the loop waits: run here
+        assert handled == [-1, 2]
+        send.close()
+        wiring.close()
+    bounded = wired(buffer=1)
+    full = bounded.sender("c")
+    deliver_nowait(full, 1)
+    with pytest.raises(trio.WouldBlock):
+        deliver_nowait(full, 2)
+
+
+async def test_a_handler_answering_wake_wakes_the_receiver_with_no_message() -> None:
+    wiring = wired()
+    send, receive = wiring.sender("c"), wiring.receiver("c")
+    got: list[int | None] = []
+    inline_calls: list[int] = []
+
+    def inline(message: int) -> bool | Wake:
+        inline_calls.append(message)
+        return WAKE if message == 2 else True
+
+    async with trio.open_nursery() as nursery:
+
+        async def loop() -> None:
+            while True:
+                try:
+                    got.append(await receive_or_wake(receive, inline))
+                except trio.EndOfChannel:
+                    return
+
+        nursery.start_soon(loop)
+        await trio.testing.wait_all_tasks_blocked()
+        await deliver(send, 1)
+        assert got == []
+        assert inline_calls == [1]
+        await deliver(send, 2)  # handled, and the receiver is woken
+        await deliver(send, 3)  # nothing inline until the receiver has run: queued
+        assert inline_calls == [1, 2]
+        await trio.testing.wait_all_tasks_blocked()
+        assert got == [None, 3]
+        await deliver(send, 4)
+        assert inline_calls == [1, 2, 4]
+        send.close()
+        wiring.close()
+    assert got == [None, 3]
