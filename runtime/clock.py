@@ -92,7 +92,7 @@ class Pacer:
             heap = self._heap
             while heap and heap[0][0] <= now:
                 _, key, due = heapq.heappop(heap)
-                if type(due) is Timer:
+                if isinstance(due, Timer):
                     if not due.cancelled:
                         _call(due)
                 elif key in self._cancelled:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import trio
 from trio.testing import MockClock
@@ -86,7 +88,7 @@ async def test_calls_at_deadlines_run_in_order_never_early_and_failures_go_to_th
         start = trio.current_time()
         for name, offset in [("c", 0.030), ("a", 0.010), ("fails", 0.015), ("b", 0.0101)]:
             deadline = start + offset
-            pacer.call_at(deadline, lambda n=name, d=deadline: call(n, d), failures.append)
+            pacer.call_at(deadline, functools.partial(call, name, deadline), failures.append)
         dropped = pacer.call_at(start + 0.02, lambda: call("dropped", 0.0), failures.append)
         dropped.cancel()
         chained: list[float] = []

@@ -247,9 +247,10 @@ async def test_a_handler_answering_wake_wakes_the_receiver_with_no_message() -> 
         async def loop() -> None:
             while True:
                 try:
-                    got.append(await receive_or_wake(receive, inline))
+                    message = await receive_or_wake(receive, inline)
                 except trio.EndOfChannel:
                     return
+                got.append(message)
 
         nursery.start_soon(loop)
         await trio.testing.wait_all_tasks_blocked()
