@@ -82,6 +82,7 @@ from actors.errors import (
 )
 from actors.transport import (
     Connection,
+    DirectConnection,
     PeerProtocolViolation,
     Transport,
     TransportClosed,
@@ -93,7 +94,7 @@ from runtime import messages as m
 from runtime.audio import INPUT_BYTES_PER_SECOND, INPUT_MIME
 from runtime.drops import DropCounter
 from runtime.supervisor import ActorContext, Backoff
-from runtime.wiring import deliver, take
+from runtime.wiring import WAKE, Wake, deliver, receive_or_wake, take
 
 log = logging.getLogger("gemini_live.link")  # the library never prints: it logs
 
@@ -575,6 +576,11 @@ class ConnectionRun:
         self.seed: list[wire.ClientMessage] = []  # history first, when not resumed
         self._ended: Ended | None = None
         self._serving: trio.CancelScope | None = None
+        # Sending inline (``_send_now``) needs a connection that writes straight to its
+        # socket; ``_held``: it holds the rest of the outbox's ``unsent_frame``.
+        self._direct = conn if isinstance(conn, DirectConnection) and conn.writes_directly else None
+        self._held = False
+        self._audio_limit = int(link.options.audio_buffer_seconds * INPUT_BYTES_PER_SECOND)
 
     async def run(self, pump: _Pump) -> Ended:
         if self.handle is None:
@@ -804,12 +810,18 @@ class ConnectionRun:
     async def _send_loop(self) -> None:
         """Send queued messages in order, then each new one as it comes; a message leaves
         the outbox only once written (cancelled mid-send, it stays for the next
-        connection)."""
+        connection). While it waits with nothing queued, the sender may write an audio
+        chunk or video frame itself (``_send_now``)."""
         link, outbox = self.link, self.link.state.outbox
         try:
             while True:
                 if outbox.unsent_frame is not None:
-                    await self.conn.send(outbox.unsent_frame)  # checked and recorded already
+                    if self._held:  # ``_send_now`` wrote part of it: the rest goes now
+                        assert self._direct is not None
+                        await self._direct.flush()
+                        self._held = False
+                    else:
+                        await self.conn.send(outbox.unsent_frame)  # checked, recorded already
                     if outbox.unsent_rest:
                         outbox.unsent_frame = outbox.unsent_rest.pop(0)
                     else:
@@ -827,10 +839,16 @@ class ConnectionRun:
                 elif link.outgoing_ended:
                     await trio.sleep_forever()
                 else:
+                    message: m.InternalMessage | None
                     try:
-                        message = await take(link.outgoing)
+                        if self._direct is None:
+                            message = await take(link.outgoing)
+                        else:
+                            message = await receive_or_wake(link.outgoing, self._send_now)
                     except trio.EndOfChannel:
                         link.outgoing_ended = True
+                        continue
+                    if message is None:  # sent by ``_send_now``, but for the rest it held
                         continue
                     await link.queue(message)
                     restart = self._restart()
@@ -841,6 +859,46 @@ class ConnectionRun:
             # the same moment: let it say so, and fall back on the write's error.
             await trio.sleep(limits.SEND_FAILURE_GRACE)
             self._end(_closed(exc))
+
+    def _send_now(self, message: m.InternalMessage) -> bool | Wake:
+        """The send loop's work for one audio chunk or video frame, in the sender's task
+        (an inline handler: ``receive_or_wake``), when nothing waits to go before it:
+        queued, encoded and recorded by the session exactly as the loop does, then
+        written straight to the socket (``send_nowait``); it leaves the outbox once
+        written whole. When only part of it fit, the connection holds the rest: ``WAKE``,
+        and the loop writes it (the message stays the outbox's head until then, so a
+        connection lost meanwhile sends it again on the next). Declines (False, nothing
+        done) any other message, and any while something is queued, unsent or unreported,
+        or a restart is wanted (the loop checks for one after each message). Raises
+        ``TransportClosed`` (in the loop) when the connection has ended."""
+        kind = type(message)
+        outbox = self.link.state.outbox
+        if (
+            (kind is not m.AudioChunk and kind is not m.VideoFrame)
+            or outbox.pending
+            or outbox.unsent_frame is not None
+            or outbox.dropped.unreported
+            or self.link.state.restart_wanted is not None
+        ):
+            return False
+        direct = self._direct
+        assert direct is not None  # offered only then
+        if isinstance(message, m.AudioChunk) and len(message.data) > self._audio_limit:
+            return False  # the bound would drop it: the loop reports that
+        client_message = _media_or_signal(message)
+        assert client_message is not None
+        outbox.put(message, self._audio_limit)
+        outbox.unsent_frame = self.session.send(client_message, typed=True)
+        try:
+            whole = direct.send_nowait(outbox.unsent_frame)
+        except trio.WouldBlock:  # another write is in progress: the loop sends it whole
+            return WAKE
+        if not whole:
+            self._held = True
+            return WAKE
+        outbox.unsent_frame = None
+        outbox.pop()
+        return True
 
     async def _stop_when_asked(self) -> None:
         await self.link.ctx.stopping.wait()

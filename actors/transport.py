@@ -34,7 +34,7 @@ import ssl
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 from urllib.parse import parse_qsl, urlsplit
 
 import trio
@@ -45,6 +45,7 @@ from actors.errors import ConnectFailed, TransportError
 __all__ = [
     "ConnectFailed",
     "Connection",
+    "DirectConnection",
     "NativeTransport",
     "PeerProtocolViolation",
     "Transport",
@@ -176,6 +177,31 @@ class Connection(Protocol):
 
     async def aclose(self, code: int = 1000, reason: str = "") -> None:
         """Close with ``code`` (bounded wait for the peer's close). Idempotent."""
+
+
+@runtime_checkable
+class DirectConnection(Connection, Protocol):
+    """A ``Connection`` that can also send without waiting, straight to its socket, from
+    synchronous code (an inline handler run in another actor's task or a clock callback)."""
+
+    @property
+    def writes_directly(self) -> bool:
+        """Whether ``send_nowait`` can ever write (plain TCP); False for TLS and
+        in-memory streams, which are always written with ``send``."""
+
+    def send_nowait(self, frame: bytes) -> bool:
+        """Send one message now, without waiting: True when it is written whole; False
+        when only part of it fit in the socket's buffer and this connection holds the
+        rest (``flush`` writes it, as does the next ``send``, before anything else).
+        Raises ``trio.WouldBlock`` having done nothing when it cannot start now (no
+        direct write, or a write in progress, or a rest held), ``TransportClosed``
+        like ``send``."""
+
+    async def flush(self) -> None:
+        """Write the rest ``send_nowait`` held, waiting for room (a checkpoint even when
+        nothing is held). Raises ``TransportClosed`` like ``send``. Cancelled before
+        writing, the rest stays held; cancelled mid-write, the connection is broken as a
+        cancelled ``send`` leaves it."""
 
 
 class Transport(Protocol):
@@ -417,6 +443,42 @@ class NativeConnection:
         self._ended: TransportClosed | None = None
         self._write_nowait = _direct_writer(stream)
         self._direct_writes = 0  # since the last one that yielded
+        self._rest: memoryview | None = None  # of a frame ``send_nowait`` began: goes first
+
+    @property
+    def writes_directly(self) -> bool:
+        return self._write_nowait is not None
+
+    def send_nowait(self, frame: bytes) -> bool:
+        """``DirectConnection.send_nowait``: one non-blocking write of the whole frame;
+        what the socket did not take is held for ``flush`` (or the next write)."""
+        write = self._write_nowait
+        if write is None or self._writing or self._rest is not None:
+            raise trio.WouldBlock
+        if self._ended is not None:
+            raise self._ending()
+        try:
+            data = self._ws.send_message(frame)
+        except rfc6455.ConnectionClosed as exc:  # closing began (aclose)
+            raise TransportClosed(exc.code, self._redact(exc.reason)) from None
+        try:
+            written = write(data)
+        except _STREAM_ERRORS as exc:
+            self._lost()
+            raise TransportClosed(1006, f"sending failed: {type(exc).__name__}") from exc
+        if written == len(data):
+            return True
+        self._rest = memoryview(data)[written:]
+        return False
+
+    async def flush(self) -> None:
+        """``DirectConnection.flush``: write the rest ``send_nowait`` held."""
+        if self._ended is not None:
+            raise self._ending()
+        if self._rest is None:
+            await trio.lowlevel.checkpoint()
+            return
+        await self._write(b"")
 
     async def send(self, frame: bytes) -> None:
         if self._ended is not None:
@@ -531,12 +593,15 @@ class NativeConnection:
             await trio.lowlevel.checkpoint()
         else:
             await trio.lowlevel.checkpoint_if_cancelled()
+        if self._rest is not None:  # the rest of a frame ``send_nowait`` began goes first
+            data, self._rest = bytes(self._rest) + data, None
         written = write_nowait(data)
         if written < len(data):
             self._direct_writes = 0  # send_all yields
             await self._stream.send_all(memoryview(data)[written:])
 
     def _lost(self) -> None:
+        self._rest = None  # never written now
         self._ws.receive_data(b"")
         self._end(TransportClosed(1006, ""))
 

@@ -5,7 +5,8 @@ its edges (``session_load`` describes what is measured), measured and reported b
 ``python -m benchmarks.session_ours --load N --url ws://...`` (the parent runs it; the
 handshake is in ``peers/loadlib.py``; ``--transport trio-websocket`` for that transport).
 
-The probes: a source paced like a microphone that notes each frame's due time; a
+The probes: a source paced like a microphone (by the shared clock, as the library's
+array and file sources are) that notes each frame's due time; a
 transport whose connection times each audio message written and notes each audio
 message read; a wiring whose playout input times each message's arrival there.
 """
@@ -19,7 +20,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import cast
@@ -32,7 +33,13 @@ from actors.pipeline import Pipeline
 from actors.playout import NullSink
 from actors.realtime import RealtimeModel
 from actors.tools import ToolSet
-from actors.transport import Connection, NativeTransport, Transport, WebSocketTransport
+from actors.transport import (
+    Connection,
+    DirectConnection,
+    NativeTransport,
+    Transport,
+    WebSocketTransport,
+)
 from peers import loadlib
 from peers.loadlib import FRAME_SAMPLES, FRAME_SECONDS, Recorder, frame_at, offset_of
 from protocol import wire
@@ -194,7 +201,9 @@ async def one_session(
 
 
 class MemorySource:
-    """Capture from memory: the cycle's frames, each yielded at its due time."""
+    """Capture from memory: the cycle's frames, each due at its time. A ``PacedSource``,
+    as the library's array and file sources are: capture hands each frame on from the
+    shared clock's callback (``frames()`` is the same stream for a reader that sleeps)."""
 
     name = "load"
 
@@ -202,19 +211,33 @@ class MemorySource:
         self.recorder, self.offset, self.captured = recorder, offset, captured
 
     async def frames(self) -> AsyncIterator[m.RawAudio]:
-        start = trio.current_time()
+        for due, frame in self._due(trio.current_time()):
+            await paced_sleep_until(due)  # as the library's own sources pace
+            yield frame
+
+    def paced_frames(self) -> AsyncIterator[Iterable[tuple[float, m.RawAudio]]]:
+        return self._one_batch()
+
+    async def _one_batch(self) -> AsyncIterator[Iterable[tuple[float, m.RawAudio]]]:
+        yield self._due(trio.current_time())
+
+    def _due(self, start: float) -> Iterator[tuple[float, m.RawAudio]]:
+        """The frames while sending, each with its due time (noted for the send probe,
+        which pairs them with the audio messages written, in order)."""
         index = 0
         while self.recorder.sending:
             due = start + index * FRAME_SECONDS
-            await paced_sleep_until(due)  # as the library's own sources pace
             self.captured.append(due)
-            yield m.RawAudio(
-                data=frame_at(index, self.offset),
-                sample_rate=16000,
-                channels=1,
-                sample_format="s16",
-                timestamp=due,
-                source=self.name,
+            yield (
+                due,
+                m.RawAudio(
+                    data=frame_at(index, self.offset),
+                    sample_rate=16000,
+                    channels=1,
+                    sample_format="s16",
+                    timestamp=due,
+                    source=self.name,
+                ),
             )
             index += 1
 
@@ -230,9 +253,34 @@ class ProbeConnection:
         read: collections.deque[float],
     ) -> None:
         self.recorder, self.inner, self.captured, self.read = recorder, inner, captured, read
+        self.held: bytes | None = None  # a frame ``send_nowait`` wrote in part
+
+    @property
+    def writes_directly(self) -> bool:
+        return isinstance(self.inner, DirectConnection) and self.inner.writes_directly
 
     async def send(self, frame: bytes) -> None:
         await self.inner.send(frame)
+        self._written(frame)
+
+    def send_nowait(self, frame: bytes) -> bool:
+        if not isinstance(self.inner, DirectConnection):
+            raise trio.WouldBlock
+        whole = self.inner.send_nowait(frame)
+        if whole:
+            self._written(frame)
+        else:
+            self.held = frame  # written once flushed
+        return whole
+
+    async def flush(self) -> None:
+        assert isinstance(self.inner, DirectConnection)
+        await self.inner.flush()
+        if self.held is not None:
+            self._written(self.held)
+            self.held = None
+
+    def _written(self, frame: bytes) -> None:
         if frame.startswith(AUDIO_PREFIX):  # one 20 ms frame per message
             self.recorder.sent(trio.current_time() - self.captured.popleft(), FRAME_SAMPLES)
         else:

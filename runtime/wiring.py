@@ -55,6 +55,7 @@ class _Handoff(Generic[T]):
         (the receiver fails as if it had run it)."""
         if self.handler is not None:
             raise RuntimeError("another receiver already offers an inline handler here")
+        self.woken, self.error = False, None  # (left by a wait cancelled from outside)
         with trio.CancelScope() as scope:
             self.handler, self.scope = handler, scope
             try:
@@ -76,8 +77,10 @@ class _Handoff(Generic[T]):
         handler = self.handler
         if handler is None or channel._closed:  # a closed sender raises, as send does
             return False
-        statistics = channel.statistics()
-        if statistics.current_buffer_used or not statistics.tasks_waiting_receive:
+        # What ``statistics()`` says, read directly: that builds an object per call, and
+        # this runs per message (tests/runtime/test_wiring.py pins these private fields).
+        state = channel._state
+        if state.data or not state.receive_tasks:
             return False  # queued messages go first; a receiver already woken takes it
         self.handler = None  # a message the handler sends to this channel is queued
         try:
