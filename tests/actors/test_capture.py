@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import AsyncIterator, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 import trio
+import trio.testing
 from PIL import Image
 from trio.testing import MockClock
 
@@ -20,12 +23,14 @@ from actors.capture import (
     FrameSource,
     ImageFilesSource,
     MicrophoneSource,
+    PacedSource,
     WavSource,
     capture,
 )
 from actors.encoder import encoder
 from runtime import messages as m
 from runtime.supervisor import ActorContext
+from runtime.wiring import Wiring, messages
 from tests.runtime.test_audio import as_float, tone, write_wav
 
 
@@ -196,3 +201,180 @@ async def test_a_long_wav_is_read_a_block_at_a_time(
     assert len(reads) >= 10
     stamps = [f.timestamp - frames[0].timestamp for f in frames]
     assert stamps == pytest.approx([i * 0.02 for i in range(len(frames))])  # across blocks
+
+
+# --- paced sources driven by the shared clock's callbacks ----------------------------------
+
+
+class TaskSteps(trio.abc.Instrument):
+    """How many steps each task (by name) took."""
+
+    def __init__(self) -> None:
+        self.steps: dict[str, int] = {}
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        self.steps[task.name] = self.steps.get(task.name, 0) + 1
+
+
+class InlineReceiver:
+    """The encoder's side of ``raw``: an inline handler noting when each frame reached it
+    (in the sender's callback), and a loop taking whatever the handler declines."""
+
+    def __init__(self, wiring: Wiring[m.InternalMessage]) -> None:
+        self.channel = wiring.receiver("raw")
+        self.inline: list[tuple[float, m.RawAudio]] = []
+        self.looped: list[m.InternalMessage] = []
+
+    def note(self, message: m.InternalMessage) -> bool:
+        if not isinstance(message, m.RawAudio):
+            return False
+        self.inline.append((trio.current_time(), message))
+        return True
+
+    async def run(self) -> None:
+        async for message in messages(self.channel, inline=self.note):
+            self.looped.append(message)
+
+
+def capture_ctx(stopping: trio.Event | None = None) -> ActorContext:
+    return ActorContext("capture", 1, trio.Event() if stopping is None else stopping, lambda: None)
+
+
+async def run_capture(
+    source: object, ctx: ActorContext | None = None, *, until: float = math.inf
+) -> tuple[InlineReceiver, dict[str, int]]:
+    """Capture ``source`` into a wiring's ``raw`` channel whose receiver offers an inline
+    handler (as the encoder does), for at most ``until`` seconds; the receiver and the
+    steps the capture task took."""
+    wiring: Wiring[m.InternalMessage] = Wiring()
+    wiring.add("raw")
+    receiver = InlineReceiver(wiring)
+    steps = TaskSteps()
+    trio.lowlevel.add_instrument(steps)
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(receiver.run)
+            await trio.testing.wait_all_tasks_blocked()  # the receiver waits: inline it is
+            out = wiring.sender("raw")
+            with trio.move_on_after(until):
+                await capture(ctx or capture_ctx(), source=source, out=out)  # type: ignore[arg-type]
+            wiring.close()
+    finally:
+        trio.lowlevel.remove_instrument(steps)
+    return receiver, steps.steps
+
+
+async def test_a_paced_source_is_handed_on_from_the_clock_at_each_due_time(
+    autojump_clock: MockClock,
+) -> None:
+    source = ArraySource(tone(16000, 1.0).astype(np.float32), 16000, frame_ms=20)
+    assert isinstance(source, PacedSource)
+    start = trio.current_time()
+    receiver, steps = await run_capture(source)
+    assert [frame.timestamp - start for _, frame in receiver.inline] == pytest.approx(
+        [0.02 * i for i in range(50)]
+    )
+    for handed_on, frame in receiver.inline:  # none early, at most one quantum late
+        assert frame.timestamp <= handed_on <= frame.timestamp + 0.001 + 1e-9
+    assert receiver.looped == [m.EndOfStream(source="array", timestamp=start + 0.98)]
+    # No step of its own per frame: the clock's callbacks hand them on.
+    assert steps[capture_task_name()] < 10
+
+
+def capture_task_name() -> str:
+    return trio.lowlevel.current_task().name  # run_capture awaits capture in this task
+
+
+async def test_a_wav_file_is_read_a_block_ahead_and_every_frame_is_on_time(
+    autojump_clock: MockClock, tmp_path: Path
+) -> None:
+    path = write_wav(tmp_path / "a.wav", tone(16000, 3.5), 16000, "s16")
+    start = trio.current_time()
+    receiver, _ = await run_capture(WavSource(path, frame_ms=20))
+    frames = [frame for _, frame in receiver.inline]
+    assert [f.timestamp - start for f in frames] == pytest.approx([0.02 * i for i in range(175)])
+    assert all(f.timestamp <= at <= f.timestamp + 0.001 + 1e-9 for at, f in receiver.inline)
+    assert sum(len(f.data) for f in frames) == 2 * 56000
+    assert receiver.looped == [m.EndOfStream(source="a.wav", timestamp=start + 3.48)]
+
+
+@pytest.mark.parametrize("how", ["stopping", "cancelled"])
+async def test_a_clocked_capture_stops_at_once_and_hands_nothing_on_after(
+    autojump_clock: MockClock, how: str
+) -> None:
+    source = ArraySource(tone(16000, 10.0).astype(np.float32), 16000)
+    stopping = trio.Event()
+    start = trio.current_time()
+
+    async def stop_later() -> None:
+        await trio.sleep(0.51)
+        stopping.set()
+
+    async with trio.open_nursery() as nursery:
+        if how == "stopping":
+            nursery.start_soon(stop_later)
+            receiver, _ = await run_capture(source, capture_ctx(stopping))
+        else:
+            receiver, _ = await run_capture(source, until=0.51)
+        assert trio.current_time() - start == pytest.approx(0.51)
+        count = len(receiver.inline)
+        assert count == 26  # those due by then (0.00 ... 0.50)
+        await trio.sleep(1.0)  # the timer was cancelled: nothing more comes
+    assert len(receiver.inline) == count
+    assert receiver.looped == []  # no EndOfStream: the session ended, not the stream
+
+
+@dataclass
+class FailingSource:
+    """A paced source whose frames fail after ``good`` frames."""
+
+    good: int
+    name: str = "failing"
+
+    async def frames(self) -> AsyncIterator[m.RawAudio]:
+        raise AssertionError("a paced source is read through paced_frames")
+        yield  # pragma: no cover
+
+    def paced_frames(self) -> AsyncIterator[Iterable[tuple[float, m.RawAudio]]]:
+        return self._batches()
+
+    async def _batches(self) -> AsyncIterator[Iterable[tuple[float, m.RawAudio]]]:
+        yield self._frames(trio.current_time())
+
+    def _frames(self, start: float) -> Iterator[tuple[float, m.RawAudio]]:
+        for index in range(self.good):
+            due = start + 0.02 * index
+            yield due, m.RawAudio(b"\0\0" * 320, 16000, 1, "s16", due, self.name)
+        raise CaptureError(f"{self.name}: the device went away")
+
+
+async def test_a_source_failing_in_a_clock_callback_fails_capture_with_its_error(
+    autojump_clock: MockClock,
+) -> None:
+    wiring: Wiring[m.InternalMessage] = Wiring()
+    wiring.add("raw")
+    receiver = InlineReceiver(wiring)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(receiver.run)
+        await trio.testing.wait_all_tasks_blocked()
+        with pytest.raises(CaptureError, match="the device went away"):
+            await capture(capture_ctx(), source=FailingSource(good=3), out=wiring.sender("raw"))
+        wiring.close()
+    assert len(receiver.inline) == 3  # the frames before it were handed on
+    assert receiver.looped == []  # and no EndOfStream
+
+
+async def test_a_restarted_clocked_capture_plays_its_source_again_from_the_start(
+    autojump_clock: MockClock,
+) -> None:
+    source = ArraySource(tone(16000, 0.2).astype(np.float32), 16000)
+    first, _ = await run_capture(source, until=0.05)  # cut: the incarnation crashed
+    await trio.sleep(1.0)
+    start = trio.current_time()
+    second, _ = await run_capture(source)
+    assert len(first.inline) == 3 and first.looped == []
+    assert [f.timestamp - start for _, f in second.inline] == pytest.approx(
+        [0.02 * i for i in range(10)]
+    )
+    assert [f.data for _, f in second.inline][:3] == [f.data for _, f in first.inline]
+    assert isinstance(second.looped[-1], m.EndOfStream)
