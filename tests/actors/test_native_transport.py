@@ -21,6 +21,7 @@ from actors.transport import (
     DIRECT_WRITES_PER_YIELD,
     MAX_MESSAGE_SIZE,
     ConnectFailed,
+    DirectConnection,
     NativeConnection,
     PeerProtocolViolation,
     TransportClosed,
@@ -469,3 +470,82 @@ async def test_a_send_on_a_closed_socket_is_1006_and_writes_to_no_other_descript
             assert info.value.code == 1006
             with trio.move_on_after(0.05):
                 assert await other_server.receive_some(100) == b"", "nothing written there"
+
+
+# --- send_nowait: one non-blocking write, the rest held for flush --------------------------
+
+
+async def test_send_nowait_writes_whole_when_there_is_room() -> None:
+    client, server = await tcp_pair()
+    conn = NativeConnection(client)
+    async with client, server:
+        assert isinstance(conn, DirectConnection)
+        assert conn.writes_directly
+        assert conn.send_nowait(b"one") is True
+        await conn.flush()  # nothing held: returns
+        assert await read_messages(server, 1) == [b"one"]
+
+
+async def test_send_nowait_holds_what_did_not_fit_and_flush_or_the_next_send_writes_it_first() -> (
+    None
+):
+    client, server = await tcp_pair(sndbuf=4096)
+    conn = NativeConnection(client)
+    big = [bytes([i]) * 300_000 for i in range(3)]
+    async with client, server, trio.open_nursery() as nursery:
+        received: list[bytes] = []
+
+        async def reader() -> None:
+            received.extend(await read_messages(server, 3))
+
+        assert conn.send_nowait(big[0]) is False  # the buffers take far less
+        with pytest.raises(trio.WouldBlock):  # a rest is held: nothing more goes inline
+            conn.send_nowait(b"x")
+        nursery.start_soon(reader)
+        await conn.flush()  # waits for room
+        assert conn.send_nowait(big[1]) is False
+        await conn.send(big[2])  # the rest of big[1] goes first
+    assert received == big
+
+
+async def test_send_nowait_on_a_full_socket_holds_the_whole_frame() -> None:
+    client, server = await tcp_pair(sndbuf=4096)
+    conn = NativeConnection(client)
+    writes = record_direct_writes(conn)
+    filler = 0
+    while True:  # fill the socket's buffers (the server reads nothing yet)
+        try:
+            filler += os.write(client.socket.fileno(), b"\xff" * 4096)
+        except BlockingIOError:
+            break
+    async with client, server, trio.open_nursery() as nursery:
+        received: list[bytes] = []
+
+        async def reader() -> None:
+            junk = 0
+            while junk < filler:
+                junk += len(await server.receive_some(filler - junk))
+            received.extend(await read_messages(server, 1))
+
+        assert conn.send_nowait(b"whole") is False
+        assert writes == [(0, len(rfc6455.WebSocket(rfc6455.Role.CLIENT).send_message(b"whole")))]
+        nursery.start_soon(reader)
+        await conn.flush()
+    assert received == [b"whole"]
+
+
+async def test_send_nowait_refuses_without_a_direct_write_and_fails_like_send_when_closed() -> None:
+    memory_client, _ = trio.testing.memory_stream_pair()
+    in_memory = NativeConnection(memory_client)
+    assert not in_memory.writes_directly
+    with pytest.raises(trio.WouldBlock):
+        in_memory.send_nowait(b"x")
+    client, server = await tcp_pair()
+    conn = NativeConnection(client)
+    async with server:
+        await client.aclose()
+        with pytest.raises(TransportClosed) as info:
+            conn.send_nowait(b"stray")
+        assert info.value.code == 1006
+        with pytest.raises(TransportClosed):  # and stays ended
+            await conn.flush()

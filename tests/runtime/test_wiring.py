@@ -267,3 +267,42 @@ async def test_a_handler_answering_wake_wakes_the_receiver_with_no_message() -> 
         send.close()
         wiring.close()
     assert got == [None, 3]
+
+
+async def test_a_wake_left_by_a_wait_cancelled_from_outside_is_not_seen_by_the_next() -> None:
+    wiring = wired()
+    send, receive = wiring.sender("c"), wiring.receiver("c")
+    async with trio.open_nursery() as nursery:
+        with trio.CancelScope() as outer:
+
+            def wake_and_cancel(message: int) -> bool | Wake:
+                outer.cancel()  # the receiver is cancelled from outside as well
+                return WAKE
+
+            nursery.start_soon(lambda: deliver_after_blocked(send, 1))
+            await receive_or_wake(receive, wake_and_cancel)
+        assert outer.cancelled_caught
+
+        def fail(message: int) -> bool | Wake:
+            raise ValueError(f"cannot handle {message}")
+
+        nursery.start_soon(lambda: deliver_after_blocked(send, 2))
+        with pytest.raises(ValueError, match="cannot handle 2"):  # not a stale WAKE's None
+            await receive_or_wake(receive, fail)
+
+
+async def deliver_after_blocked(send: trio.MemorySendChannel[int], message: int) -> None:
+    await trio.testing.wait_all_tasks_blocked()
+    deliver_nowait(send, message)
+
+
+def test_the_hand_off_reads_what_statistics_says_from_the_channels_state() -> None:
+    # _Handoff.run reads trio's private channel state per message (statistics() builds
+    # an object per call): pin the fields it reads to what statistics() reports.
+    send, receive = trio.open_memory_channel[int](math.inf)
+    send.send_nowait(1)
+    state = send._state
+    assert len(state.data) == send.statistics().current_buffer_used == 1
+    assert len(state.receive_tasks) == send.statistics().tasks_waiting_receive == 0
+    receive.close()
+    send.close()
