@@ -254,19 +254,21 @@ class ProbeConnection:
     ) -> None:
         self.recorder, self.inner, self.captured, self.read = recorder, inner, captured, read
         self.held: bytes | None = None  # a frame ``send_nowait`` wrote in part
+        # (isinstance on a Protocol is slow: once, not per frame)
+        self.direct = inner if isinstance(inner, DirectConnection) else None
 
     @property
     def writes_directly(self) -> bool:
-        return isinstance(self.inner, DirectConnection) and self.inner.writes_directly
+        return self.direct is not None and self.direct.writes_directly
 
     async def send(self, frame: bytes) -> None:
         await self.inner.send(frame)
         self._written(frame)
 
     def send_nowait(self, frame: bytes) -> bool:
-        if not isinstance(self.inner, DirectConnection):
+        if self.direct is None:
             raise trio.WouldBlock
-        whole = self.inner.send_nowait(frame)
+        whole = self.direct.send_nowait(frame)
         if whole:
             self._written(frame)
         else:
@@ -274,8 +276,8 @@ class ProbeConnection:
         return whole
 
     async def flush(self) -> None:
-        assert isinstance(self.inner, DirectConnection)
-        await self.inner.flush()
+        assert self.direct is not None
+        await self.direct.flush()
         if self.held is not None:
             self._written(self.held)
             self.held = None
