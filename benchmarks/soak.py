@@ -50,7 +50,7 @@ import trio.lowlevel
 from actors.events import ResponseContent
 from actors.realtime import RealtimeModel
 from actors.tools import tool
-from actors.transport import Connection, NativeTransport, Transport
+from actors.transport import Connection, DirectConnection, NativeTransport, Transport
 from benchmarks.harness import rss_bytes
 from emulator import Behaviour, Emulator, Reply, Scenario, ToolCallSpec, Turn, open_emulator
 from emulator.faults import Fault, parse_fault
@@ -92,6 +92,7 @@ class SoakReport:
     turns: int = 0
     tool_calls: int = 0
     audio_chunks: int = 0
+    audio_inline: int = 0  # of those, written by the link's inline send (no task step)
     faults_injected: Counter[str] = field(default_factory=Counter)
     faults_fired: Counter[str] = field(default_factory=Counter)
     reconnects: int = 0
@@ -115,6 +116,7 @@ class Wire:
 
     audio: list[int] = field(default_factory=list)
     answered: Counter[str] = field(default_factory=Counter)
+    inline: int = 0  # audio chunks written whole by ``send_nowait``
     receives: int = 0
     crash_at_receive: int | None = None  # the link actor crashes on this receive, once
 
@@ -126,11 +128,43 @@ def _chunk_number(frame: bytes) -> int:
 
 
 class RecordingConnection:
+    """The real connection, recording what was written whole; like it, a
+    ``DirectConnection`` when it writes to a plain socket (the link's inline send path
+    then runs under the soak's faults too)."""
+
     def __init__(self, inner: Connection, wire: Wire) -> None:
         self.inner, self.wire = inner, wire
+        self.held: bytes | None = None  # a frame ``send_nowait`` wrote in part
+        # (isinstance on a Protocol is slow: once, not per frame)
+        self.direct = inner if isinstance(inner, DirectConnection) else None
+
+    @property
+    def writes_directly(self) -> bool:
+        return self.direct is not None and self.direct.writes_directly
 
     async def send(self, frame: bytes) -> None:
         await self.inner.send(frame)
+        self._written(frame)
+
+    def send_nowait(self, frame: bytes) -> bool:
+        if self.direct is None:
+            raise trio.WouldBlock
+        whole = self.direct.send_nowait(frame)
+        if whole:
+            self.wire.inline += frame.startswith(AUDIO_PREFIX)
+            self._written(frame)
+        else:
+            self.held = frame  # written once flushed
+        return whole
+
+    async def flush(self) -> None:
+        assert self.direct is not None
+        await self.direct.flush()
+        if self.held is not None:
+            self._written(self.held)
+            self.held = None
+
+    def _written(self, frame: bytes) -> None:
         if frame.startswith(AUDIO_PREFIX):
             self.wire.audio.append(_chunk_number(frame))
         elif frame.startswith(TOOL_PREFIX):
@@ -341,6 +375,7 @@ def record(
     report.turns += completed
     report.tool_calls += len(calls)
     report.audio_chunks += len(wire.audio)
+    report.audio_inline += wire.inline
     report.reconnects += reconnects
     report.actor_restarts += restarts
     for event in seen:
@@ -472,7 +507,7 @@ def print_report(report: SoakReport) -> None:
     print(f"sessions run        {report.sessions} ({report.wall_seconds:g} s)")
     print(f"turns completed     {report.turns}")
     print(f"tool calls          {report.tool_calls}")
-    print(f"audio chunks        {report.audio_chunks}")
+    print(f"audio chunks        {report.audio_chunks} ({report.audio_inline} written inline)")
     print("faults              injected  fired")
     for kind in sorted(set(report.faults_injected) | set(report.faults_fired)):
         print(f"  {kind:<18}{report.faults_injected[kind]:>8} {report.faults_fired[kind]:>6}")
