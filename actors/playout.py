@@ -88,6 +88,9 @@ class NullSink:
     async def write(self, pcm: bytes) -> None:
         pass
 
+    def write_nowait(self, pcm: bytes) -> None:
+        pass
+
     async def aclose(self) -> None:
         pass
 
