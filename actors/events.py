@@ -25,7 +25,8 @@ from runtime import messages as m
 @dataclass
 class ResponseContent:
     """The seed's ``response_content_added`` (its ``GeminiContent``): one reply, with its
-    text and audio as streams that end when the turn does."""
+    text and audio as streams that end when the turn does (the audio stream ends empty
+    in a session opened with ``audio_events=False``)."""
 
     response_id: str
     item_id: str

@@ -19,13 +19,14 @@ always -1 ("Gemini has no response-start event"); here it is the first content's
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import trio
 
 from runtime import messages as m
 from runtime.supervisor import ActorContext
-from runtime.wiring import deliver, messages
+from runtime.wiring import deliver, deliver_nowait, messages
 
 TURNS_TIMED = 32  # replies whose timing is kept for their usage reports
 
@@ -144,13 +145,30 @@ async def metrics(
     tracker: Metrics,
 ) -> None:
     """Turn ``inbox`` messages into ``MetricRecorded`` and ``ModelMetrics`` on ``out``
-    until ``inbox`` ends; ``tracker`` outlives restarts. Closes both endpoints."""
+    until ``inbox`` ends; ``tracker`` outlives restarts. Closes both endpoints. While it
+    waits with nothing queued, senders (the router) run its loop body inline, unless
+    ``out`` is bounded (inline work cannot wait for room)."""
+    unbounded = out.statistics().max_buffer_size == math.inf  # a bound never changes
+
+    def now(message: m.InternalMessage) -> bool:
+        if not unbounded:
+            return False
+        for event in _measured(tracker, message):
+            deliver_nowait(out, event)
+        return True
+
     async with inbox, out:
         ctx.ready()
-        async for message in messages(inbox):
-            now = trio.current_time()
-            for metric in tracker.feed(message, now):
-                await deliver(out, metric)
-            report = tracker.model(message, now)
-            if report is not None:
-                await deliver(out, report)
+        async for message in messages(inbox, inline=now):
+            for event in _measured(tracker, message):
+                await deliver(out, event)
+
+
+def _measured(tracker: Metrics, message: m.InternalMessage) -> list[m.InternalMessage]:
+    """What ``message`` makes ``tracker`` report: metrics, then a model report."""
+    now = trio.current_time()
+    out: list[m.InternalMessage] = list(tracker.feed(message, now))
+    report = tracker.model(message, now)
+    if report is not None:
+        out.append(report)
+    return out

@@ -81,6 +81,11 @@ class Pipeline:
     rules: ClientRules | None = None  # how to speak to the model (None: from its name)
     initial_history: list[wire.Content] = field(default_factory=list)  # given first
     resume_handle: str | None = None  # a stored session to resume
+    # Whether ``events`` gets every ``ModelAudio`` (the reply's audio, also played into
+    # the sink). False: none (the transcriber still counts the audio, from a few of
+    # them): a session whose application does not take the audio saves a step of its
+    # own per audio message.
+    audio_events: bool = True
 
     def __post_init__(self) -> None:
         for name in CHANNELS:
@@ -148,6 +153,7 @@ class Pipeline:
                     inbox=w.receiver("observed"),
                     out=events.clone(),
                     transcripts=self.transcripts,
+                    audio_events=self.audio_events,
                 ),
             ),
             ChildSpec(
@@ -189,6 +195,7 @@ class Pipeline:
                     outgoing=w.sender("outgoing"),
                     metrics=w.sender("metrics"),
                     observed=w.sender("observed"),
+                    audio_events=self.audio_events,
                 ),
             ),
             ChildSpec(

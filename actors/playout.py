@@ -12,6 +12,14 @@ The jitter buffer holds at most ``buffer_seconds`` of audio (``actors.limits``):
 sending faster than that can be played loses what does not fit, counted and reported as
 ``Dropped`` (at most once a second, and at each turn's end).
 
+Frames are paced on the run's shared clock (``runtime.clock``). A sink that can write
+without waiting (``write_nowait``: ``NullSink``, ``CollectorSink``) is written to from the
+clock's timer itself, each frame a callback at its time (no task wakes per frame); other
+sinks (a file, a device, a browser) are written to by a task of playout's that sleeps
+until each frame's time. Both play the same frames at the same times, with the same
+reports in the same order. Model audio is taken in the sender's task while playout waits
+for it (the inline hand-off of ``runtime.wiring``).
+
 Sinks: ``NullSink`` (plays nothing, at the pace of a speaker: the session's default),
 ``WavSink`` (a 16-bit mono WAV file), ``CollectorSink`` (keeps everything in memory, for
 tests), ``SpeakerSink`` (sounddevice, an optional extra).
@@ -25,6 +33,7 @@ has stopped for good. A restarted playout gets the same sink back, open and inta
 from __future__ import annotations
 
 import collections
+import math
 import threading
 import wave
 from dataclasses import dataclass, field
@@ -38,11 +47,11 @@ from actors.capture import audio_device_error, sounddevice_module
 from actors.errors import SinkError
 from runtime import messages as m
 from runtime.audio import OUTPUT_RATE
-from runtime.clock import paced_sleep_until
+from runtime.clock import Timer, paced_sleep_until, shared_pacer
 from runtime.drops import DropCounter
 from runtime.errors import unwrapping
 from runtime.supervisor import ActorContext
-from runtime.wiring import deliver, messages
+from runtime.wiring import deliver, deliver_nowait, messages
 
 
 class Sink(Protocol):
@@ -54,6 +63,14 @@ class Sink(Protocol):
         """Play (or store) mono PCM16 at 24 kHz."""
 
     async def aclose(self) -> None: ...
+
+
+class NowaitSink(Sink, Protocol):
+    """A sink that can also take a frame without waiting (memory, nothing): playout then
+    writes each frame from the shared clock's timer (``Pacer.call_at``), at no task step
+    of its own. ``write_nowait`` must not block; it raises what ``write`` would."""
+
+    def write_nowait(self, pcm: bytes) -> None: ...
 
 
 async def open_sink(sink: Sink) -> None:
@@ -71,6 +88,9 @@ class NullSink:
     async def write(self, pcm: bytes) -> None:
         pass
 
+    def write_nowait(self, pcm: bytes) -> None:
+        pass
+
     async def aclose(self) -> None:
         pass
 
@@ -85,6 +105,9 @@ class CollectorSink:
     closed: bool = False
 
     async def write(self, pcm: bytes) -> None:
+        self.write_nowait(pcm)
+
+    def write_nowait(self, pcm: bytes) -> None:
         self.chunks.append(pcm)
         self.times.append(trio.current_time())
 
@@ -340,24 +363,34 @@ async def playout(
     turn's audio, ``TurnInterrupted`` flushes it) into ``sink`` until ``audio`` ends and
     everything queued has played, or at once when ``ctx.stopping`` is set (what is still
     buffered is not played: the session is over). Closes ``audio`` and ``events`` on exit;
-    never opens or closes the sink (its owner does: see the module docstring)."""
-    player = _Player(sink, events, options)
+    never opens or closes the sink (its owner does: see the module docstring). A sink's
+    error is raised as itself (from the clock's callback too)."""
+    player = _Player(sink, events, options, ctx.stopping)
     async with audio, events:
         ctx.ready()
         with unwrapping():  # a failing sink is raised as itself
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(player.receive, audio)
                 nursery.start_soon(ctx.cancel_when_stopping, nursery.cancel_scope)
-                await player.play()
+                if player.on_clock:
+                    await player.run_on_clock(audio)
+                else:
+                    nursery.start_soon(player.receive, audio)
+                    await player.play()
                 nursery.cancel_scope.cancel()
 
 
 class _Player:
-    """One playout incarnation: ``receive`` fills the jitter buffer as audio comes,
-    ``play`` writes a frame per frame time and reports progress."""
+    """One playout incarnation: ``receive`` fills the jitter buffer as audio comes (or
+    ``take_now``, inline in the sender's task), and a frame is written per frame time
+    with progress reported: by ``play`` (a task sleeping until each frame's time) or by
+    ``_tick`` (the shared clock calling it at each frame's time: ``run_on_clock``)."""
 
     def __init__(
-        self, sink: Sink, events: trio.MemorySendChannel[m.InternalMessage], options: PlayoutOptions
+        self,
+        sink: Sink,
+        events: trio.MemorySendChannel[m.InternalMessage],
+        options: PlayoutOptions,
+        stopping: trio.Event | None = None,
     ) -> None:
         self.sink, self.events, self.options = sink, events, options
         self.buffer = JitterBuffer(
@@ -372,26 +405,57 @@ class _Player:
         self.ended = False
         self.progress: dict[int, int] = {}  # samples played per turn, as last reported
         self.underruns = 0
+        # Work done outside this actor's tasks (inline, on the clock) cannot wait for room
+        # in a bounded ``events``; a channel's bound never changes.
+        self.unbounded = events.statistics().max_buffer_size == math.inf
+        self.write_nowait = getattr(sink, "write_nowait", None)
+        self.on_clock = options.realtime and self.unbounded and self.write_nowait is not None
+        self.stopping = stopping if stopping is not None else trio.Event()
+        # On the clock: the next frame's time, the call that plays it (None while idle:
+        # nothing to play until more audio comes), and how the clock's work ends.
+        self.next_at = 0.0
+        self.timer: Timer | None = None
+        self.idle = True
+        self.done = trio.Event()  # everything played after the input ended
+        self.failure: Exception | None = None  # a tick failed (the sink's error)
+        self.scope: trio.CancelScope | None = None  # cancelled when a tick fails
+
+    # --- input -----------------------------------------------------------------------------
 
     async def receive(self, audio: trio.MemoryReceiveChannel[m.InternalMessage]) -> None:
-        async for message in messages(audio):
-            if isinstance(message, m.ModelAudio):
-                await self._push(message)
-            elif isinstance(message, m.GenerationCompleted | m.TurnCompleted):
-                self.buffer.complete(message.turn_id)
-            elif isinstance(message, m.TurnInterrupted):
-                turn = self.buffer.flush(message.turn_id)
-                played = turn.played if turn is not None else 0
-                finished = m.PlayoutFinished(
-                    turn_id=message.turn_id, samples_played=played, interrupted=True
-                )
-                await self._report(finished)
-            self.wakeup.set()
-            self.wakeup = trio.Event()
+        """Take ``audio`` until it ends (senders run ``take_now`` while it waits)."""
+        async for message in messages(audio, inline=self.take_now):
+            for report in self._take(message):
+                await deliver(self.events, report)
+            self._wake()
         self.ended = True
-        self.wakeup.set()
+        self._wake()
 
-    async def _push(self, message: m.ModelAudio) -> None:
+    def take_now(self, message: m.InternalMessage) -> bool:
+        """``receive``'s loop body without waiting, for a sender to run inline; declines
+        (False, nothing done) when ``events`` is bounded."""
+        if not self.unbounded:
+            return False
+        for report in self._take(message):
+            deliver_nowait(self.events, report)
+        self._wake()
+        return True
+
+    def _take(self, message: m.InternalMessage) -> list[m.InternalMessage]:
+        """Apply one input message to the buffer; the reports it causes, in order."""
+        if isinstance(message, m.ModelAudio):
+            return self._push(message)
+        if isinstance(message, m.GenerationCompleted | m.TurnCompleted):
+            self.buffer.complete(message.turn_id)
+        elif isinstance(message, m.TurnInterrupted):
+            turn = self.buffer.flush(message.turn_id)
+            played = turn.played if turn is not None else 0
+            return self._finished(
+                m.PlayoutFinished(turn_id=message.turn_id, samples_played=played, interrupted=True)
+            )
+        return []
+
+    def _push(self, message: m.ModelAudio) -> list[m.InternalMessage]:
         counter = None
         if message.sample_rate != OUTPUT_RATE:
             counter = self.wrong_rates.get(message.sample_rate)
@@ -405,7 +469,21 @@ class _Player:
             counter.add()
             report = counter.due(trio.current_time())
             if report is not None:
-                await deliver(self.events, report)
+                return [report]
+        return []
+
+    def _wake(self) -> None:
+        """Something came (or the input ended): whatever waits to play looks again."""
+        if self.on_clock:
+            if self.idle and self.scope is not None:
+                self.idle = False
+                self.next_at = max(self.next_at, trio.current_time())
+                self.timer = shared_pacer().call_at(self.next_at, self._tick, self._failed)
+            return
+        self.wakeup.set()
+        self.wakeup = trio.Event()
+
+    # --- output in a task --------------------------------------------------------------------
 
     async def play(self) -> None:
         frame_seconds = self.options.frame_ms / 1000
@@ -416,7 +494,8 @@ class _Player:
                 # wait flushes the frame before it is taken, not after it is written.
                 await paced_sleep_until(next_at)
             item = self.buffer.next_frame()
-            await self._report_underruns()
+            for report in self._underrun():
+                await deliver(self.events, report)
             if item is None:
                 if self.ended and self.buffer.current_turn is None:
                     return
@@ -425,39 +504,103 @@ class _Player:
                 continue
             turn_id, frame = item
             if frame is None:
-                samples = self.progress.pop(turn_id, 0)
-                await self._report(
-                    m.PlayoutFinished(turn_id=turn_id, samples_played=samples, interrupted=False)
-                )
+                for report in self._turn_played(turn_id):
+                    await deliver(self.events, report)
                 continue
             if self.options.realtime:
                 next_at += frame_seconds
             else:
                 await trio.lowlevel.checkpoint()
             await self.sink.write(frame)
-            await self._played(turn_id, frame)
+            for report in self._played(turn_id, frame):
+                await deliver(self.events, report)
 
-    async def _played(self, turn_id: int, frame: bytes) -> None:
-        """Report progress every ``progress_every_ms``, and on a turn's first frame (time
-        to first audio is measured from it)."""
+    # --- output on the clock -----------------------------------------------------------------
+
+    async def run_on_clock(self, audio: trio.MemoryReceiveChannel[m.InternalMessage]) -> None:
+        """Take ``audio`` until it ends while the clock plays each frame at its time
+        (``_tick``), then wait until everything buffered has played. Raises what a tick
+        raised (the sink's error). Cancelled, no frame is written after it returns."""
+        self.next_at = trio.current_time()
+        try:
+            with trio.CancelScope() as self.scope:
+                await self.receive(audio)
+                await self.done.wait()
+        finally:
+            self.scope = None  # no tick is scheduled any more
+            if self.timer is not None:
+                self.timer.cancel()
+                self.timer = None
+        if self.failure is not None:
+            raise self.failure
+
+    def _tick(self) -> None:
+        """``play``'s loop from one frame time to the next, called by the clock: write the
+        frame due now (and report), then ask to be called at the next frame's time; or
+        go idle (until ``_wake``) when there is nothing to play."""
+        self.timer = None
+        if self.scope is None or self.stopping.is_set():
+            return  # the actor is ending: not one more frame
+        assert self.write_nowait is not None
+        while True:
+            item = self.buffer.next_frame()
+            for report in self._underrun():
+                deliver_nowait(self.events, report)
+            if item is None:
+                if self.ended and self.buffer.current_turn is None:
+                    self.done.set()
+                self.idle = True
+                return
+            turn_id, frame = item
+            if frame is None:
+                for report in self._turn_played(turn_id):
+                    deliver_nowait(self.events, report)
+                continue  # its frame time has come already: on to the next turn now
+            self.next_at += self.options.frame_ms / 1000
+            self.write_nowait(frame)
+            for report in self._played(turn_id, frame):
+                deliver_nowait(self.events, report)
+            self.timer = shared_pacer().call_at(self.next_at, self._tick, self._failed)
+            return
+
+    def _failed(self, error: Exception) -> None:
+        """A tick raised: the actor raises it (it stops playing)."""
+        self.failure = error
+        if self.scope is not None:
+            self.scope.cancel()
+
+    # --- reports -----------------------------------------------------------------------------
+
+    def _played(self, turn_id: int, frame: bytes) -> list[m.InternalMessage]:
+        """Progress every ``progress_every_ms``, and on a turn's first frame (time to
+        first audio is measured from it)."""
         played = self.buffer.played(turn_id) or self.progress.get(turn_id, 0) + len(frame) // 2
         previous = self.progress.get(turn_id, 0)
         self.progress[turn_id] = played
         step = OUTPUT_RATE * self.options.progress_every_ms // 1000
         if previous == 0 or played // step > previous // step:
-            await deliver(self.events, m.PlayoutProgress(turn_id=turn_id, samples_played=played))
+            return [m.PlayoutProgress(turn_id=turn_id, samples_played=played)]
+        return []
 
-    async def _report_underruns(self) -> None:
+    def _underrun(self) -> list[m.InternalMessage]:
         if self.buffer.underruns > self.underruns:
             self.underruns = self.buffer.underruns
             turn_id = self.buffer.current_turn or 0
-            underrun = m.PlayoutUnderrun(turn_id=turn_id, total_underruns=self.underruns)
-            await deliver(self.events, underrun)
+            return [m.PlayoutUnderrun(turn_id=turn_id, total_underruns=self.underruns)]
+        return []
 
-    async def _report(self, finished: m.PlayoutFinished) -> None:
+    def _turn_played(self, turn_id: int) -> list[m.InternalMessage]:
+        samples = self.progress.pop(turn_id, 0)
+        return self._finished(
+            m.PlayoutFinished(turn_id=turn_id, samples_played=samples, interrupted=False)
+        )
+
+    def _finished(self, finished: m.PlayoutFinished) -> list[m.InternalMessage]:
         """A turn's end, with what its bounds dropped (if anything) just before."""
+        out: list[m.InternalMessage] = []
         for counter in (self.dropped, *self.wrong_rates.values()):
             dropped = counter.flush()
             if dropped is not None:
-                await deliver(self.events, dropped)
-        await deliver(self.events, finished)
+                out.append(dropped)
+        out.append(finished)
+        return out

@@ -258,6 +258,7 @@ class RealtimeModel:
         video: Source | None = None,
         sink: Sink | None = None,
         resume: str | HandleStore | None = None,
+        audio_events: bool = True,
     ) -> AsyncIterator[RealtimeSession]:
         """Run a session's actors for as long as the block runs.
 
@@ -278,7 +279,14 @@ class RealtimeModel:
         given before anything else (as initial history where the model has it).
         ``resume``: a handle, or a ``HandleStore`` to load one from (and to save each new
         one to), to go on with a session of an earlier process; a handle the server no
-        longer knows starts a new session."""
+        longer knows starts a new session.
+
+        ``audio_events``: whether the application takes the reply's audio: each
+        ``ModelAudio`` in ``events()`` and each reply's ``audio_stream`` (LiveKit's way),
+        as by default. False when the audio only needs to be played (into ``sink``):
+        ``events()`` then has no ``ModelAudio``, each ``audio_stream`` ends empty, and an
+        audio message costs the session no step of its own beyond its receipt (the
+        transcripts, the interruption's truncation and the metrics are the same)."""
         toolset = ToolSet(tools).resolved(self.rules)
         store = resume if resume is not None and not isinstance(resume, str) else None
         handle = resume if isinstance(resume, str) else None
@@ -298,6 +306,7 @@ class RealtimeModel:
             initial_history=[_chat_content(turn) for turn in chat_ctx],
             resume_handle=handle,
             tool_threads=self._tool_threads,
+            audio_events=audio_events,
         )
         live = RealtimeSession(self, pipeline, EventQueue(), store=store)
         body_error: BaseException | None = None

@@ -19,6 +19,7 @@ turn's text at ``actors.limits.TRANSCRIPT_CHARS``, so each update's copy is boun
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -27,7 +28,7 @@ import trio
 from actors import limits
 from runtime import messages as m
 from runtime.supervisor import ActorContext
-from runtime.wiring import deliver, messages
+from runtime.wiring import deliver, deliver_nowait, messages
 
 _SPACES = re.compile(r"\s+")
 _GLUED = re.compile(r"([.!?,;:])(?=[^\W\d_])")  # "Hi.How" -> "Hi. How"
@@ -233,23 +234,67 @@ async def transcriber(
     inbox: trio.MemoryReceiveChannel[m.InternalMessage],
     out: trio.MemorySendChannel[m.InternalMessage],
     transcripts: Transcripts,
+    audio_events: bool = True,
 ) -> None:
     """Pass every ``inbox`` message on to ``out``, followed by the transcript events it
     causes in ``transcripts`` (which outlives restarts), until ``inbox`` ends. Closes both
-    endpoints.
+    endpoints. ``audio_events=False``: ``ModelAudio`` is fed to ``transcripts`` (it counts
+    the turn's audio) but not passed on (the application did not ask for it).
 
     The application's event stream runs through here so that a turn's transcripts come
     right after what completed them: an application that sees ``TurnCompleted`` finds the
     turn in ``chat_ctx_copy()``. Interim transcripts go out once per batch of queued
     messages (a flood of fragments costs one copy of the text per batch, not per
-    fragment), always before the final transcript of their side."""
+    fragment), always before the final transcript of their side.
+
+    While it waits with nothing queued, senders (the router) run its loop body inline
+    (``_Transcribing.now``): a message alone is a batch of one."""
+    work = _Transcribing(inbox, out, transcripts, audio_events)
     async with inbox, out:
         ctx.ready()
-        async for message in messages(inbox):
-            await deliver(out, message)
-            events = transcripts.feed(message, interim=False)
-            if events or not inbox.statistics().current_buffer_used:
-                for update in transcripts.interim():
-                    await deliver(out, update)
-            for event in events:
-                await deliver(out, event)
+        async for message in messages(inbox, inline=work.now):
+            await work.handle(message)
+
+
+class _Transcribing:
+    """One transcriber incarnation's loop body: ``handle`` (in its task), ``now`` (the
+    same for a sender to run inline, synchronously)."""
+
+    def __init__(
+        self,
+        inbox: trio.MemoryReceiveChannel[m.InternalMessage],
+        out: trio.MemorySendChannel[m.InternalMessage],
+        transcripts: Transcripts,
+        audio_events: bool,
+    ) -> None:
+        self.inbox, self.out, self.transcripts = inbox, out, transcripts
+        self.audio_events = audio_events
+        # Inline work cannot wait for room in a bounded ``out``; a bound never changes.
+        self.unbounded = out.statistics().max_buffer_size == math.inf
+
+    async def handle(self, message: m.InternalMessage) -> None:
+        """Pass ``message`` on, then its transcript events, the interim transcripts first
+        when it ends a batch (nothing more is queued) or causes events."""
+        if self.audio_events or type(message) is not m.ModelAudio:
+            await deliver(self.out, message)
+        events = self.transcripts.feed(message, interim=False)
+        if events or not self.inbox.statistics().current_buffer_used:
+            for update in self.transcripts.interim():
+                await deliver(self.out, update)
+        for event in events:
+            await deliver(self.out, event)
+
+    def now(self, message: m.InternalMessage) -> bool:
+        """``handle`` without waiting, of a message that is a batch of its own (nothing is
+        queued when a sender runs it); declines (False, nothing done) when ``out`` is
+        bounded."""
+        if not self.unbounded:
+            return False
+        if self.audio_events or type(message) is not m.ModelAudio:
+            deliver_nowait(self.out, message)
+        events = self.transcripts.feed(message, interim=False)
+        for update in self.transcripts.interim():
+            deliver_nowait(self.out, update)
+        for event in events:
+            deliver_nowait(self.out, event)
+        return True

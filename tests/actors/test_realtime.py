@@ -95,12 +95,12 @@ def speech() -> np.ndarray:
 
 @asynccontextmanager
 async def session(
-    sink: CollectorSink, **options: object
+    sink: CollectorSink, audio_events: bool = True, **options: object
 ) -> AsyncIterator[tuple[RealtimeSession, MemoryTransport]]:
     async with open_emulator(scenario=SCENARIO) as emu, trio.open_nursery() as nursery:
         transport = MemoryTransport(emu, nursery)
         model = RealtimeModel(endpoint=emu.url, transport=transport, **options)  # type: ignore[arg-type]
-        async with model.session(tools=[get_weather], sink=sink) as live:
+        async with model.session(tools=[get_weather], sink=sink, audio_events=audio_events) as live:
             yield live, transport
         nursery.cancel_scope.cancel()
 
@@ -256,6 +256,37 @@ async def test_response_content_added_carries_the_replys_text_and_audio_streams(
     assert text == "Sunny in Paris."
     assert audio == synthesize_speech("Sunny in Paris.")
     assert event_name(content) == "response_content_added"
+
+
+async def test_model_audio_reaches_the_application_only_when_it_asks(
+    autojump_clock: MockClock,
+) -> None:
+    from emulator.audio import synthesize_speech
+
+    heard: dict[bool, tuple[list[Event], bytes, bytes, list[m.ChatTurn]]] = {}
+    for audio_events in (True, False):
+        sink = CollectorSink()
+        async with session(sink, audio_events=audio_events) as (live, _):
+            live.push_audio(speech(), sample_rate=48000)
+            seen = await until(live, "agent_speech_stopped")
+            content = next(e for e in seen if isinstance(e, ResponseContent))
+            streamed = b"".join([chunk async for chunk in content.audio_stream])
+            with trio.fail_after(30):
+                await live.playout_complete.wait()
+            heard[audio_events] = (seen, streamed, sink.pcm, live.chat_ctx_copy())
+    spoken = synthesize_speech("Sunny in Paris.")
+    seen, streamed, played, history = heard[True]  # the default: as the seed
+    assert b"".join(e.data for e in seen if isinstance(e, m.ModelAudio)) == spoken
+    assert streamed == spoken
+    lean_seen, lean_streamed, lean_played, lean_history = heard[False]
+    assert not any(isinstance(e, m.ModelAudio) for e in lean_seen)
+    assert lean_streamed == b""  # the reply's audio stream ends empty
+    # Everything else is the same: what was played, the transcripts, the history.
+    assert lean_played == played == spoken
+    assert lean_history == history
+    assert sorted(event_name(e) for e in lean_seen if not isinstance(e, ResponseContent)) == sorted(
+        event_name(e) for e in seen if not isinstance(e, ResponseContent | m.ModelAudio)
+    )
 
 
 async def test_push_video_with_encode_options_sends_at_once(autojump_clock: MockClock) -> None:

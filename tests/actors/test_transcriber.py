@@ -7,6 +7,7 @@ import re
 
 import pytest
 import trio
+import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from trio.testing import MockClock
@@ -15,6 +16,7 @@ from actors.limits import TRANSCRIPT_TURNS
 from actors.transcriber import Transcripts, assemble, transcriber
 from runtime import messages as m
 from runtime.supervisor import ActorContext
+from runtime.wiring import Wiring, deliver
 
 
 def user(turn: int, text: str, finished: bool = False) -> m.TranscriptFragment:
@@ -216,3 +218,57 @@ def test_assembly_costs_each_fragment_once(monkeypatch: pytest.MonkeyPatch) -> N
     updates = t.feed(agent(1, " end"))
     assert updates[-1].text.startswith("word word")  # type: ignore[union-attr]
     assert tidied <= fragments * len(" word") + len(" end")
+
+
+def interrupted_reply() -> list[m.InternalMessage]:
+    """A reply interrupted after 3 of its 7 words were heard, as observed reports it."""
+    words = ["The", " weather", " today", " is", " sunny", " and", " warm."]
+    out: list[m.InternalMessage] = [m.TurnStarted(turn_id=1), user(1, "Weather?", finished=True)]
+    for index, word in enumerate(words):  # each word comes with its 200 ms of audio
+        out += [audio(1, index * 4800, 4800), agent(1, word)]
+    return [
+        *out,
+        m.TurnInterrupted(turn_id=1),
+        m.TurnCompleted(turn_id=1, interrupted=True),
+        m.PlayoutFinished(turn_id=1, samples_played=3 * 4800 + 100, interrupted=True),
+    ]
+
+
+@pytest.mark.parametrize("audio_events", [True, False])
+async def test_the_actor_inline_passes_audio_on_only_when_asked(
+    audio_events: bool, autojump_clock: MockClock
+) -> None:
+    wiring: Wiring[m.InternalMessage] = Wiring()
+    wiring.add("observed")
+    out_send, out_receive = trio.open_memory_channel[m.InternalMessage](math.inf)
+    transcripts = Transcripts()
+    sent = interrupted_reply()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(
+            lambda: transcriber(
+                ActorContext("t", 1, trio.Event(), lambda: None),
+                inbox=wiring.receiver("observed"),
+                out=out_send,
+                transcripts=transcripts,
+                audio_events=audio_events,
+            )
+        )
+        await trio.testing.wait_all_tasks_blocked()
+        async with wiring.sender("observed") as router:
+            for message in sent:
+                await deliver(router, message)
+                # Inline, in this task: the message is out before this task yields.
+                assert out_receive.statistics().current_buffer_used > 0
+        wiring.close()
+    got = [x async for x in out_receive]
+    passed = [x for x in sent if audio_events or not isinstance(x, m.ModelAudio)]
+    assert [x for x in got if not isinstance(x, m.TranscriptUpdated | m.TranscriptCompleted)] == (
+        passed
+    )
+    assert [(f.role, f.transcript, f.interrupted) for f in finals(got)] == [
+        ("user", "Weather?", False),
+        ("agent", "The weather today", True),  # only what was heard
+    ]
+    updates = [x.text for x in got if isinstance(x, m.TranscriptUpdated) and x.role == "agent"]
+    assert updates[-1] == "The weather today is sunny and warm."  # one per fragment
+    assert len(updates) == 7
