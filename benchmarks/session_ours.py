@@ -8,7 +8,8 @@ handshake is in ``peers/loadlib.py``; ``--transport trio-websocket`` for that tr
 The probes: a source paced like a microphone (by the shared clock, as the library's
 array and file sources are) that notes each frame's due time; a
 transport whose connection times each audio message written and notes each audio
-message read; a wiring whose playout input times each message's arrival there.
+message read; a wiring whose playout input times each audio message as the router
+hands it over.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from peers.loadlib import FRAME_SAMPLES, FRAME_SECONDS, Recorder, frame_at, offs
 from protocol import wire
 from runtime import messages as m
 from runtime.clock import paced_sleep_until
-from runtime.wiring import Wiring
+from runtime.wiring import Wiring, deliver, deliver_nowait
 
 AUDIO_PREFIX = b'{"realtimeInput":{"audio"'
 MODEL = "models/" + loadlib.MODEL
@@ -180,6 +181,7 @@ async def one_session(
         source=MemorySource(recorder, offset_of(index), captured),
         transport=ProbeTransport(recorder, captured, read, transport_type()),
         wiring=ProbeWiring(recorder, read),
+        audio_events=False,  # the application plays nothing itself: the sink does
     )
     events_send, events_receive = trio.open_memory_channel[m.InternalMessage](math.inf)
     async with trio.open_nursery() as nursery:
@@ -313,33 +315,46 @@ class ProbeTransport:
             yield ProbeConnection(self.recorder, conn, self.captured, self.read)
 
 
-class ProbeReceiver:
-    """The playout actor's input channel, timing each audio message's arrival."""
+class ProbeSender:
+    """The router's end of the playout actor's input channel, timing each audio message as
+    it is handed over (to playout's inline handler in the same task step, or queued for
+    its task while it is busy: then the wait in the queue is not counted). Everything
+    else is the real endpoint's, so the inline hand-off works through it."""
 
     def __init__(
         self,
         recorder: Recorder,
-        inner: trio.MemoryReceiveChannel[m.InternalMessage],
+        inner: trio.MemorySendChannel[m.InternalMessage],
         read: collections.deque[float],
     ) -> None:
         self.recorder, self.inner, self.read = recorder, inner, read
 
-    async def __aenter__(self) -> ProbeReceiver:
+    def send_nowait(self, message: m.InternalMessage) -> None:
+        deliver_nowait(self.inner, message)
+        self._seen(message)
+
+    async def send(self, message: m.InternalMessage) -> None:
+        await deliver(self.inner, message)
+        self._seen(message)
+
+    def _seen(self, message: m.InternalMessage) -> None:
+        if isinstance(message, m.ModelAudio) and self.read:
+            self.recorder.delivered(trio.current_time() - self.read.popleft())
+
+    def __getattr__(self, name: str) -> object:  # statistics, close, aclose, clone...
+        return getattr(self.inner, name)
+
+    def __enter__(self) -> ProbeSender:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.inner.close()
+
+    async def __aenter__(self) -> ProbeSender:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.inner.aclose()
-
-    def receive_nowait(self) -> m.InternalMessage:
-        return self._seen(self.inner.receive_nowait())
-
-    async def receive(self) -> m.InternalMessage:
-        return self._seen(await self.inner.receive())
-
-    def _seen(self, message: m.InternalMessage) -> m.InternalMessage:
-        if isinstance(message, m.ModelAudio) and self.read:
-            self.recorder.delivered(trio.current_time() - self.read.popleft())
-        return message
 
 
 class ProbeWiring(Wiring[m.InternalMessage]):
@@ -347,12 +362,12 @@ class ProbeWiring(Wiring[m.InternalMessage]):
         super().__init__()
         self.recorder, self.read = recorder, read
 
-    def receiver(self, name: str) -> trio.MemoryReceiveChannel[m.InternalMessage]:
-        inner = super().receiver(name)
+    def sender(self, name: str) -> trio.MemorySendChannel[m.InternalMessage]:
+        inner = super().sender(name)
         if name != "playout":
             return inner
-        probe = ProbeReceiver(self.recorder, inner, self.read)
-        return cast("trio.MemoryReceiveChannel[m.InternalMessage]", probe)
+        probe = ProbeSender(self.recorder, inner, self.read)
+        return cast("trio.MemorySendChannel[m.InternalMessage]", probe)
 
 
 def main() -> None:
