@@ -728,8 +728,11 @@ class ConnectionRun:
         try:
             while True:
                 frame: bytes | str | None = None
-                with trio.move_on_at(self.handover_at):
+                if self.handover_at == math.inf:  # no goAway: no deadline (and no scope)
                     frame = await self.conn.receive()
+                else:
+                    with trio.move_on_at(self.handover_at):
+                        frame = await self.conn.receive()
                 if frame is None:  # no turn boundary came before the goAway deadline
                     return Ended(Outcome.HANDOVER, "goAway handover")
                 ended = await self._receive(frame)
