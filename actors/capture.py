@@ -34,7 +34,7 @@ from PIL import Image, UnidentifiedImageError
 
 from runtime import messages as m
 from runtime.audio import WavAudio, WavError, WavReader, open_wav
-from runtime.clock import Pacer, Timer, paced_sleep_until, shared_pacer
+from runtime.clock import Pacer, Timer, on_grid, paced_sleep_until, shared_pacer
 from runtime.errors import GeminiLiveError, unwrapping
 from runtime.supervisor import ActorContext
 from runtime.wiring import deliver, deliver_nowait
@@ -134,8 +134,9 @@ async def _batches(
     name: str, blocks: AsyncIterator[WavAudio], frame_ms: int
 ) -> AsyncIterator[Iterator[Due]]:
     """Consecutive blocks of audio (each a whole number of frames but the last) as
-    batches of timed frames, timestamped by their position in the stream from now."""
-    start = trio.current_time()
+    batches of timed frames, timestamped by their position in the stream from the clock's
+    next grid point (``on_grid``: streams on the grid share the clock's ticks)."""
+    start = on_grid(trio.current_time())
     before = 0  # samples in the blocks before
     async for audio in blocks:
         yield _timed(name, audio, start, before, frame_ms)

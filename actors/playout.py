@@ -47,7 +47,7 @@ from actors.capture import audio_device_error, sounddevice_module
 from actors.errors import SinkError
 from runtime import messages as m
 from runtime.audio import OUTPUT_RATE
-from runtime.clock import Timer, paced_sleep_until, shared_pacer
+from runtime.clock import Timer, on_grid, paced_sleep_until, shared_pacer
 from runtime.drops import DropCounter
 from runtime.errors import unwrapping
 from runtime.supervisor import ActorContext
@@ -477,7 +477,7 @@ class _Player:
         if self.on_clock:
             if self.idle and self.scope is not None:
                 self.idle = False
-                self.next_at = max(self.next_at, trio.current_time())
+                self.next_at = max(self.next_at, on_grid(trio.current_time()))
                 self.timer = shared_pacer().call_at(self.next_at, self._tick, self._failed)
             return
         self.wakeup.set()

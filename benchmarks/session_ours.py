@@ -45,7 +45,7 @@ from peers import loadlib
 from peers.loadlib import FRAME_SAMPLES, FRAME_SECONDS, Recorder, frame_at, offset_of
 from protocol import wire
 from runtime import messages as m
-from runtime.clock import paced_sleep_until
+from runtime.clock import on_grid, paced_sleep_until
 from runtime.wiring import Wiring, deliver, deliver_nowait
 
 AUDIO_PREFIX = b'{"realtimeInput":{"audio"'
@@ -221,7 +221,7 @@ class MemorySource:
         return self._one_batch()
 
     async def _one_batch(self) -> AsyncIterator[Iterable[tuple[float, m.RawAudio]]]:
-        yield self._due(trio.current_time())
+        yield self._due(on_grid(trio.current_time()))  # as the library's sources start
 
     def _due(self, start: float) -> Iterator[tuple[float, m.RawAudio]]:
         """The frames while sending, each with its due time (noted for the send probe,

@@ -8,7 +8,7 @@ import pytest
 import trio
 from trio.testing import MockClock
 
-from runtime.clock import Pacer
+from runtime.clock import GRID, Pacer, on_grid
 
 
 async def test_sleepers_wake_no_earlier_and_at_most_one_quantum_late(
@@ -108,3 +108,14 @@ async def test_calls_at_deadlines_run_in_order_never_early_and_failures_go_to_th
     assert len(chained) == 5
     for k, at in enumerate(chained):
         assert start + 0.02 * k <= at <= start + 0.02 * k + 0.002 + 1e-9
+
+
+def test_on_grid_is_the_first_grid_point_at_or_after_a_time() -> None:
+    assert on_grid(0.0) == 0.0
+    assert on_grid(0.005) == pytest.approx(0.005)
+    assert on_grid(0.0051) == pytest.approx(0.010)
+    assert on_grid(12.3456) == pytest.approx(12.35)
+    for time in (0.0, 0.001, 0.0049999, 0.005, 1.0, 1234.5678):
+        point = on_grid(time)
+        assert time - 1e-9 <= point < time + GRID
+        assert round(point / GRID, 6) == round(point / GRID)
