@@ -116,10 +116,9 @@ class _StreamingCall:
     continuing: set[tuple[str | int, ...]] = field(default_factory=set)  # strings not done
 
 
-@dataclass
-class _Sent:
+class _Sent(msgspec.Struct):
     """A client message written on this connection, kept until the server says it was
-    consumed (transparent resumption)."""
+    consumed (transparent resumption). A Struct: one is made per message sent."""
 
     index: int
     frame: bytes
@@ -227,6 +226,14 @@ class LiveSession:
         ``LocalProtocolError`` for a second setup, input before ``setupComplete``, or a
         tool response for a call that is unknown, cancelled or already answered.
         """
+        if type(message) is wire.RealtimeInput and message.audio is not None:
+            # Most of what a session sends: what the general path below does for it (it
+            # changes no state, asks for no reply), without the checks it cannot need.
+            if self.state in _ACTIVE:
+                frame = wire.encode(message)
+                self.messages_sent += 1
+                self._log_sent(frame, True)
+                return frame
         event = E.SEND_SETUP if isinstance(message, wire.Setup) else E.SEND_INPUT
         next_state = TRANSITIONS.get((self.state, event))
         if next_state is None:
@@ -269,11 +276,13 @@ class LiveSession:
         self._connection_index += 1
         if not self.transparent:
             return
-        self._sent_log.append(_Sent(self._connection_index, frame, audio))
+        log = self._sent_log
+        log.append(_Sent(self._connection_index, frame, audio))
         self._sent_log_bytes += len(frame)
-        while self._sent_log_bytes > self.max_unconsumed_bytes and self._sent_log:
-            self._sent_log_bytes -= len(self._sent_log.popleft().frame)
-            self.unconsumed_forgotten += 1
+        if self._sent_log_bytes > self.max_unconsumed_bytes:
+            while self._sent_log_bytes > self.max_unconsumed_bytes and log:
+                self._sent_log_bytes -= len(log.popleft().frame)
+                self.unconsumed_forgotten += 1
 
     def _consumed(self, index: int) -> None:
         while self._sent_log and self._sent_log[0].index <= index:

@@ -589,6 +589,8 @@ _ENVELOPE_KEY: Final[dict[type[WireStruct], str]] = {
 # A client frame is its message wrapped under one key: written directly, not via an envelope.
 _ENVELOPE_PREFIX: Final = {cls: b'{"' + key.encode() + b'":' for cls, key in _ENVELOPE_KEY.items()}
 _REALTIME_INPUT_FIELDS: Final = RealtimeInput.__struct_fields__
+_REALTIME_INPUT_PREFIX: Final = _ENVELOPE_PREFIX[RealtimeInput]
+astuple: Final = msgspec.structs.astuple
 
 _encoder = msgspec.json.Encoder()
 _server_decoder = msgspec.json.Decoder(ServerMessage, strict=False)  # int64 may be a string
@@ -607,6 +609,9 @@ def encode(message: ClientMessage | ServerMessage, *, ids_required: bool = True)
     a ``ServerMessage`` with no top-level key.
     """
     if isinstance(message, RealtimeInput):
+        # Every audio chunk comes here: count the unset fields in C, name them only to fail.
+        if len(_REALTIME_INPUT_FIELDS) - astuple(message).count(None) == 1:
+            return _REALTIME_INPUT_PREFIX + _encoder.encode(message) + b"}"
         set_fields = [f for f in _REALTIME_INPUT_FIELDS if getattr(message, f) is not None]
         if len(set_fields) != 1:
             raise LocalProtocolError(
@@ -785,6 +790,25 @@ def pcm_rate(mime_type: str, *, default: int) -> int:
     Raises ``RemoteProtocolError`` for a rate that is not a decimal number between
     ``MIN_AUDIO_RATE`` and ``MAX_AUDIO_RATE`` (``protocol.limits``).
     """
+    if len(mime_type) > _PCM_RATE_CACHED_CHARS:
+        return _parse_pcm_rate(mime_type, default)
+    key = (mime_type, default)
+    rate = _pcm_rates.get(key)
+    if rate is None:
+        rate = _parse_pcm_rate(mime_type, default)
+        if len(_pcm_rates) >= _PCM_RATES_CACHED:
+            _pcm_rates.clear()  # a peer sending ever new mimeTypes gets no cache, not memory
+        _pcm_rates[key] = rate
+    return rate
+
+
+# The rates of short, valid mimeTypes already parsed: every audio chunk names the same one.
+_pcm_rates: dict[tuple[str, int], int] = {}
+_PCM_RATES_CACHED: Final = 16
+_PCM_RATE_CACHED_CHARS: Final = 64
+
+
+def _parse_pcm_rate(mime_type: str, default: int) -> int:
     for param in mime_type.split(";")[1:]:
         key, _, value = param.strip().partition("=")
         if key.strip().lower() != "rate":
