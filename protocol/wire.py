@@ -88,6 +88,8 @@ URL_RETRIEVAL_STATUSES: Final = (
 )
 
 JsonObject = dict[str, Any]
+# A Struct's field values as a tuple, in C: counting its Nones is the cheap emptiness test.
+_astuple: Final = msgspec.structs.astuple
 
 
 class WireStruct(msgspec.Struct, rename="camel", omit_defaults=True, kw_only=True):
@@ -574,7 +576,7 @@ class ServerMessage(WireStruct):
 
     def is_empty(self) -> bool:
         """True when no known top-level key is set (the SDK's receive() crashes on it)."""
-        return all(getattr(self, name) is None for name in self.__struct_fields__)
+        return _astuple(self).count(None) == len(self.__struct_fields__)
 
 
 # --- codec ------------------------------------------------------------------------------
@@ -590,7 +592,6 @@ _ENVELOPE_KEY: Final[dict[type[WireStruct], str]] = {
 _ENVELOPE_PREFIX: Final = {cls: b'{"' + key.encode() + b'":' for cls, key in _ENVELOPE_KEY.items()}
 _REALTIME_INPUT_FIELDS: Final = RealtimeInput.__struct_fields__
 _REALTIME_INPUT_PREFIX: Final = _ENVELOPE_PREFIX[RealtimeInput]
-astuple: Final = msgspec.structs.astuple
 
 _encoder = msgspec.json.Encoder()
 _server_decoder = msgspec.json.Decoder(ServerMessage, strict=False)  # int64 may be a string
@@ -610,7 +611,7 @@ def encode(message: ClientMessage | ServerMessage, *, ids_required: bool = True)
     """
     if isinstance(message, RealtimeInput):
         # Every audio chunk comes here: count the unset fields in C, name them only to fail.
-        if len(_REALTIME_INPUT_FIELDS) - astuple(message).count(None) == 1:
+        if len(_REALTIME_INPUT_FIELDS) - _astuple(message).count(None) == 1:
             return _REALTIME_INPUT_PREFIX + _encoder.encode(message) + b"}"
         set_fields = [f for f in _REALTIME_INPUT_FIELDS if getattr(message, f) is not None]
         if len(set_fields) != 1:
@@ -705,14 +706,15 @@ def _server_audio_fast_path(frame: bytes | str) -> ServerMessage | None:
         content = _audio_frame_decoder.decode(frame).server_content
     except _DECODE_ERRORS:
         return None
-    parts = [
-        Part(inline_data=Blob(mime_type=p.inline_data.mime_type, data=p.inline_data.data))
-        for p in content.model_turn.parts
-    ]
+    turn = content.model_turn
+    parts = []
+    for part in turn.parts:
+        blob = part.inline_data
+        parts.append(Part(inline_data=Blob(mime_type=blob.mime_type, data=blob.data)))
     said = content.output_transcription
     return ServerMessage(
         server_content=ServerContent(
-            model_turn=Content(role=content.model_turn.role, parts=parts),
+            model_turn=Content(role=turn.role, parts=parts),
             output_transcription=None
             if said is None
             else Transcription(text=said.text, finished=said.finished),
