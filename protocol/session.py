@@ -226,14 +226,17 @@ class LiveSession:
         ``LocalProtocolError`` for a second setup, input before ``setupComplete``, or a
         tool response for a call that is unknown, cancelled or already answered.
         """
-        if type(message) is wire.RealtimeInput and message.audio is not None:
+        if (
+            type(message) is wire.RealtimeInput
+            and message.audio is not None
+            and self.state in _ACTIVE
+        ):
             # Most of what a session sends: what the general path below does for it (it
             # changes no state, asks for no reply), without the checks it cannot need.
-            if self.state in _ACTIVE:
-                frame = wire.encode(message)
-                self.messages_sent += 1
-                self._log_sent(frame, True)
-                return frame
+            frame = wire.encode(message)
+            self.messages_sent += 1
+            self._log_sent(frame, True)
+            return frame
         event = E.SEND_SETUP if isinstance(message, wire.Setup) else E.SEND_INPUT
         next_state = TRANSITIONS.get((self.state, event))
         if next_state is None:

@@ -216,9 +216,8 @@ def _unmask(payload: bytes, mask: bytes) -> bytes:
     if not length:
         return b""
     # XOR as one big integer: far faster in CPython than a per-byte loop.
-    return (
-        int.from_bytes(payload, "little") ^ int.from_bytes(key[:length], "little")
-    ).to_bytes(length, "little")
+    xored_int = int.from_bytes(payload, "little") ^ int.from_bytes(key[:length], "little")
+    return xored_int.to_bytes(length, "little")
 
 
 # --- frames in -----------------------------------------------------------------------------
