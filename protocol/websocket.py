@@ -199,9 +199,10 @@ def sendable_close_code(code: int) -> bool:
     return 1000 <= code < 5000 and code not in (1004, 1005, 1006, 1015) and not 1016 <= code < 3000
 
 
-# Below this many bytes XOR as one big integer is the cheaper; from it numpy is (its fixed
-# cost per call is about 1 µs, then it runs some ten times faster per byte).
-_NUMPY_MASK_BYTES: Final = 512
+# From this many bytes numpy XORs faster than one big integer does (a video frame, not an
+# audio chunk). In a tight loop numpy wins from ~500 bytes, but measured between other work
+# (its code no longer in the CPU's caches) a ~1 KB chunk costs it about twice the integer's.
+_NUMPY_MASK_BYTES: Final = 8192
 _BYTE: Final = np.dtype(np.uint8)
 _frombuffer: Final = np.frombuffer
 
