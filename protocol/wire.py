@@ -611,7 +611,10 @@ def encode(message: ClientMessage | ServerMessage, *, ids_required: bool = True)
     """
     if isinstance(message, RealtimeInput):
         # Every audio chunk comes here: count the unset fields in C, name them only to fail.
-        if len(_REALTIME_INPUT_FIELDS) - _astuple(message).count(None) == 1:
+        if (
+            type(message) is RealtimeInput
+            and len(_REALTIME_INPUT_FIELDS) - _astuple(message).count(None) == 1
+        ):
             return _REALTIME_INPUT_PREFIX + _encoder.encode(message) + b"}"
         set_fields = [f for f in _REALTIME_INPUT_FIELDS if getattr(message, f) is not None]
         if len(set_fields) != 1:
