@@ -65,6 +65,10 @@ class Event(enum.Enum):
 
 
 S, E = State, Event
+_astuple: Final = msgspec.structs.astuple
+# Fields of a ServerMessage and of a ServerContent, less the one set on the fast path.
+_SERVER_KEYS_BUT_ONE: Final = len(wire.ServerMessage.__struct_fields__) - 1
+_CONTENT_KEYS_BUT_ONE: Final = len(wire.ServerContent.__struct_fields__) - 1
 SYNTHETIC_CALL_PREFIX: Final = "no-id-"  # the ids given to calls Vertex sent without one
 _ACTIVE: Final = (S.READY, S.MODEL_TURN, S.GENERATION_DONE, S.INTERRUPTED)
 
@@ -412,6 +416,29 @@ class LiveSession:
         Raises ``RemoteProtocolError`` for a sequence the server must not produce: anything
         before ``setupComplete`` or a second one, a tool call reusing a pending id.
         """
+        # Most of what a server sends: more parts of the open turn, nothing else. What
+        # the general path does for them (the state stays MODEL_TURN), minus its checks.
+        turn = self._turn
+        if (
+            turn is not None
+            and self.state is S.MODEL_TURN
+            and _astuple(message).count(None) == _SERVER_KEYS_BUT_ONE
+        ):
+            content = message.server_content
+            if (
+                content is not None
+                and content.model_turn is not None
+                and content.model_turn.parts
+                and _astuple(content).count(None) == _CONTENT_KEYS_BUT_ONE
+            ):
+                self._awaiting_reply = False
+                out: list[m.SessionEvent] = []
+                self._emit_parts(turn.turn_id, content.model_turn.parts, out)
+                return out
+        return self._receive_any(message)
+
+    def _receive_any(self, message: wire.ServerMessage) -> list[m.SessionEvent]:
+        """``receive``, for every message (the general path)."""
         out: list[m.SessionEvent] = []
         if message.setup_complete is not None:
             self._step(E.SETUP_COMPLETE, "setupComplete")

@@ -11,6 +11,8 @@ import os
 
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from protocol import limits
 from protocol import wire as w
@@ -364,3 +366,81 @@ def test_the_replay_log_keeps_at_most_its_bound_of_audio() -> None:
     assert session.unconsumed_forgotten == 1  # one past it
     session.connection_lost()
     assert session.replay_pending == 3
+
+
+# --- the session's receive path ------------------------------------------------------------
+
+AUDIO_PART = w.Part(inline_data=w.Blob(mime_type="audio/pcm;rate=24000", data=b"\x01\x00" * 8))
+PARTS = st.sampled_from(
+    [
+        AUDIO_PART,
+        w.Part(inline_data=w.Blob(mime_type="audio/pcm;rate=16000", data=b"\x02\x00")),
+        w.Part(inline_data=w.Blob(mime_type="audio/pcm;rate=5", data=b"\x02\x00")),  # refused
+        w.Part(inline_data=w.Blob(mime_type="audio/pcm", data=b"")),
+        w.Part(text="words"),
+        w.Part(text="thinking", thought=True),
+        w.Part(executable_code=w.ExecutableCode(code="1", id="c")),
+    ]
+)
+CONTENTS = st.one_of(
+    st.builds(lambda parts: w.ServerContent(model_turn=w.Content(parts=parts)), st.lists(PARTS)),
+    st.builds(
+        lambda parts, role: w.ServerContent(model_turn=w.Content(role=role, parts=parts)),
+        st.lists(PARTS, max_size=2),
+        st.sampled_from([None, "model"]),
+    ),
+    st.sampled_from(
+        [
+            w.ServerContent(model_turn=w.Content()),
+            w.ServerContent(model_turn=w.Content(parts=[AUDIO_PART]), turn_complete=True),
+            w.ServerContent(model_turn=w.Content(parts=[AUDIO_PART]), generation_complete=False),
+            w.ServerContent(output_transcription=w.Transcription(text="said")),
+            w.ServerContent(generation_complete=True),
+            w.ServerContent(interrupted=True),
+            w.ServerContent(turn_complete=True),
+        ]
+    ),
+)
+SERVER_MESSAGES = st.one_of(
+    st.builds(lambda content: w.ServerMessage(server_content=content), CONTENTS),
+    st.builds(
+        lambda content: w.ServerMessage(
+            server_content=content, usage_metadata=w.UsageMetadata(total_token_count=1)
+        ),
+        CONTENTS,
+    ),
+    st.sampled_from(
+        [
+            w.ServerMessage(setup_complete=w.SetupComplete()),
+            w.ServerMessage(go_away=w.GoAway(time_left="1s")),
+            w.ServerMessage(
+                tool_call=w.ToolCall(function_calls=[w.FunctionCall(id="t", name="f")])
+            ),
+        ]
+    ),
+)
+
+
+def _apply(session: LiveSession, message: w.ServerMessage, *, general: bool) -> object:
+    try:
+        return session._receive_any(message) if general else session.receive(message)
+    except RemoteProtocolError as exc:
+        return ("error", str(exc), exc.field)
+
+
+QUESTION = w.ClientContent(turns=[w.Content(parts=[w.Part(text="q")])], turn_complete=True)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(SERVER_MESSAGES, st.just(QUESTION)), max_size=12))
+def test_receiving_gives_what_the_general_path_gives_message_by_message(
+    messages: list[w.ServerMessage | w.ClientContent],
+) -> None:
+    """Typed questions in between: a reply is then owed while a turn is open."""
+    fast, general = ready_session(transparent=True), ready_session(transparent=True)
+    for message in messages:
+        if isinstance(message, w.ClientContent):
+            assert fast.send(message) == general.send(message)
+        else:
+            assert _apply(fast, message, general=False) == _apply(general, message, general=True)
+        assert fast == general  # every field of the state, private ones included
