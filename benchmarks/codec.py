@@ -24,6 +24,7 @@ from typing import Any
 from google.genai import _common, _live_converters, types
 
 from protocol import decode_server, encode
+from protocol import websocket as rfc6455
 from protocol import wire as w
 from protocol.session import LiveSession
 
@@ -159,3 +160,64 @@ def print_table(results: dict[str, Any]) -> None:
             f" {sdk['median_us']:8.2f} ({sdk['p10_us']:.1f}-{sdk['p90_us']:.1f})"
             f" {row['speedup_median']:7.1f}x"
         )
+
+
+# --- the protocol layer, call by call ------------------------------------------------------
+# What one message costs in each sans-IO call it goes through, ours only: an audio frame up
+# (session.send, then WebSocket framing and masking) and a server audio message down (the
+# WebSocket parser, decode_server, the session). ``python -m benchmarks.codec`` prints it.
+# Timed on the thread's CPU clock in interleaved rounds (a shared machine's noise hits every
+# call alike); the minimum is the steadier figure, the median the likelier one under load.
+
+SERVER_FRAME = rfc6455.encode_frame(rfc6455.OP_BINARY, RECEIVE_FRAME)  # as the server writes it
+
+
+def protocol_calls() -> dict[str, Callable[[], object]]:
+    """The calls, each on its own session or connection, all in steady state."""
+    send_session, receive_session = _session_in_turn(), _session_in_turn()
+    client = rfc6455.WebSocket(rfc6455.Role.CLIENT)
+    audio = w.RealtimeInput(audio=w.Blob(mime_type=MIME_16K, data=AUDIO_20MS_16K))
+    up_frame = send_session.send(audio)
+    down = decode_server(RECEIVE_FRAME)
+    receive_session.receive(down)  # the turn is open: each call is one more chunk of it
+
+    def up_total() -> bytes:
+        message = w.RealtimeInput(audio=w.Blob(mime_type=MIME_16K, data=AUDIO_20MS_16K))
+        return client.send_message(send_session.send(message))
+
+    def down_total() -> object:
+        (event,) = client.receive_data(SERVER_FRAME)
+        assert type(event) is rfc6455.Message
+        return receive_session.receive(decode_server(event.data))
+
+    return {
+        "up: LiveSession.send (encode included)": lambda: send_session.send(audio),
+        "up: wire.encode": lambda: encode(audio),
+        "up: WebSocket.send_message (masked)": lambda: client.send_message(up_frame),
+        "up: all, the message built too": up_total,
+        "down: WebSocket.receive_data": lambda: client.receive_data(SERVER_FRAME),
+        "down: decode_server": lambda: decode_server(RECEIVE_FRAME),
+        "down: LiveSession.receive": lambda: receive_session.receive(down),
+        "down: all": down_total,
+    }
+
+
+def time_protocol_calls(*, rounds: int = 60, calls: int = 2000) -> dict[str, dict[str, float]]:
+    """Microseconds of CPU per call: median and minimum over ``rounds``."""
+    named = protocol_calls()
+    times: dict[str, list[float]] = {name: [] for name in named}
+    for _ in range(rounds):
+        for name, call in named.items():
+            start = time.thread_time_ns()
+            for _ in range(calls):
+                call()
+            times[name].append((time.thread_time_ns() - start) / calls / 1000.0)
+    return {
+        name: {"median_us": round(statistics.median(t), 3), "min_us": round(min(t), 3)}
+        for name, t in times.items()
+    }
+
+
+if __name__ == "__main__":
+    for call_name, row in time_protocol_calls().items():
+        print(f"{call_name:42} median {row['median_us']:7.3f} µs  min {row['min_us']:7.3f} µs")

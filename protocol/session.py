@@ -65,6 +65,10 @@ class Event(enum.Enum):
 
 
 S, E = State, Event
+_astuple: Final = msgspec.structs.astuple
+# Fields of a ServerMessage and of a ServerContent, less the one set on the fast path.
+_SERVER_KEYS_BUT_ONE: Final = len(wire.ServerMessage.__struct_fields__) - 1
+_CONTENT_KEYS_BUT_ONE: Final = len(wire.ServerContent.__struct_fields__) - 1
 SYNTHETIC_CALL_PREFIX: Final = "no-id-"  # the ids given to calls Vertex sent without one
 _ACTIVE: Final = (S.READY, S.MODEL_TURN, S.GENERATION_DONE, S.INTERRUPTED)
 
@@ -116,10 +120,9 @@ class _StreamingCall:
     continuing: set[tuple[str | int, ...]] = field(default_factory=set)  # strings not done
 
 
-@dataclass
-class _Sent:
+class _Sent(msgspec.Struct):
     """A client message written on this connection, kept until the server says it was
-    consumed (transparent resumption)."""
+    consumed (transparent resumption). A Struct: one is made per message sent."""
 
     index: int
     frame: bytes
@@ -227,6 +230,17 @@ class LiveSession:
         ``LocalProtocolError`` for a second setup, input before ``setupComplete``, or a
         tool response for a call that is unknown, cancelled or already answered.
         """
+        if (
+            type(message) is wire.RealtimeInput
+            and message.audio is not None
+            and self.state in _ACTIVE
+        ):
+            # Most of what a session sends: what the general path below does for it (it
+            # changes no state, asks for no reply), without the checks it cannot need.
+            frame = wire.encode(message)
+            self.messages_sent += 1
+            self._log_sent(frame, True)
+            return frame
         event = E.SEND_SETUP if isinstance(message, wire.Setup) else E.SEND_INPUT
         next_state = TRANSITIONS.get((self.state, event))
         if next_state is None:
@@ -269,11 +283,13 @@ class LiveSession:
         self._connection_index += 1
         if not self.transparent:
             return
-        self._sent_log.append(_Sent(self._connection_index, frame, audio))
+        log = self._sent_log
+        log.append(_Sent(self._connection_index, frame, audio))
         self._sent_log_bytes += len(frame)
-        while self._sent_log_bytes > self.max_unconsumed_bytes and self._sent_log:
-            self._sent_log_bytes -= len(self._sent_log.popleft().frame)
-            self.unconsumed_forgotten += 1
+        if self._sent_log_bytes > self.max_unconsumed_bytes:
+            while self._sent_log_bytes > self.max_unconsumed_bytes and log:
+                self._sent_log_bytes -= len(log.popleft().frame)
+                self.unconsumed_forgotten += 1
 
     def _consumed(self, index: int) -> None:
         while self._sent_log and self._sent_log[0].index <= index:
@@ -400,6 +416,29 @@ class LiveSession:
         Raises ``RemoteProtocolError`` for a sequence the server must not produce: anything
         before ``setupComplete`` or a second one, a tool call reusing a pending id.
         """
+        # Most of what a server sends: more parts of the open turn, nothing else. What
+        # the general path does for them (the state stays MODEL_TURN), minus its checks.
+        turn = self._turn
+        if (
+            turn is not None
+            and self.state is S.MODEL_TURN
+            and _astuple(message).count(None) == _SERVER_KEYS_BUT_ONE
+        ):
+            content = message.server_content
+            if (
+                content is not None
+                and content.model_turn is not None
+                and content.model_turn.parts
+                and _astuple(content).count(None) == _CONTENT_KEYS_BUT_ONE
+            ):
+                self._awaiting_reply = False
+                out: list[m.SessionEvent] = []
+                self._emit_parts(turn.turn_id, content.model_turn.parts, out)
+                return out
+        return self._receive_any(message)
+
+    def _receive_any(self, message: wire.ServerMessage) -> list[m.SessionEvent]:
+        """``receive``, for every message (the general path)."""
         out: list[m.SessionEvent] = []
         if message.setup_complete is not None:
             self._step(E.SETUP_COMPLETE, "setupComplete")

@@ -88,6 +88,8 @@ URL_RETRIEVAL_STATUSES: Final = (
 )
 
 JsonObject = dict[str, Any]
+# A Struct's field values as a tuple, in C: counting its Nones is the cheap emptiness test.
+_astuple: Final = msgspec.structs.astuple
 
 
 class WireStruct(msgspec.Struct, rename="camel", omit_defaults=True, kw_only=True):
@@ -574,7 +576,7 @@ class ServerMessage(WireStruct):
 
     def is_empty(self) -> bool:
         """True when no known top-level key is set (the SDK's receive() crashes on it)."""
-        return all(getattr(self, name) is None for name in self.__struct_fields__)
+        return _astuple(self).count(None) == len(self.__struct_fields__)
 
 
 # --- codec ------------------------------------------------------------------------------
@@ -589,6 +591,7 @@ _ENVELOPE_KEY: Final[dict[type[WireStruct], str]] = {
 # A client frame is its message wrapped under one key: written directly, not via an envelope.
 _ENVELOPE_PREFIX: Final = {cls: b'{"' + key.encode() + b'":' for cls, key in _ENVELOPE_KEY.items()}
 _REALTIME_INPUT_FIELDS: Final = RealtimeInput.__struct_fields__
+_REALTIME_INPUT_PREFIX: Final = _ENVELOPE_PREFIX[RealtimeInput]
 
 _encoder = msgspec.json.Encoder()
 _server_decoder = msgspec.json.Decoder(ServerMessage, strict=False)  # int64 may be a string
@@ -607,6 +610,12 @@ def encode(message: ClientMessage | ServerMessage, *, ids_required: bool = True)
     a ``ServerMessage`` with no top-level key.
     """
     if isinstance(message, RealtimeInput):
+        # Every audio chunk comes here: count the unset fields in C, name them only to fail.
+        if (
+            type(message) is RealtimeInput
+            and len(_REALTIME_INPUT_FIELDS) - _astuple(message).count(None) == 1
+        ):
+            return _REALTIME_INPUT_PREFIX + _encoder.encode(message) + b"}"
         set_fields = [f for f in _REALTIME_INPUT_FIELDS if getattr(message, f) is not None]
         if len(set_fields) != 1:
             raise LocalProtocolError(
@@ -700,14 +709,15 @@ def _server_audio_fast_path(frame: bytes | str) -> ServerMessage | None:
         content = _audio_frame_decoder.decode(frame).server_content
     except _DECODE_ERRORS:
         return None
-    parts = [
-        Part(inline_data=Blob(mime_type=p.inline_data.mime_type, data=p.inline_data.data))
-        for p in content.model_turn.parts
-    ]
+    turn = content.model_turn
+    parts = []
+    for part in turn.parts:
+        blob = part.inline_data
+        parts.append(Part(inline_data=Blob(mime_type=blob.mime_type, data=blob.data)))
     said = content.output_transcription
     return ServerMessage(
         server_content=ServerContent(
-            model_turn=Content(role=content.model_turn.role, parts=parts),
+            model_turn=Content(role=turn.role, parts=parts),
             output_transcription=None
             if said is None
             else Transcription(text=said.text, finished=said.finished),
@@ -785,6 +795,25 @@ def pcm_rate(mime_type: str, *, default: int) -> int:
     Raises ``RemoteProtocolError`` for a rate that is not a decimal number between
     ``MIN_AUDIO_RATE`` and ``MAX_AUDIO_RATE`` (``protocol.limits``).
     """
+    if len(mime_type) > _PCM_RATE_CACHED_CHARS:
+        return _parse_pcm_rate(mime_type, default)
+    key = (mime_type, default)
+    rate = _pcm_rates.get(key)
+    if rate is None:
+        rate = _parse_pcm_rate(mime_type, default)
+        if len(_pcm_rates) >= _PCM_RATES_CACHED:
+            _pcm_rates.clear()  # a peer sending ever new mimeTypes gets no cache, not memory
+        _pcm_rates[key] = rate
+    return rate
+
+
+# The rates of short, valid mimeTypes already parsed: every audio chunk names the same one.
+_pcm_rates: dict[tuple[str, int], int] = {}
+_PCM_RATES_CACHED: Final = 16
+_PCM_RATE_CACHED_CHARS: Final = 64
+
+
+def _parse_pcm_rate(mime_type: str, default: int) -> int:
     for param in mime_type.split(";")[1:]:
         key, _, value = param.strip().partition("=")
         if key.strip().lower() != "rate":

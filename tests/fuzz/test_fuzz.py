@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from emulator import Behaviour, Scenario, open_emulator
 from protocol import ProtocolError, RemoteProtocolError, decode_client, decode_server, encode
+from protocol import websocket as rfc6455
 from protocol import wire as w
 from protocol.limits import MAX_JSON_DEPTH
 from protocol.session import LiveSession
@@ -188,6 +189,61 @@ def test_the_audio_fast_path_and_the_checked_path_agree(
     frame = encode(message)
     with_unknown = frame[:-1] + b', "future": 1}'  # never the fast path
     assert decode_server(frame) == decode_server(with_unknown) == message
+
+
+def _ws_frame(opcode: int, payload: bytes, masked: bool, fin: bool, rsv: int) -> bytes:
+    bit, size = (0x80 if masked else 0), len(payload)
+    first = (0x80 if fin else 0) | rsv | opcode
+    if size < 126:
+        header = bytes((first, bit | size))
+    else:
+        header = bytes((first, bit | 126)) + size.to_bytes(2, "big")
+    if not masked:
+        return header + payload
+    mask = b"\x11\x22\x33\x44"
+    return header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+WS_FRAMES = st.lists(
+    st.builds(
+        _ws_frame,
+        st.sampled_from([0x0, 0x1, 0x2, 0x3, 0x8, 0x9, 0xA]),
+        st.one_of(
+            st.binary(max_size=140),
+            st.sampled_from([b"\xff", "é".encode(), b"x" * 200, b"x" * 201, b"x" * 300]),
+        ),
+        st.booleans(),
+        st.booleans(),
+        st.sampled_from([0, 0, 0, 0x40]),
+    ),
+    max_size=8,
+)
+
+
+def _ws_events(events: list[rfc6455.Event]) -> list[object]:
+    return [(e.code, e.reason) if isinstance(e, rfc6455.ProtocolViolation) else e for e in events]
+
+
+@settings(max_examples=400, deadline=None)
+@given(WS_FRAMES, st.booleans(), st.lists(st.integers(1, 400), max_size=6))
+def test_websocket_frames_read_whole_or_in_pieces_give_the_same_events(
+    frames: list[bytes], masked: bool, cuts: list[int]
+) -> None:
+    """Whole reads take the parser's fast path; one byte at a time never does."""
+    data = b"".join(frames)
+    whole = rfc6455.FrameParser(200, masked=masked, max_fragments=3)
+    pieces = rfc6455.FrameParser(200, masked=masked, max_fragments=3)
+    bytewise = rfc6455.FrameParser(200, masked=masked, max_fragments=3)
+    expected = _ws_events([e for i in range(len(data)) for e in bytewise.feed(data[i : i + 1])])
+    assert _ws_events(whole.feed(data)) == expected
+    got: list[rfc6455.Event] = []
+    start = 0
+    for cut in [*cuts, len(data)]:
+        got += pieces.feed(data[start : start + cut])
+        start += cut
+    got += pieces.feed(data[start:])
+    assert _ws_events(got) == expected
+    assert whole.buffered_bytes == bytewise.buffered_bytes
 
 
 @settings(max_examples=200, deadline=None)
