@@ -16,6 +16,8 @@ its own, the same scenario for all:
 - ``ours-tws``: ours on trio-websocket instead of our WebSocket client (not by default).
 - ``ours-gc``: ours with ``actors.tune_gc()`` called once its sessions have started (not
   by default): ``--variants ours,ours-gc,sdk`` measures what the collector costs the tail.
+- ``ours-steps``: ours counting trio task steps per session-second by task, run-loop
+  rounds and the collector's pauses (not by default; ``--variants ours-steps``).
 
 Every session streams 16 kHz audio in real time, 20 ms per frame (the client's own
 chunking on the wire), a 4 s cycle of 1 s of speech and 3 s of silence, and gets a spoken
@@ -139,6 +141,13 @@ VARIANTS: dict[str, Variant] = {
         (sys.executable, "-m", "benchmarks.session_ours", "--tune-gc"),
         "as ours, with actors.tune_gc() called once every session has started",
     ),
+    "ours-steps": Variant(
+        "ours-steps",
+        "ours/steps",
+        (sys.executable, "-m", "benchmarks.session_ours", "--count-steps"),
+        "as ours, counting trio task steps per session-second, by task (an instrument: it "
+        "costs a little CPU), run-loop rounds and the collector's pauses",
+    ),
     "ours-tws": Variant(
         "ours-tws",
         "ours/trio-websocket",
@@ -163,6 +172,7 @@ PRIOR_US = {
     "ours": 26700.0,
     "ours-tws": 26700.0,
     "ours-gc": 26700.0,
+    "ours-steps": 26700.0,
     "baseline": 26700.0,
     "sdk": 26000.0,
     "livekit": 24000.0,

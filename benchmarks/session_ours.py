@@ -65,14 +65,29 @@ class StepCounter(trio.abc.Instrument):
     def __init__(self) -> None:
         self.counting = False
         self.steps = self.rounds = 0
+        self.by_task: collections.Counter[str] = collections.Counter()
 
     def before_task_step(self, task: trio.lowlevel.Task) -> None:
         if self.counting:
             self.steps += 1
+            self.by_task[_what_runs(task)] += 1
 
     def after_io_wait(self, timeout: float) -> None:
         if self.counting:
             self.rounds += 1
+
+
+def _what_runs(task: trio.lowlevel.Task) -> str:
+    """The task's function and what it awaits, outermost first, up to three deep, the
+    supervisor's wrappers left out (so an actor is named by its function)."""
+    names: list[str] = []
+    awaited: object = task.coro
+    while awaited is not None and len(names) < 8:
+        code = getattr(awaited, "cr_code", None) or getattr(awaited, "ag_code", None)
+        if code is not None and code.co_name not in ("_run_child", "_incarnation"):
+            names.append(code.co_qualname)
+        awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "ag_await", None)
+    return " > ".join(names[:3])
 
 
 class GcPauses:
@@ -151,6 +166,10 @@ def measure_ours(
             if count_steps:
                 session_seconds = sessions * (window.t1 - window.t0)
                 result["task_steps_per_session_second"] = round(counter.steps / session_seconds, 1)
+                result["task_steps_by_task"] = {
+                    name: round(count / session_seconds, 1)
+                    for name, count in counter.by_task.most_common(12)
+                }
                 result["loop_rounds_per_second"] = round(
                     counter.rounds / (window.t1 - window.t0), 1
                 )

@@ -226,6 +226,13 @@ def print_run(row: Row) -> None:
         f" load {row['load_average'][0]:.1f}",
         flush=True,
     )
+    if "task_steps_per_session_second" in row:  # the ours-steps variant
+        by_task = ", ".join(f"{v} {k}" for k, v in row.get("task_steps_by_task", {}).items())
+        print(
+            f"      task steps per session-second {row['task_steps_per_session_second']}"
+            f" (run-loop rounds {row.get('loop_rounds_per_second')} a second): {by_task}",
+            flush=True,
+        )
     for error in row.get("errors", ())[:2]:
         print(f"      error: {error}", flush=True)
 
