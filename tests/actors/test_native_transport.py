@@ -549,3 +549,70 @@ async def test_send_nowait_refuses_without_a_direct_write_and_fails_like_send_wh
         assert info.value.code == 1006
         with pytest.raises(TransportClosed):  # and stays ended
             await conn.flush()
+
+
+# --- the direct read over a real TCP socket -------------------------------------------------
+
+
+async def test_direct_reads_take_a_flood_in_order_and_still_let_other_tasks_run() -> None:
+    client, server = await tcp_pair()
+    conn = NativeConnection(client)
+    assert conn._read_nowait is not None, "a plain TCP stream is read directly"
+    count = 20 * DIRECT_WRITES_PER_YIELD
+    turns = 0
+
+    async def other() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await trio.lowlevel.checkpoint()
+
+    async with client, server, trio.open_nursery() as nursery:
+        # Every message in its own read: a 70 KB frame does not fit one READ_SIZE read.
+        payloads = [bytes([k % 256]) * 70_000 for k in range(count)]
+        nursery.start_soon(
+            server.send_all, b"".join(rfc6455.encode_frame(rfc6455.OP_BINARY, p) for p in payloads)
+        )
+        nursery.start_soon(other)
+        await trio.lowlevel.checkpoint()
+        before = turns
+        got = [await conn.receive() for _ in range(count)]
+        assert got == payloads
+        assert turns - before >= 9  # the reader yielded at least every so many reads
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_direct_read_ends_with_1006_on_eof_and_on_a_reset() -> None:
+    for reset in (False, True):
+        client, server = await tcp_pair()
+        conn = NativeConnection(client)
+        async with client:
+            await server.send_all(rfc6455.encode_frame(rfc6455.OP_BINARY, b"before"))
+            if reset:
+                server.socket.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                )
+            await server.aclose()
+            assert await conn.receive() == b"before"
+            with pytest.raises(TransportClosed) as info:
+                await conn.receive()
+            assert info.value.code == 1006
+
+
+async def test_a_direct_read_waiting_is_cancellable_and_the_next_read_gets_everything() -> None:
+    client, server = await tcp_pair()
+    conn = NativeConnection(client)
+    async with client, server:
+        with trio.move_on_after(0.05) as scope:
+            await conn.receive()
+        assert scope.cancelled_caught
+        await server.send_all(rfc6455.encode_frame(rfc6455.OP_BINARY, b"after"))
+        assert await conn.receive() == b"after"
+
+
+async def test_streams_other_than_plain_tcp_are_read_with_receive_some() -> None:
+    client, server = trio.testing.memory_stream_pair()
+    conn = NativeConnection(client)
+    assert conn._read_nowait is None
+    await server.send_all(rfc6455.encode_frame(rfc6455.OP_BINARY, b"in memory"))
+    assert await conn.receive() == b"in memory"
