@@ -420,35 +420,6 @@ def _direct_writer(stream: trio.abc.Stream) -> Callable[[bytes | memoryview], in
     return write
 
 
-def _direct_reader(stream: trio.abc.Stream) -> Callable[[int], bytes | None] | None:
-    """For a plain TCP stream on POSIX: a function making one non-blocking read on its
-    socket (``os.read`` on the descriptor: the ``recv`` with no flags trio makes),
-    returning the bytes read (b"" at the end of the stream) or None when there are none
-    yet; ``trio.BrokenResourceError`` when the connection is broken,
-    ``trio.ClosedResourceError`` once the socket is closed. None for anything else (TLS,
-    in-memory streams): those are read with ``receive_some``.
-
-    Why: ``receive_some`` wraps each read in an error-translating context manager and
-    the socket's generic non-blocking helper; one read per server message, that was
-    about a tenth of the client's receive cost (issue 17)."""
-    if os.name != "posix" or type(stream) is not trio.SocketStream:
-        return None
-    sock = stream.socket
-
-    def read(size: int) -> bytes | None:
-        fd = sock.fileno()  # -1 once closed: never read a descriptor reused since
-        if fd < 0:
-            raise trio.ClosedResourceError("the socket was closed")
-        try:
-            return os.read(fd, size)
-        except BlockingIOError:
-            return None
-        except OSError as exc:
-            raise trio.BrokenResourceError(f"socket connection broken: {exc}") from exc
-
-    return read
-
-
 class NativeConnection:
     """A ``Connection`` speaking RFC 6455 over a trio stream it does not own, through the
     sans-IO ``protocol.websocket.WebSocket`` (its states, limits and closing handshake).
@@ -472,8 +443,6 @@ class NativeConnection:
         self._ended: TransportClosed | None = None
         self._write_nowait = _direct_writer(stream)
         self._direct_writes = 0  # since the last one that yielded
-        self._read_nowait = _direct_reader(stream)
-        self._direct_reads = 0  # since the last one that yielded
         self._rest: memoryview | None = None  # of a frame ``send_nowait`` began: goes first
 
     @property
@@ -540,7 +509,7 @@ class NativeConnection:
             data, self._buffered = self._buffered, b""
             if not data:
                 try:
-                    data = await self._read_some()
+                    data = bytes(await self._stream.receive_some(limits.READ_SIZE))
                 except _STREAM_ERRORS:
                     data = b""
                 if self._over():
@@ -630,31 +599,6 @@ class NativeConnection:
         if written < len(data):
             self._direct_writes = 0  # send_all yields
             await self._stream.send_all(memoryview(data)[written:])
-
-    async def _read_some(self) -> bytes:
-        """Up to ``READ_SIZE`` bytes from the stream, waiting for some; b"" at its end.
-        On a plain TCP socket, read straight from it (``os.read`` on the descriptor, as
-        trio's own ``recv`` does, without its wrappers): a cancellation point before the
-        read, a full checkpoint every ``DIRECT_WRITES_PER_YIELD`` reads that found data
-        at once (a peer flooding us still lets the other tasks run), and waiting only
-        when nothing is there. Raises what ``receive_some`` raises on a broken or closed
-        stream."""
-        read = self._read_nowait
-        if read is None:
-            return bytes(await self._stream.receive_some(limits.READ_SIZE))
-        self._direct_reads += 1
-        if self._direct_reads >= DIRECT_WRITES_PER_YIELD:
-            self._direct_reads = 0
-            await trio.lowlevel.checkpoint()
-        else:
-            await trio.lowlevel.checkpoint_if_cancelled()
-        while True:
-            data = read(limits.READ_SIZE)
-            if data is not None:
-                return data
-            self._direct_reads = 0  # waiting yields
-            assert isinstance(self._stream, trio.SocketStream)
-            await trio.lowlevel.wait_readable(self._stream.socket)
 
     def _lost(self) -> None:
         self._rest = None  # never written now
