@@ -88,8 +88,10 @@ async def test_a_held_partial_write_is_replayed_once_on_a_transparently_resumed_
     async with hostile_server(recorder) as server:
         async with linked(server.url, transport, TRANSPARENT) as link:
             with trio.fail_after(10):
-                while link.state.session.resumption_handle != "h1":
-                    await trio.sleep(0.01)
+                async for event in link.incoming:
+                    if isinstance(event, m.ResumptionUpdated) and event.resumable:
+                        break
+            assert link.state.session.resumption_handle == "h1"
             last = await fill_until_held(link, 0)
             recorder.cut_first.set()  # type: ignore[union-attr]
             deliver_nowait(link.outgoing, chunk(last + 1, 48000))  # queued behind it
