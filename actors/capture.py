@@ -504,7 +504,7 @@ class _ClockedFrames:
         self.batches: collections.deque[Iterator[Due]] = collections.deque()
         self.timer: Timer | None = None  # the next frame's call, while one is scheduled
         self.frame: Frame | None = None  # the frame it hands on
-        self.error: Exception | None = None  # what a callback raised
+        self.error: BaseException | None = None  # what a callback raised
         self._changed = trio.Event()
 
     @property
@@ -558,7 +558,7 @@ class _ClockedFrames:
         deliver_nowait(self.out, frame)
         self._schedule_next()
 
-    def _failed(self, error: Exception) -> None:
+    def _failed(self, error: BaseException) -> None:
         self.timer = None
         self.batches.clear()
         self.error = error

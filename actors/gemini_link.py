@@ -676,7 +676,9 @@ class ConnectionRun:
                 state.history.reply_owed = False
                 lost = session.discard_replay()
             else:
-                for frame in session.replay_frames():
+                replay = session.replay_frames()
+                self._drop_replayed_head(replay)
+                for frame in replay:
                     await self.conn.send(frame)
                 lost, session.unconsumed_forgotten = session.unconsumed_forgotten, 0
         except TransportClosed as exc:
@@ -695,6 +697,20 @@ class ConnectionRun:
             await deliver(link.incoming, dropped)
         await deliver(link.incoming, m.Reconnected(restored=self.handle is not None))
         return None
+
+    def _drop_replayed_head(self, replay: list[bytes]) -> None:
+        """The outbox's head message was encoded, and so recorded by the session, but not
+        written whole when the last connection was lost (a partial or failed write): when
+        the replay ends with its frames, the replay sends it, and the send loop must not
+        send it again (the server would get it twice)."""
+        outbox = self.link.state.outbox
+        if outbox.unsent_frame is None:
+            return
+        head = [outbox.unsent_frame, *outbox.unsent_rest]
+        tail = replay[-len(head) :]
+        if len(tail) == len(head) and all(a is b for a, b in zip(tail, head, strict=True)):
+            outbox.unsent_frame, outbox.unsent_rest = None, []
+            outbox.pop()
 
     async def _serve(self) -> Ended:
         async with trio.open_nursery() as nursery:

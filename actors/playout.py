@@ -417,7 +417,7 @@ class _Player:
         self.timer: Timer | None = None
         self.idle = True
         self.done = trio.Event()  # everything played after the input ended
-        self.failure: Exception | None = None  # a tick failed (the sink's error)
+        self.failure: BaseException | None = None  # a tick failed (the sink's error)
         self.scope: trio.CancelScope | None = None  # cancelled when a tick fails
 
     # --- input -----------------------------------------------------------------------------
@@ -563,7 +563,7 @@ class _Player:
             self.timer = shared_pacer().call_at(self.next_at, self._tick, self._failed)
             return
 
-    def _failed(self, error: Exception) -> None:
+    def _failed(self, error: BaseException) -> None:
         """A tick raised: the actor raises it (it stops playing)."""
         self.failure = error
         if self.scope is not None:

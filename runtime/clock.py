@@ -45,7 +45,9 @@ class Timer:
 
     __slots__ = ("callback", "cancelled", "failed")
 
-    def __init__(self, callback: Callable[[], None], failed: Callable[[Exception], None]) -> None:
+    def __init__(
+        self, callback: Callable[[], None], failed: Callable[[BaseException], None]
+    ) -> None:
         self.callback, self.failed = callback, failed
         self.cancelled = False
 
@@ -83,13 +85,14 @@ class Pacer:
         self,
         deadline: float,
         callback: Callable[[], None],
-        failed: Callable[[Exception], None],
+        failed: Callable[[BaseException], None],
     ) -> Timer:
         """Call ``callback()`` in the timer task once ``deadline`` (trio's clock) has come,
         at most one quantum late (at the next tick when it has come already). It must not
         block or wait (it runs in no task of its own: it may use ``*_nowait`` calls and
-        ``trio.lowlevel.reschedule``); if it raises, ``failed(error)`` is called with the
-        error (the owner's to handle; the timer goes on). Calling order among calls due
+        ``trio.lowlevel.reschedule``); if it raises, anything at all (a ``BaseException``
+        too), ``failed(error)`` is called with the error (the owner's to handle; the timer
+        goes on). Calling order among calls due
         in the same tick: by deadline, then by scheduling order."""
         timer = Timer(callback, failed)
         earliest = self._heap[0][0] if self._heap else None
@@ -123,10 +126,12 @@ class Pacer:
 
 
 def _call(timer: Timer) -> None:
+    # BaseException too: the timer is a system task, and one that raises crashes the whole
+    # run (TrioInternalError); the callback cannot checkpoint, so no Cancelled comes here.
     try:
         timer.callback()
-    except Exception as exc:
-        with contextlib.suppress(Exception):  # the owner's handler failed: its task is gone
+    except BaseException as exc:
+        with contextlib.suppress(BaseException):  # the owner's handler failed: its task is gone
             timer.failed(exc)
 
 

@@ -75,7 +75,7 @@ async def test_calls_at_deadlines_run_in_order_never_early_and_failures_go_to_th
 ) -> None:
     pacer = Pacer(quantum=0.002)
     calls: list[tuple[str, float, float]] = []
-    failures: list[Exception] = []
+    failures: list[BaseException] = []
 
     def call(name: str, deadline: float) -> None:
         calls.append((name, deadline, trio.current_time()))
