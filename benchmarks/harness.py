@@ -14,6 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import trio
+
+from actors.transport import Connection, DirectConnection
+
 
 @dataclass(frozen=True)
 class EmulatorProcess:
@@ -102,3 +106,50 @@ def machine_jiffies() -> tuple[int, int]:
 def load_average() -> float:
     """The 1-minute load average."""
     return float(Path("/proc/loadavg").read_text().split()[0])
+
+
+class WatchedConnection:
+    """A benchmark's probe around the real connection: ``written(frame, inline=...)`` is
+    called for each message once it is written whole (by ``send``, by ``send_nowait``,
+    inline, or by the ``flush`` of a rest it held). A ``DirectConnection`` exactly when
+    the inner connection is one, so the link's inline send runs through the probe."""
+
+    def __init__(self, inner: Connection) -> None:
+        self.inner = inner
+        self.held: bytes | None = None  # a frame ``send_nowait`` wrote in part
+        # (isinstance on a Protocol is slow: once, not per frame)
+        self.direct = inner if isinstance(inner, DirectConnection) else None
+
+    def written(self, frame: bytes, *, inline: bool) -> None:
+        """``frame`` was written whole (``inline``: by ``send_nowait``); for subclasses."""
+
+    @property
+    def writes_directly(self) -> bool:
+        return self.direct is not None and self.direct.writes_directly
+
+    async def send(self, frame: bytes) -> None:
+        await self.inner.send(frame)
+        self.written(frame, inline=False)
+
+    def send_nowait(self, frame: bytes) -> bool:
+        if self.direct is None:
+            raise trio.WouldBlock
+        whole = self.direct.send_nowait(frame)
+        if whole:
+            self.written(frame, inline=True)
+        else:
+            self.held = frame  # written once flushed
+        return whole
+
+    async def flush(self) -> None:
+        assert self.direct is not None
+        await self.direct.flush()
+        if self.held is not None:
+            held, self.held = self.held, None
+            self.written(held, inline=False)
+
+    async def receive(self) -> bytes | str:
+        return await self.inner.receive()
+
+    async def aclose(self, code: int = 1000, reason: str = "") -> None:
+        await self.inner.aclose(code, reason)

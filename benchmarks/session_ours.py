@@ -36,11 +36,11 @@ from actors.realtime import RealtimeModel
 from actors.tools import ToolSet
 from actors.transport import (
     Connection,
-    DirectConnection,
     NativeTransport,
     Transport,
     WebSocketTransport,
 )
+from benchmarks.harness import WatchedConnection
 from peers import loadlib
 from peers.loadlib import FRAME_SAMPLES, FRAME_SECONDS, Recorder, frame_at, offset_of
 from protocol import wire
@@ -263,7 +263,7 @@ class MemorySource:
             index += 1
 
 
-class ProbeConnection:
+class ProbeConnection(WatchedConnection):
     """The real connection, timing audio messages as they are written and read."""
 
     def __init__(
@@ -273,37 +273,10 @@ class ProbeConnection:
         captured: collections.deque[float],
         read: collections.deque[float],
     ) -> None:
-        self.recorder, self.inner, self.captured, self.read = recorder, inner, captured, read
-        self.held: bytes | None = None  # a frame ``send_nowait`` wrote in part
-        # (isinstance on a Protocol is slow: once, not per frame)
-        self.direct = inner if isinstance(inner, DirectConnection) else None
+        super().__init__(inner)
+        self.recorder, self.captured, self.read = recorder, captured, read
 
-    @property
-    def writes_directly(self) -> bool:
-        return self.direct is not None and self.direct.writes_directly
-
-    async def send(self, frame: bytes) -> None:
-        await self.inner.send(frame)
-        self._written(frame)
-
-    def send_nowait(self, frame: bytes) -> bool:
-        if self.direct is None:
-            raise trio.WouldBlock
-        whole = self.direct.send_nowait(frame)
-        if whole:
-            self._written(frame)
-        else:
-            self.held = frame  # written once flushed
-        return whole
-
-    async def flush(self) -> None:
-        assert self.direct is not None
-        await self.direct.flush()
-        if self.held is not None:
-            self._written(self.held)
-            self.held = None
-
-    def _written(self, frame: bytes) -> None:
+    def written(self, frame: bytes, *, inline: bool) -> None:
         if frame.startswith(AUDIO_PREFIX):  # one 20 ms frame per message
             self.recorder.sent(trio.current_time() - self.captured.popleft(), FRAME_SAMPLES)
         else:
@@ -314,9 +287,6 @@ class ProbeConnection:
         if self.recorder.received(frame):
             self.read.append(trio.current_time())
         return frame
-
-    async def aclose(self, code: int = 1000, reason: str = "") -> None:
-        await self.inner.aclose(code, reason)
 
 
 @dataclass

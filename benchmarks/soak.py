@@ -50,8 +50,8 @@ import trio.lowlevel
 from actors.events import ResponseContent
 from actors.realtime import RealtimeModel
 from actors.tools import tool
-from actors.transport import Connection, DirectConnection, NativeTransport, Transport
-from benchmarks.harness import rss_bytes
+from actors.transport import Connection, NativeTransport, Transport
+from benchmarks.harness import WatchedConnection, rss_bytes
 from emulator import Behaviour, Emulator, Reply, Scenario, ToolCallSpec, Turn, open_emulator
 from emulator.faults import Fault, parse_fault
 from protocol import decode_client
@@ -127,46 +127,19 @@ def _chunk_number(frame: bytes) -> int:
     return int.from_bytes(first[:2], "little", signed=True)
 
 
-class RecordingConnection:
+class RecordingConnection(WatchedConnection):
     """The real connection, recording what was written whole; like it, a
     ``DirectConnection`` when it writes to a plain socket (the link's inline send path
     then runs under the soak's faults too)."""
 
     def __init__(self, inner: Connection, wire: Wire) -> None:
-        self.inner, self.wire = inner, wire
-        self.held: bytes | None = None  # a frame ``send_nowait`` wrote in part
-        # (isinstance on a Protocol is slow: once, not per frame)
-        self.direct = inner if isinstance(inner, DirectConnection) else None
+        super().__init__(inner)
+        self.wire = wire
 
-    @property
-    def writes_directly(self) -> bool:
-        return self.direct is not None and self.direct.writes_directly
-
-    async def send(self, frame: bytes) -> None:
-        await self.inner.send(frame)
-        self._written(frame)
-
-    def send_nowait(self, frame: bytes) -> bool:
-        if self.direct is None:
-            raise trio.WouldBlock
-        whole = self.direct.send_nowait(frame)
-        if whole:
-            self.wire.inline += frame.startswith(AUDIO_PREFIX)
-            self._written(frame)
-        else:
-            self.held = frame  # written once flushed
-        return whole
-
-    async def flush(self) -> None:
-        assert self.direct is not None
-        await self.direct.flush()
-        if self.held is not None:
-            self._written(self.held)
-            self.held = None
-
-    def _written(self, frame: bytes) -> None:
+    def written(self, frame: bytes, *, inline: bool) -> None:
         if frame.startswith(AUDIO_PREFIX):
             self.wire.audio.append(_chunk_number(frame))
+            self.wire.inline += inline
         elif frame.startswith(TOOL_PREFIX):
             message = decode_client(frame)
             assert isinstance(message, w.ToolResponse)
@@ -178,9 +151,6 @@ class RecordingConnection:
         if self.wire.receives == self.wire.crash_at_receive:
             raise RuntimeError("injected crash of the link actor")
         return await self.inner.receive()
-
-    async def aclose(self, code: int = 1000, reason: str = "") -> None:
-        await self.inner.aclose(code, reason)
 
 
 @dataclass

@@ -96,7 +96,9 @@ class Linked:
 
 
 @asynccontextmanager
-async def linked(url: str, transport: Transport) -> AsyncIterator[Linked]:
+async def linked(
+    url: str, transport: Transport, setup: wire.Setup = SETUP
+) -> AsyncIterator[Linked]:
     """The link actor on a wiring's channels (so its inline handler is offered), once
     the session is up; stopped on the way out."""
     wiring: Wiring[m.InternalMessage] = Wiring()
@@ -110,7 +112,7 @@ async def linked(url: str, transport: Transport) -> AsyncIterator[Linked]:
             lambda: gemini_link(
                 ctx,
                 endpoint=ep.custom(url, MODEL),
-                setup=SETUP,
+                setup=setup,
                 transport=transport,
                 outgoing=wiring.receiver("outgoing"),
                 incoming=wiring.sender("incoming"),

@@ -1,66 +1,30 @@
-"""Hostile review of the hot paths (issue 17): inline sends held across a connection
-lost with transparent resumption, and the shared clock's callbacks. Real sockets on
-127.0.0.1 (real clock) for the link; the autojump clock for the pacer."""
+"""A message whose write was cut short (an inline send's rest held) when the connection
+was lost is sent once on the transparently resumed connection, not replayed and sent
+again. Real sockets on 127.0.0.1, the real clock."""
 
 from __future__ import annotations
 
 import socket
 import struct
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import trio
 import trio.testing
 
-from actors import endpoint as ep
-from actors.gemini_link import LinkState, gemini_link
 from protocol import wire
 from runtime import messages as m
-from runtime.supervisor import ActorContext
-from runtime.wiring import Wiring, deliver_nowait
+from runtime.wiring import deliver_nowait
 from tests.actors.test_inline_send import (
-    MODEL,
-    OPTIONS,
-    Linked,
     Recorder,
     SocketTransport,
     chunk,
     fill_until_held,
+    linked,
 )
 from tests.hostile import Peer, hostile_server
 
 TRANSPARENT = wire.Setup(
     model="", session_resumption=wire.SessionResumptionConfig(transparent=True)
 )
-
-
-@asynccontextmanager
-async def linked(url: str, transport: SocketTransport, setup: wire.Setup) -> AsyncIterator[Linked]:
-    wiring: Wiring[m.InternalMessage] = Wiring()
-    wiring.add("outgoing")
-    wiring.add("incoming")
-    state = LinkState()
-    ready = trio.Event()
-    ctx = ActorContext("link", 1, trio.Event(), ready.set)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(
-            lambda: gemini_link(
-                ctx,
-                endpoint=ep.custom(url, MODEL),
-                setup=setup,
-                transport=transport,
-                outgoing=wiring.receiver("outgoing"),
-                incoming=wiring.sender("incoming"),
-                state=state,
-                options=OPTIONS,
-            )
-        )
-        with trio.fail_after(10):
-            await ready.wait()
-        link = Linked(wiring.sender("outgoing"), wiring.receiver("incoming"), state, wiring)
-        await link.parked()
-        yield link
-        ctx.stopping.set()
 
 
 class Resumable(Recorder):

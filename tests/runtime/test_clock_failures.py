@@ -1,4 +1,4 @@
-"""Hostile review of the shared clock's callbacks (issue 17): whatever a callback raises
+"""The shared clock's callbacks (issue 17): whatever a callback raises
 is its owner's failure, never the timer task's (a system task that raises crashes the
 whole run with ``TrioInternalError``)."""
 
