@@ -455,17 +455,11 @@ class NativeConnection:
         write = self._write_nowait
         if write is None or self._writing or self._rest is not None:
             raise trio.WouldBlock
-        if self._ended is not None:
-            raise self._ending()
-        try:
-            data = self._ws.send_message(frame)
-        except rfc6455.ConnectionClosed as exc:  # closing began (aclose)
-            raise TransportClosed(exc.code, self._redact(exc.reason)) from None
+        data = self._framed(frame)
         try:
             written = write(data)
         except _STREAM_ERRORS as exc:
-            self._lost()
-            raise TransportClosed(1006, f"sending failed: {type(exc).__name__}") from exc
+            raise self._send_failed(exc) from exc
         if written == len(data):
             return True
         self._rest = memoryview(data)[written:]
@@ -481,13 +475,22 @@ class NativeConnection:
         await self._write(b"")
 
     async def send(self, frame: bytes) -> None:
+        await self._write(self._framed(frame))
+
+    def _framed(self, frame: bytes) -> bytes:
+        """``frame`` as a WebSocket message's bytes; raises how the connection ended, or
+        ``TransportClosed`` once closing began."""
         if self._ended is not None:
             raise self._ending()
         try:
-            data = self._ws.send_message(frame)
+            return self._ws.send_message(frame)
         except rfc6455.ConnectionClosed as exc:  # closing began (aclose)
             raise TransportClosed(exc.code, self._redact(exc.reason)) from None
-        await self._write(data)
+
+    def _send_failed(self, error: BaseException) -> TransportClosed:
+        """The connection is lost: the error a failed write raises (from ``error``)."""
+        self._lost()
+        return TransportClosed(1006, f"sending failed: {type(error).__name__}")
 
     async def receive(self) -> bytes | str:
         """Wait for the next message. Raises ``TransportClosed`` with the server's close
@@ -569,8 +572,7 @@ class NativeConnection:
             else:
                 await self._write_direct(data, self._write_nowait)
         except _STREAM_ERRORS as exc:
-            self._lost()
-            raise TransportClosed(1006, f"sending failed: {type(exc).__name__}") from exc
+            raise self._send_failed(exc) from exc
         finally:
             self._writing = False
             if self._queued_writes:  # rare; nothing to allocate on every write otherwise
