@@ -33,25 +33,9 @@ from protocol.websocket import (
     _unmask,
     encode_frame,
 )
+from tests.protocol.test_websocket_state import frame  # a frame written by hand
 
 # --- WebSocket frames in -------------------------------------------------------------------
-
-
-def frame(opcode: int, payload: bytes, *, masked: bool, fin: bool = True, rsv: int = 0) -> bytes:
-    """A frame written by hand, byte by byte (not by the codec under test)."""
-    first = (0x80 if fin else 0) | rsv | opcode
-    bit = 0x80 if masked else 0
-    size = len(payload)
-    if size < 126:
-        header = bytes((first, bit | size))
-    elif size < 65536:
-        header = bytes((first, bit | 126)) + size.to_bytes(2, "big")
-    else:
-        header = bytes((first, bit | 127)) + size.to_bytes(8, "big")
-    if not masked:
-        return header + payload
-    mask = os.urandom(4)
-    return header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
 def comparable(events: list[Event]) -> list[object]:
