@@ -341,6 +341,23 @@ async def read_messages(stream: trio.abc.Stream, count: int) -> list[bytes]:
     return out
 
 
+def fill_send_buffer(client: trio.SocketStream) -> int:
+    """Fill the socket's buffers with junk bytes (the peer reads nothing yet); how many."""
+    filler = 0
+    while True:
+        try:
+            filler += os.write(client.socket.fileno(), b"\xff" * 4096)
+        except BlockingIOError:
+            return filler
+
+
+async def read_after(server: trio.SocketStream, junk: int, count: int) -> list[bytes]:
+    """Skip ``junk`` bytes of filler, then ``count`` client messages."""
+    while junk:
+        junk -= len(await server.receive_some(junk))
+    return await read_messages(server, count)
+
+
 def record_direct_writes(conn: NativeConnection) -> list[tuple[int, int]]:
     """(bytes written directly, bytes asked) for each direct write ``conn`` makes."""
     writes: list[tuple[int, int]] = []
@@ -381,21 +398,13 @@ async def test_a_write_that_finds_the_buffer_full_waits_for_room_then_goes_whole
     client, server = await tcp_pair(sndbuf=4096)
     conn = NativeConnection(client)
     writes = record_direct_writes(conn)
-    filler = 0
-    while True:  # fill the socket's buffers (the server reads nothing yet)
-        try:
-            filler += os.write(client.socket.fileno(), b"\xff" * 4096)
-        except BlockingIOError:
-            break
+    filler = fill_send_buffer(client)
     async with client, server, trio.open_nursery() as nursery:
         received: list[bytes] = []
 
         async def reader() -> None:
             await trio.testing.wait_all_tasks_blocked()  # the send waits for room
-            junk = 0
-            while junk < filler:
-                junk += len(await server.receive_some(filler - junk))
-            received.extend(await read_messages(server, 1))
+            received.extend(await read_after(server, filler, 1))
 
         nursery.start_soon(reader)
         await conn.send(b"whole")
@@ -512,20 +521,12 @@ async def test_send_nowait_on_a_full_socket_holds_the_whole_frame() -> None:
     client, server = await tcp_pair(sndbuf=4096)
     conn = NativeConnection(client)
     writes = record_direct_writes(conn)
-    filler = 0
-    while True:  # fill the socket's buffers (the server reads nothing yet)
-        try:
-            filler += os.write(client.socket.fileno(), b"\xff" * 4096)
-        except BlockingIOError:
-            break
+    filler = fill_send_buffer(client)
     async with client, server, trio.open_nursery() as nursery:
         received: list[bytes] = []
 
         async def reader() -> None:
-            junk = 0
-            while junk < filler:
-                junk += len(await server.receive_some(filler - junk))
-            received.extend(await read_messages(server, 1))
+            received.extend(await read_after(server, filler, 1))
 
         assert conn.send_nowait(b"whole") is False
         assert writes == [(0, len(rfc6455.WebSocket(rfc6455.Role.CLIENT).send_message(b"whole")))]
